@@ -1,0 +1,36 @@
+# calltrail — everything a newcomer or CI needs starts here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint bench clean venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: the whole system on this machine (broker, gateway, …) with dev defaults
+run: $(STAMP)
+	$(BIN)/calltrail dev
+
+## make test: lint, then unit, integration (real broker) and end-to-end tests
+test: $(STAMP)
+	$(BIN)/ruff check services tests bench
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+
+## make bench: the performance benchmarks (not part of the test suite)
+bench: $(STAMP)
+	$(BIN)/python bench/gateway.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis var

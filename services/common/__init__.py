@@ -1,0 +1,1 @@
+"""What both services need: the event on the wire, settings loading, logging, Kafka factories."""

@@ -1,0 +1,184 @@
+"""The event on the wire: ``calltrail.call-event/1`` (CONTRACT.md section 3).
+
+Both services speak only through this module. The gateway builds and encodes events; the
+recorder decodes them. Decoding is strict: anything that does not match the schema raises
+:class:`EventDecodeError` with a reason, so the consumer can dead-letter it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SCHEMA = "calltrail.call-event/1"
+
+
+class EventKind(enum.StrEnum):
+    STATUS = "status"
+    DIAL = "dial"
+    SIP_INBOUND = "sip-inbound"
+
+
+class CallStatus(enum.StrEnum):
+    """Twilio's call statuses, in the order a leg can move through them."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+class EventDecodeError(ValueError):
+    """An event that cannot be processed; the message is the reason sent to the DLQ."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Where a call came from: the kintone record and user, or the LINE user for SIP calls."""
+
+    app_id: str | None = None
+    record_id: str | None = None
+    identity: str | None = None
+    line_user_id: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "app_id": self.app_id,
+            "record_id": self.record_id,
+            "identity": self.identity,
+            "line_user_id": self.line_user_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    kind: EventKind
+    received_at: datetime
+    call_sid: str
+    status: CallStatus
+    parent_call_sid: str | None = None
+    sequence: int | None = None
+    direction: str | None = None
+    from_: str | None = None
+    to: str | None = None
+    duration_s: int | None = None
+    context: CallContext = field(default_factory=CallContext)
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def root_call_sid(self) -> str:
+        """The Kafka key: every leg of one call lands on the same partition, in order."""
+        return self.parent_call_sid or self.call_sid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "kind": self.kind.value,
+            "received_at": format_rfc3339(self.received_at),
+            "call_sid": self.call_sid,
+            "parent_call_sid": self.parent_call_sid,
+            "status": self.status.value,
+            "sequence": self.sequence,
+            "direction": self.direction,
+            "from": self.from_,
+            "to": self.to,
+            "duration_s": self.duration_s,
+            "context": self.context.to_dict(),
+            "params": dict(self.params),
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def key(self) -> bytes:
+        return self.root_call_sid.encode()
+
+
+def format_rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("event timestamps must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode_event(raw: bytes) -> CallEvent:
+    """Parse one Kafka value into a :class:`CallEvent`, or say precisely why not."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise EventDecodeError("not a JSON object")
+    schema = doc.get("schema")
+    if schema != SCHEMA:
+        raise EventDecodeError(f"unknown schema {schema!r}, expected {SCHEMA!r}")
+    try:
+        kind = EventKind(doc["kind"])
+        status = CallStatus(doc["status"])
+        call_sid = _required_str(doc, "call_sid")
+        received_at = datetime.fromisoformat(_required_str(doc, "received_at"))
+        if received_at.tzinfo is None:
+            raise EventDecodeError("received_at has no time zone")
+        context_doc = doc.get("context") or {}
+        if not isinstance(context_doc, dict):
+            raise EventDecodeError("context is not an object")
+        params = doc.get("params") or {}
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+        ):
+            raise EventDecodeError("params is not an object of strings")
+        return CallEvent(
+            kind=kind,
+            received_at=received_at,
+            call_sid=call_sid,
+            status=status,
+            parent_call_sid=_optional_str(doc, "parent_call_sid"),
+            sequence=_optional_int(doc, "sequence"),
+            direction=_optional_str(doc, "direction"),
+            from_=_optional_str(doc, "from"),
+            to=_optional_str(doc, "to"),
+            duration_s=_optional_int(doc, "duration_s"),
+            context=CallContext(
+                app_id=_optional_str(context_doc, "app_id"),
+                record_id=_optional_str(context_doc, "record_id"),
+                identity=_optional_str(context_doc, "identity"),
+                line_user_id=_optional_str(context_doc, "line_user_id"),
+            ),
+            params=params,
+        )
+    except KeyError as exc:
+        raise EventDecodeError(f"missing field {exc.args[0]!r}") from None
+    except ValueError as exc:
+        if isinstance(exc, EventDecodeError):
+            raise
+        raise EventDecodeError(f"invalid value: {exc}") from None
+
+
+def _required_str(doc: Mapping[str, Any], name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str) or not value:
+        raise EventDecodeError(f"{name} must be a non-empty string")
+    return value
+
+
+def _optional_str(doc: Mapping[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EventDecodeError(f"{name} must be a string or null")
+    return value
+
+
+def _optional_int(doc: Mapping[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise EventDecodeError(f"{name} must be an integer or null")
+    return value

@@ -1,0 +1,91 @@
+"""Structured JSON logs (structlog) with secrets redacted.
+
+Two layers of protection: fields whose *name* says secret are masked, and the configured secret
+*values* are masked wherever they appear (an exception message that quotes a token, say).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+_SECRET_KEY = re.compile(r"(secret|token|password|auth|signature|api[_-]?key)", re.IGNORECASE)
+# A few fields whose names match but that are not secret.
+_PUBLIC_KEYS = frozenset({"token_ttl_s", "identity"})
+
+
+class SecretRedactor:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._values:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._field(k, v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.scrub(v) for v in value)
+        return value
+
+    def _field(self, key: Any, value: Any) -> Any:
+        if isinstance(key, str) and key not in _PUBLIC_KEYS and _SECRET_KEY.search(key):
+            return REDACTED
+        return self.scrub(value)
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            event_dict[key] = self._field(key, value)
+        return event_dict
+
+
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """JSON lines on stderr; stdlib loggers (aiohttp, aiokafka) go through the same pipeline."""
+    redactor = SecretRedactor(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            redactor,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiokafka logs every failed reconnect at ERROR; the publisher reports outages itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,72 @@
+"""Settings from the environment (CONTRACT.md section 7), shared loading rules.
+
+Each service declares its own settings class on top of :class:`KafkaSettings`; both load
+through :func:`load_settings`, which turns any problem into one line that names the setting
+(and never its value: several of them are secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+#: A list given in the environment as ``A,B,C`` (not JSON, which nobody types into a ConfigMap).
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        env_ignore_empty=True,
+        hide_input_in_errors=True,
+        frozen=True,
+    )
+
+    log_level: str = "INFO"
+
+
+class KafkaSettings(ServiceSettings):
+    kafka_bootstrap: str
+    # Apache Kafka (Strimzi) supports the idempotent producer; the local Tansu broker refuses it.
+    kafka_idempotence: bool = True
+    kafka_topic: str = "calltrail.call-events"
+
+    @property
+    def kafka_dlq_topic(self) -> str:
+        return f"{self.kafka_topic}.dlq"
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up; its message is the one line an operator needs."""
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], service: str, **overrides: Any) -> S:
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(f"calltrail {service}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming every bad setting. Values are never included."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in error["loc"] if isinstance(part, str)).upper()
+        if error["type"] == "missing":
+            problems.append(f"{name} is required but not set")
+        else:
+            problems.append(f"{name} is malformed ({error['msg']})")
+    return "; ".join(problems)

@@ -1,0 +1,124 @@
+"""``calltrail dev``: the whole system on one machine with embedded defaults.
+
+Real settings from the environment win; whatever is missing gets an obvious development
+placeholder, so ``make run`` works on a fresh machine. With placeholders the gateway is fully
+functional locally (``calltrail simulate`` signs with the same placeholder auth token), but
+its tokens are of course not accepted by the real Twilio.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from services.devtools.broker import LocalBroker, bootstrap_reachable, port_open
+
+DEFAULT_LOCAL_BROKER_PORT = 19092
+
+# Placeholders only: never real credentials (real SIDs are AC/SK/AP + 32 hex digits).
+DEV_PLACEHOLDERS: Mapping[str, str] = {
+    "TWILIO_ACCOUNT_SID": "AC" + "x" * 32,
+    "TWILIO_AUTH_TOKEN": "dev-auth-token-placeholder-not-a-secret",
+    "TWILIO_API_KEY": "SK" + "x" * 32,
+    "TWILIO_API_SECRET": "dev-api-secret-placeholder-not-a-secret",
+    "TWILIO_TWIML_APP_SID": "AP" + "x" * 32,
+    "TWILIO_CALLER_ID": "+815012345678",
+    "CALLTRAIL_TOKEN_KEY": "dev-token-key-placeholder",
+    "KINTONE_BASE_URL": "https://example.cybozu.com",
+}
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - local URL
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not healthy after {timeout_s}s")
+
+
+def run_dev(gateway_port: int | None = None) -> int:
+    env = dict(os.environ)
+    placeholders = [name for name in DEV_PLACEHOLDERS if not env.get(name)]
+    for name in placeholders:
+        env[name] = DEV_PLACEHOLDERS[name]
+    port = gateway_port or int(env.get("GATEWAY_PORT", "8080"))
+    if port_open("127.0.0.1", port):
+        print(f"calltrail dev: port {port} is taken; pass --gateway-port", file=sys.stderr)
+        return 2
+    env["GATEWAY_PORT"] = str(port)
+    env.setdefault("GATEWAY_HOST", "127.0.0.1")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("GATEWAY_SPOOL_PATH", str(Path("var/dev/gateway-spool.sqlite3").resolve()))
+
+    broker: LocalBroker | None = None
+    if env.get("KAFKA_BOOTSTRAP") and bootstrap_reachable(env["KAFKA_BOOTSTRAP"]):
+        broker_note = f"{env['KAFKA_BOOTSTRAP']} (from KAFKA_BOOTSTRAP)"
+    else:
+        local_port = DEFAULT_LOCAL_BROKER_PORT
+        if port_open("127.0.0.1", local_port):
+            local_port = 0
+        Path("var/dev").mkdir(parents=True, exist_ok=True)
+        broker = LocalBroker(port=local_port or None, log_path=Path("var/dev/broker.log")).start()
+        env["KAFKA_BOOTSTRAP"] = broker.bootstrap
+        env["KAFKA_IDEMPOTENCE"] = "false"  # Tansu refuses the idempotent producer
+        broker_note = f"{broker.bootstrap} (local Tansu, in memory)"
+
+    children: list[subprocess.Popen[bytes]] = []
+    stop = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        gateway = subprocess.Popen([sys.executable, "-m", "services.cli", "gateway"], env=env)
+        children.append(gateway)
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", gateway)
+        base = env["PUBLIC_BASE_URL"]
+        print(
+            "\ncalltrail dev is running (Ctrl-C stops everything)\n"
+            f"  broker              {broker_note}\n"
+            f"  gateway             http://127.0.0.1:{port}  (health /healthz, metrics /metrics)\n"
+            f"  kintone plugin      token URL      {base}/token\n"
+            f"  Twilio TwiML App    voice URL      {base}/twiml/voice\n"
+            f"  Twilio SIP domain   voice URL      {base}/twiml/sip\n"
+            f"  Twilio callbacks    status URL     {base}/twilio/status\n",
+            flush=True,
+        )
+        if placeholders:
+            print(
+                "  note: placeholder settings for " + ", ".join(placeholders) + ";\n"
+                "        set the real ones (README, Settings) to talk to the real Twilio.\n",
+                flush=True,
+            )
+        while not stop and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if broker is not None:
+            broker.stop()
+        print("calltrail dev stopped", flush=True)
+    failed = [child.returncode for child in children if child.returncode not in (0, -15, None)]
+    return 1 if failed else 0

@@ -1,0 +1,130 @@
+"""Twilio's webhook forms → :class:`CallEvent`. Pure: the parsers are property-tested.
+
+Every rejection raises :class:`BadCallbackError` with a reason fit for a 400 answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from services.common.events import CallContext, CallEvent, CallStatus, EventKind
+from services.gateway.tokens import IDENTITY_PATTERN
+
+CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
+KINTONE_ID = re.compile(r"[0-9]{1,20}")
+LINE_USER_ID = re.compile(r"[\x21-\x7e]{1,128}")
+CLIENT_PREFIX = "client:"
+LINE_USER_HEADER = "SipHeader_X-User-To-User"
+MAX_COUNTER = 10**9
+
+
+class BadCallbackError(ValueError):
+    pass
+
+
+def status_event(
+    form: Mapping[str, str], query: Mapping[str, str], received_at: datetime
+) -> CallEvent:
+    """A status callback of any leg (browser, PSTN or SIP)."""
+    call_sid = _call_sid(form, "CallSid", required=True)
+    return CallEvent(
+        kind=EventKind.STATUS,
+        received_at=received_at,
+        call_sid=call_sid,
+        parent_call_sid=_call_sid(form, "ParentCallSid"),
+        status=_status(form),
+        sequence=_counter(form, "SequenceNumber"),
+        direction=form.get("Direction"),
+        from_=form.get("From"),
+        to=form.get("To"),
+        duration_s=_counter(form, "CallDuration"),
+        context=context_from(query, caller=form.get("From")),
+        params=dict(form),
+    )
+
+
+def call_event(
+    kind: EventKind,
+    form: Mapping[str, str],
+    context: CallContext,
+    received_at: datetime,
+    to: str | None = None,
+) -> CallEvent:
+    """The ``dial`` / ``sip-inbound`` event published when Twilio asks for TwiML."""
+    return CallEvent(
+        kind=kind,
+        received_at=received_at,
+        call_sid=_call_sid(form, "CallSid", required=True),
+        parent_call_sid=_call_sid(form, "ParentCallSid"),
+        status=_status(form, default=CallStatus.RINGING),
+        direction=form.get("Direction"),
+        from_=form.get("From"),
+        to=to if to is not None else form.get("To"),
+        context=context,
+        params=dict(form),
+    )
+
+
+def context_from(
+    fields: Mapping[str, str],
+    *,
+    caller: str | None = None,
+    names: Mapping[str, str] | None = None,
+) -> CallContext:
+    """Validate the kintone app, record and user (and LINE user) carried with a call.
+
+    ``names`` maps context fields to the parameter names used by the caller (the browser's
+    custom parameters are ``AppId``/``RecordId``; our own callback query uses the field names).
+    """
+    names = names or {}
+
+    def field(name: str, pattern: re.Pattern[str]) -> str | None:
+        value = fields.get(names.get(name, name))
+        if value is None or value == "":
+            return None
+        if pattern.fullmatch(value) is None:
+            raise BadCallbackError(f"malformed {names.get(name, name)}")
+        return value
+
+    identity = field("identity", IDENTITY_PATTERN)
+    if identity is None and caller and caller.startswith(CLIENT_PREFIX):
+        candidate = caller[len(CLIENT_PREFIX) :]
+        identity = candidate if IDENTITY_PATTERN.fullmatch(candidate) else None
+    return CallContext(
+        app_id=field("app_id", KINTONE_ID),
+        record_id=field("record_id", KINTONE_ID),
+        identity=identity,
+        line_user_id=field("line_user_id", LINE_USER_ID),
+    )
+
+
+def _call_sid(form: Mapping[str, str], name: str, *, required: bool = False) -> str | None:
+    value = form.get(name)
+    if not value:
+        if required:
+            raise BadCallbackError(f"missing {name}")
+        return None
+    if CALL_SID.fullmatch(value) is None:
+        raise BadCallbackError(f"malformed {name}")
+    return value
+
+
+def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallStatus:
+    value = form.get("CallStatus")
+    if value is None and default is not None:
+        return default
+    try:
+        return CallStatus(value)
+    except ValueError:
+        raise BadCallbackError("missing or unknown CallStatus") from None
+
+
+def _counter(form: Mapping[str, str], name: str) -> int | None:
+    value = form.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_COUNTER:
+        raise BadCallbackError(f"malformed {name}")
+    return int(value)

@@ -1,0 +1,260 @@
+"""HTTP handlers: thin. They check who is asking, call the pure modules, and publish."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from services.common.events import CallContext, CallEvent, EventKind
+from services.common.logging import get_logger
+from services.gateway import twiml
+from services.gateway.callbacks import (
+    LINE_USER_HEADER,
+    BadCallbackError,
+    call_event,
+    context_from,
+    status_event,
+)
+from services.gateway.publisher import PublishError
+from services.gateway.resources import GATEWAY, Gateway
+from services.gateway.security import client_address, keys_match, retry_after_header
+from services.gateway.tokens import is_valid_identity, issue_access_token
+
+log = get_logger(__name__)
+
+MAX_BODY = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+# The browser SDK passes Device.connect({params}) through Twilio under these names.
+BROWSER_CONTEXT_PARAMS = {"app_id": "AppId", "record_id": "RecordId"}
+CORS_ALLOWED_HEADERS = "Content-Type, X-Calltrail-Key"
+
+
+def _error(status: type[web.HTTPError], reason: str, **headers: str) -> web.HTTPError:
+    return status(
+        text=orjson.dumps({"error": reason}).decode(),
+        content_type="application/json",
+        headers=headers or None,
+    )
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml")
+
+
+async def _read_form(request: web.Request) -> MultiDictProxy[str]:
+    """The body as a form, strictly: UTF-8, percent-decoding included, or 400."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _error(web.HTTPRequestEntityTooLarge, "body over 64 KiB")  # type: ignore[arg-type]
+    body = await request.read()  # client_max_size caps bodies without a Content-Length
+    if body and request.content_type != FORM:
+        raise _error(web.HTTPUnsupportedMediaType, f"expected {FORM}")
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=512
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise _error(web.HTTPBadRequest, "body is not a UTF-8 form") from None
+    return MultiDictProxy(MultiDict(pairs))
+
+
+async def _twilio_form(request: web.Request, gateway: Gateway) -> MultiDictProxy[str]:
+    form = await _read_form(request)
+    signature = request.headers.get("X-Twilio-Signature")
+    if not gateway.signature.is_valid(request.raw_path, form, signature):
+        gateway.metrics.rejected.labels("signature").inc()
+        raise _error(web.HTTPForbidden, "invalid or missing X-Twilio-Signature")
+    return form
+
+
+async def _publish(gateway: Gateway, event: CallEvent) -> None:
+    try:
+        await gateway.publisher.publish(event)
+    except PublishError:
+        # Twilio retries a 503 (with connection overrides, see README); nothing is lost.
+        raise _error(
+            web.HTTPServiceUnavailable, "event could not be stored", **{"Retry-After": "1"}
+        ) from None
+
+
+# --- POST /twilio/status -------------------------------------------------------------------
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    form = await _twilio_form(request, gateway)
+    try:
+        event = status_event(form, request.query, datetime.now(UTC))
+    except BadCallbackError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    await _publish(gateway, event)
+    gateway.metrics.callbacks.labels(event.status.value).inc()
+    return web.Response(status=204)
+
+
+# --- POST /twiml/voice ----------------------------------------------------------------------
+
+
+async def twiml_voice(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    form = await _twilio_form(request, gateway)
+    try:
+        context = context_from(form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS)
+    except BadCallbackError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    decision = twiml.decide_dial(form.get("To"), settings.dial_allowed_countries)
+    if decision.number is None:
+        gateway.metrics.dials.labels("refused").inc()
+        log.info("dial_refused", call_sid=form.get("CallSid"), reason=decision.refusal)
+        return _xml(twiml.refusal_twiml())
+    try:
+        event = call_event(
+            EventKind.DIAL, form, context, datetime.now(UTC), to=decision.number.e164
+        )
+    except BadCallbackError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    try:
+        await gateway.publisher.publish(event)
+    except PublishError:
+        # The call matters more than this early notice; its status callbacks carry the same
+        # context, so the recorder still learns everything once the broker or spool is back.
+        log.error("dial_event_not_stored", call_sid=event.call_sid)
+    gateway.metrics.dials.labels("dialled").inc()
+    callback = twiml.status_callback_url(
+        settings.public_base_url, context, settings.status_callback_overrides
+    )
+    return _xml(twiml.dial_number_twiml(decision.number, settings.twilio_caller_id, callback))
+
+
+# --- POST /twiml/sip ------------------------------------------------------------------------
+
+
+async def twiml_sip(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    form = await _twilio_form(request, gateway)
+    try:
+        line_user = context_from({"line_user_id": form.get(LINE_USER_HEADER, "")})
+        context = CallContext(line_user_id=line_user.line_user_id)
+        event = call_event(EventKind.SIP_INBOUND, form, context, datetime.now(UTC))
+    except BadCallbackError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    await _publish(gateway, event)
+    callback = twiml.status_callback_url(
+        settings.public_base_url, context, settings.status_callback_overrides
+    )
+    return _xml(
+        twiml.sip_inbound_twiml(
+            caller_id=settings.twilio_caller_id,
+            callback_url=callback,
+            forward_to=settings.sip_forward_to,
+            identities=settings.sip_ring_identities,
+        )
+    )
+
+
+# --- POST /token ----------------------------------------------------------------------------
+
+
+def _cors_headers(request: web.Request, gateway: Gateway) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return {}
+    if origin != gateway.settings.kintone_origin:
+        raise _error(web.HTTPForbidden, "origin not allowed")
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+async def token_preflight(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    headers = _cors_headers(request, gateway)
+    if not headers:
+        raise _error(web.HTTPForbidden, "not a CORS preflight")
+    headers |= {
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
+        "Access-Control-Max-Age": "600",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+async def _identity_from(request: web.Request) -> object:
+    if request.content_type == "application/json":
+        body = await request.read()
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _error(web.HTTPBadRequest, "body is not JSON") from None
+        return doc.get("identity") if isinstance(doc, dict) else None
+    return (await _read_form(request)).get("identity")
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    cors = _cors_headers(request, gateway)
+    address = client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxy_hops
+    )
+    # The address limit comes before the key check, so it also slows down key guessing.
+    wait = gateway.address_limiter.acquire(address)
+    if wait:
+        gateway.metrics.rejected.labels("rate_limit_address").inc()
+        raise _error(
+            web.HTTPTooManyRequests,
+            "too many requests",
+            **{"Retry-After": retry_after_header(wait)},
+            **cors,
+        )
+    if not keys_match(
+        request.headers.get("X-Calltrail-Key"), settings.calltrail_token_key.get_secret_value()
+    ):
+        gateway.metrics.rejected.labels("token_key").inc()
+        raise _error(web.HTTPUnauthorized, "missing or wrong X-Calltrail-Key", **cors)
+    identity = await _identity_from(request)
+    if not is_valid_identity(identity):
+        raise _error(web.HTTPBadRequest, "identity must match ^[A-Za-z0-9_]{1,121}$", **cors)
+    assert isinstance(identity, str)
+    wait = gateway.identity_limiter.acquire(identity)
+    if wait:
+        gateway.metrics.rejected.labels("rate_limit_identity").inc()
+        raise _error(
+            web.HTTPTooManyRequests,
+            "too many tokens for this identity",
+            **{"Retry-After": retry_after_header(wait)},
+            **cors,
+        )
+    token = issue_access_token(
+        account_sid=settings.twilio_account_sid,
+        api_key=settings.twilio_api_key,
+        api_secret=settings.twilio_api_secret.get_secret_value(),
+        twiml_app_sid=settings.twilio_twiml_app_sid,
+        identity=identity,
+        ttl_s=settings.token_ttl_s,
+    )
+    gateway.metrics.tokens.inc()
+    log.info("token_issued", identity=identity, ttl_s=settings.token_ttl_s)
+    return web.json_response(
+        {
+            "identity": identity,
+            "token": token,
+            "ttl": settings.token_ttl_s,
+            "edge": settings.twilio_edge,
+        },
+        headers={"Cache-Control": "no-store", **cors},
+    )
+
+
+# --- GET /readyz ----------------------------------------------------------------------------
+
+
+async def readyz(request: web.Request) -> web.Response:
+    publisher = request.app[GATEWAY].publisher
+    body = {"broker": publisher.broker_ok, "spool_depth": publisher.spool_depth}
+    if await publisher.ready():
+        return web.json_response({"status": "ready", **body})
+    return web.json_response({"status": "unavailable", **body}, status=503)

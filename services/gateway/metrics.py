@@ -1,0 +1,39 @@
+"""The gateway's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.callbacks = Counter(
+            "calltrail_status_callbacks_total",
+            "Accepted status callbacks by call status.",
+            ["status"],
+            registry=registry,
+        )
+        self.published = Counter(
+            "calltrail_events_published_total",
+            "Events stored, by where: broker (acknowledged), spool (broker away), failed.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "calltrail_spool_depth", "Events waiting in the local spool.", registry=registry
+        )
+        self.tokens = Counter(
+            "calltrail_access_tokens_issued_total", "Access tokens issued.", registry=registry
+        )
+        self.dials = Counter(
+            "calltrail_dials_total",
+            "TwiML dial decisions by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "calltrail_requests_rejected_total",
+            "Requests refused before any work, by reason.",
+            ["reason"],
+            registry=registry,
+        )

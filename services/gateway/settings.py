@@ -1,0 +1,102 @@
+"""The gateway's settings (CONTRACT.md section 7)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import phonenumbers
+from pydantic import Field, SecretStr, field_validator
+
+from services.common.settings import CsvList, KafkaSettings
+
+
+def _twilio_sid(prefix: str, what: str) -> Field:  # type: ignore[valid-type]
+    return Field(pattern=rf"^{prefix}[0-9A-Za-z]{{32}}$", description=what)
+
+
+class GatewaySettings(KafkaSettings):
+    public_base_url: str
+    twilio_account_sid: str = _twilio_sid("AC", "Account SID")
+    twilio_auth_token: SecretStr
+    twilio_api_key: str = _twilio_sid("SK", "API key SID")
+    twilio_api_secret: SecretStr
+    twilio_twiml_app_sid: str = _twilio_sid("AP", "TwiML App SID")
+    twilio_caller_id: str
+    twilio_edge: str = "tokyo"
+    calltrail_token_key: SecretStr = Field(min_length=16)
+    token_ttl_s: int = Field(default=600, ge=60, le=86_400)
+    dial_allowed_countries: CsvList = Field(default_factory=lambda: ["JP"])
+    kintone_base_url: str
+    sip_forward_to: str | None = None
+    # Browser identities rung for an inbound SIP (LINE) call when SIP_FORWARD_TO is not set.
+    sip_ring_identities: CsvList = Field(default_factory=list)
+    # Twilio connection overrides appended to callback URLs, e.g. "rc=3&rp=all" (README).
+    status_callback_overrides: str = ""
+    gateway_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    gateway_port: int = Field(default=8080, ge=0, le=65_535)
+    gateway_spool_path: Path = Path("var/gateway-spool.sqlite3")
+    publish_timeout_s: float = Field(default=5.0, gt=0, le=14)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    token_rate_per_identity: int = Field(default=10, ge=1, description="tokens per minute")
+    token_rate_per_address: int = Field(default=60, ge=1, description="tokens per minute")
+    # How many reverse proxies append to X-Forwarded-For in front of the gateway (0 = trust none).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
+
+    @field_validator("public_base_url", "kintone_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("twilio_caller_id", "sip_forward_to")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValueError("must be a phone number in E.164 form, e.g. +815012345678") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("is not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("dial_allowed_countries")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        regions = [v.upper() for v in value]
+        supported = phonenumbers.SUPPORTED_REGIONS
+        for region in regions:
+            if region not in supported:
+                raise ValueError(f"{region} is not an ISO 3166 region code")
+        if not regions:
+            raise ValueError("must name at least one region")
+        return regions
+
+    @field_validator("status_callback_overrides")
+    @classmethod
+    def _overrides(cls, value: str) -> str:
+        value = value.lstrip("#")
+        if value and not re.fullmatch(
+            r"[a-z]{1,4}=[0-9a-z]{1,16}(&[a-z]{1,4}=[0-9a-z]{1,16})*", value
+        ):
+            raise ValueError("must look like rc=3&rp=all")
+        return value
+
+    @property
+    def kintone_origin(self) -> str:
+        parts = urlsplit(self.kintone_base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def secret_values(self) -> list[str]:
+        return [
+            self.twilio_auth_token.get_secret_value(),
+            self.twilio_api_secret.get_secret_value(),
+            self.calltrail_token_key.get_secret_value(),
+        ]
