@@ -128,10 +128,15 @@ def decode_event(raw: bytes) -> CallEvent:
         received_at = datetime.fromisoformat(_required_str(doc, "received_at"))
         if received_at.tzinfo is None:
             raise EventDecodeError("received_at has no time zone")
-        context_doc = doc.get("context") or {}
+        # Only null/absent means "empty": false, 0, "" or [] are type errors, not defaults.
+        context_doc = doc.get("context")
+        if context_doc is None:
+            context_doc = {}
         if not isinstance(context_doc, dict):
             raise EventDecodeError("context is not an object")
-        params = doc.get("params") or {}
+        params = doc.get("params")
+        if params is None:
+            params = {}
         if not isinstance(params, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in params.items()
         ):

@@ -68,5 +68,7 @@ def describe_errors(exc: ValidationError) -> str:
         if error["type"] == "missing":
             problems.append(f"{name} is required but not set")
         else:
-            problems.append(f"{name} is malformed ({error['msg']})")
+            # A validator's message may quote a value with a line break in it: keep one line.
+            message = " ".join(str(error["msg"]).split())
+            problems.append(f"{name} is malformed ({message})")
     return "; ".join(problems)

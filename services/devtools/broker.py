@@ -7,6 +7,7 @@ Used by ``calltrail dev``, the tests and the benchmarks. Tansu keeps everything 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -74,8 +75,19 @@ class LocalBroker:
             time.sleep(0.05)
         return self
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections hang, as in a network partition or a stuck
+        broker. Unlike a restart this keeps its in-memory data, so tests can check for loss."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
             self._process.terminate()
             try:
                 self._process.wait(timeout=5)

@@ -125,6 +125,7 @@ def _counter(form: Mapping[str, str], name: str) -> int | None:
     value = form.get(name)
     if value is None or value == "":
         return None
-    if not value.isascii() or not value.isdigit() or int(value) > MAX_COUNTER:
+    # Length first: int() refuses strings over 4300 digits with a plain ValueError (a 500).
+    if not value.isascii() or not value.isdigit() or len(value) > 20 or int(value) > MAX_COUNTER:
         raise BadCallbackError(f"malformed {name}")
     return int(value)

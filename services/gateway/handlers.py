@@ -48,7 +48,7 @@ def _xml(body: str) -> web.Response:
 async def _read_form(request: web.Request) -> MultiDictProxy[str]:
     """The body as a form, strictly: UTF-8, percent-decoding included, or 400."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _error(web.HTTPRequestEntityTooLarge, "body over 64 KiB")  # type: ignore[arg-type]
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
     body = await request.read()  # client_max_size caps bodies without a Content-Length
     if body and request.content_type != FORM:
         raise _error(web.HTTPUnsupportedMediaType, f"expected {FORM}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
@@ -27,7 +28,12 @@ def issue_access_token(
 
     Incoming is allowed so an inbound LINE/SIP call can ring this user's browser.
     """
-    token = AccessToken(account_sid, api_key, api_secret, identity=identity, ttl=ttl_s)
+    # One clock reading for both ends: twilio's Jwt reads the clock separately for nbf and exp,
+    # so a second boundary in between would make the lifetime ttl_s - 1.
+    now = int(time.time())
+    token = AccessToken(
+        account_sid, api_key, api_secret, identity=identity, nbf=now, valid_until=now + ttl_s
+    )
     token.add_grant(VoiceGrant(outgoing_application_sid=twiml_app_sid, incoming_allow=True))
     jwt = token.to_jwt()
     return jwt.decode() if isinstance(jwt, bytes) else jwt

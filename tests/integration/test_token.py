@@ -1,0 +1,123 @@
+"""POST /token: an Access Token only for the kintone page that knows the key."""
+
+from __future__ import annotations
+
+import jwt
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import API_KEY, API_SECRET, APP_SID, KINTONE_ORIGIN, TOKEN_KEY
+from tests.integration.conftest import GatewayFactory
+
+KEY = {"X-Calltrail-Key": TOKEN_KEY}
+
+
+async def test_token_for_a_valid_identity(gateway: TestClient) -> None:
+    response = await gateway.post("/token", data={"identity": "u_123"}, headers=KEY)
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = await response.json()
+    assert body["identity"] == "u_123"
+    assert body["ttl"] == 600
+    assert body["edge"] == "tokyo"
+    claims = jwt.decode(body["token"], API_SECRET, algorithms=["HS256"])
+    assert claims["iss"] == API_KEY
+    assert claims["grants"]["identity"] == "u_123"
+    assert claims["grants"]["voice"]["outgoing"]["application_sid"] == APP_SID
+    assert claims["exp"] - claims["nbf"] == 600
+
+
+async def test_json_body_and_configured_ttl(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(token_ttl_s=3600)
+    response = await gateway.post("/token", json={"identity": "sales_01"}, headers=KEY)
+    assert response.status == 200
+    body = await response.json()
+    claims = jwt.decode(body["token"], API_SECRET, algorithms=["HS256"])
+    assert body["ttl"] == 3600
+    assert claims["exp"] - claims["nbf"] == 3600
+
+
+async def test_missing_or_wrong_key_is_401(gateway: TestClient) -> None:
+    for headers in ({}, {"X-Calltrail-Key": "wrong"}, {"X-Calltrail-Key": TOKEN_KEY + "x"}):
+        response = await gateway.post("/token", data={"identity": "u_1"}, headers=headers)
+        assert response.status == 401
+        text = await response.text()
+        assert "token" not in (await response.json())
+        assert TOKEN_KEY not in text
+
+
+async def test_bad_identities_are_400(gateway: TestClient) -> None:
+    bad_forms = [
+        {"identity": "has space"},
+        {"identity": "x" * 122},
+        {"identity": "x" * 500},
+        {"identity": ""},
+        {"identity": "ユーザー"},
+        {"identity": "u_1;drop"},
+        {},
+    ]
+    for form in bad_forms:
+        response = await gateway.post("/token", data=form, headers=KEY)
+        assert response.status == 400, form
+    for body in (b"{not json", b"[1, 2]", b'{"identity": 5}', b'{"identity": null}'):
+        response = await gateway.post(
+            "/token", data=body, headers={**KEY, "Content-Type": "application/json"}
+        )
+        assert response.status == 400, body
+    response = await gateway.post("/token", data={"identity": "x" * 121}, headers=KEY)
+    assert response.status == 200
+
+
+async def test_cors_only_for_the_kintone_origin(gateway: TestClient) -> None:
+    preflight = {
+        "Origin": KINTONE_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-calltrail-key, content-type",
+    }
+    response = await gateway.options("/token", headers=preflight)
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == KINTONE_ORIGIN
+    assert "X-Calltrail-Key" in response.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Access-Control-Allow-Methods"] == "POST"
+
+    evil = {**preflight, "Origin": "https://evil.example.com"}
+    response = await gateway.options("/token", headers=evil)
+    assert response.status == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+    response = await gateway.post(
+        "/token", data={"identity": "u_1"}, headers={**KEY, "Origin": KINTONE_ORIGIN}
+    )
+    assert response.status == 200
+    assert response.headers["Access-Control-Allow-Origin"] == KINTONE_ORIGIN
+
+    response = await gateway.post(
+        "/token", data={"identity": "u_1"}, headers={**KEY, "Origin": "https://evil.example.com"}
+    )
+    assert response.status == 403
+
+
+async def test_rate_limited_per_identity(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(token_rate_per_identity=2)
+    statuses = [
+        (await gateway.post("/token", data={"identity": "u_9"}, headers=KEY)).status
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    response = await gateway.post("/token", data={"identity": "u_9"}, headers=KEY)
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    # Another identity is not affected.
+    response = await gateway.post("/token", data={"identity": "u_10"}, headers=KEY)
+    assert response.status == 200
+
+
+async def test_rate_limited_per_address_even_without_key(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(token_rate_per_address=3)
+    statuses = [
+        (await gateway.post("/token", data={"identity": f"u_{i}"}, headers={})).status
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    response = await gateway.post("/token", data={"identity": "u_1"}, headers=KEY)
+    assert response.status == 429
+    assert "Retry-After" in response.headers
