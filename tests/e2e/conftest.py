@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from services.devtools.broker import LocalBroker, free_port
+from tests.conftest import gateway_settings_values
+
+
+def settings_env(values: Mapping[str, object]) -> dict[str, str]:
+    """Settings as the environment variables a deployment would set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "KAFKA_"))}
+    for name, value in values.items():
+        env[name.upper()] = ",".join(value) if isinstance(value, list) else str(value)
+    return env
+
+
+class ServiceProcess:
+    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
+        self.log = log
+        self._log_file = log.open("wb")
+        self._terminated = False
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            env=dict(env),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, url: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited {self.process.returncode}: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200 and b'"broker": true' in response.read():
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} never ready: {self.log.read_text()}")
+
+    def terminate(self) -> None:
+        """One SIGTERM, as Kubernetes sends; a second would interrupt the graceful shutdown."""
+        if not self._terminated and self.process.poll() is None:
+            self._terminated = True
+            self.process.terminate()
+
+    def stop(self) -> int:
+        self.terminate()
+        try:
+            code = self.process.wait(timeout=30)
+        finally:
+            self._log_file.close()
+        return code
+
+
+@pytest.fixture
+def gateway_process(
+    kafka_broker: LocalBroker, topic: str, tmp_path: Path
+) -> Iterator[tuple[ServiceProcess, str]]:
+    port = free_port()
+    env = settings_env(
+        gateway_settings_values(
+            kafka_bootstrap=kafka_broker.bootstrap,
+            kafka_topic=topic,
+            gateway_host="127.0.0.1",
+            gateway_port=port,
+            gateway_spool_path=tmp_path / "spool.sqlite3",
+        )
+    )
+    service = ServiceProcess(["gateway"], env, tmp_path / "gateway.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        service.wait_ready(f"{base}/readyz")
+        yield service, base
+    finally:
+        service.stop()
