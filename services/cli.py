@@ -29,6 +29,23 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(gateway_port=args.gateway_port)
 
 
+def _twilio_signature(args: argparse.Namespace) -> int:
+    import os
+    from urllib.parse import parse_qsl
+
+    from services.devtools.twilio_player import TwilioSigner
+
+    token = os.environ.get("TWILIO_AUTH_TOKEN")
+    if not token:
+        print(
+            "calltrail twilio-signature: TWILIO_AUTH_TOKEN is required but not set", file=sys.stderr
+        )
+        return 2
+    params = dict(parse_qsl(args.body, keep_blank_values=True))
+    print(TwilioSigner(token, "").signature(args.url, params))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calltrail", description="kintone × Twilio calling: gateway, recorder and tools."
@@ -42,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--gateway-port", type=int, default=None, help="default: GATEWAY_PORT or 8080")
     dev.set_defaults(func=_dev)
+    sign = commands.add_parser(
+        "twilio-signature",
+        help="print the X-Twilio-Signature Twilio would send for a URL and form body",
+    )
+    sign.add_argument("url", help="the full public URL, query string included")
+    sign.add_argument("body", help="the form body, URL-encoded (a=1&b=2)")
+    sign.set_defaults(func=_twilio_signature)
     return parser
 
 
