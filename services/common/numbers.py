@@ -36,8 +36,13 @@ class PhoneNumber:
 
     @property
     def is_premium(self) -> bool:
-        # Premium-rate and shared-cost numbers are the classic toll-fraud targets.
-        return self.line_type in (PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST)
+        # Premium-rate and shared-cost numbers are the classic toll-fraud targets. Japan's
+        # 0570 "Navi Dial" numbers (libphonenumber: UAN) cost the caller extra the same way.
+        return self.line_type in (
+            PhoneNumberType.PREMIUM_RATE,
+            PhoneNumberType.SHARED_COST,
+            PhoneNumberType.UAN,
+        )
 
     def destination_type(self, home_region: str = "JP") -> DestinationType:
         if self.region != home_region:

@@ -86,7 +86,9 @@ async def test_refused_numbers_get_a_spoken_refusal_and_nothing_is_dialled(
     gateway: TestClient, twilio: TwilioSigner, topic: str, read_events: ReadEvents
 ) -> None:
     refused = [
-        "09901234567",  # premium rate (ダイヤルQ2)
+        "09901234567",  # not a valid number
+        "0990123456",  # premium rate (ダイヤルQ2)
+        "0570123456",  # Navi Dial: the caller pays a premium
         "+12025550123",  # a US number, DIAL_ALLOWED_COUNTRIES=JP
         "12345",
         "not a number",

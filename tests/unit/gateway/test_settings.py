@@ -1,0 +1,150 @@
+"""The gateway's own settings: defaults, formats, normalisation (CONTRACT.md section 7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import load_settings
+from services.gateway.settings import GatewaySettings
+from tests.conftest import ACCOUNT_SID, CALLER_ID, KINTONE_ORIGIN, PUBLIC_BASE_URL
+from tests.unit.conftest import SECRETS, SettingsErrorOf
+
+
+def _load() -> GatewaySettings:
+    return load_settings(GatewaySettings, "gateway")
+
+
+@pytest.mark.usefixtures("gateway_env")
+def test_defaults() -> None:
+    settings = _load()
+    assert settings.public_base_url == PUBLIC_BASE_URL
+    assert settings.twilio_account_sid == ACCOUNT_SID
+    assert settings.twilio_caller_id == CALLER_ID
+    assert settings.token_ttl_s == 600
+    assert settings.dial_allowed_countries == ["JP"]
+    assert settings.kafka_topic == "calltrail.call-events"
+    assert settings.gateway_host == "0.0.0.0"  # noqa: S104
+    assert settings.gateway_port == 8080
+    assert settings.sip_forward_to is None
+    assert settings.sip_ring_identities == []
+    assert settings.status_callback_overrides == ""
+    assert settings.trusted_proxy_hops == 0
+
+
+@pytest.mark.usefixtures("gateway_env")
+def test_secret_values_and_their_hiding() -> None:
+    settings = _load()
+    assert sorted(settings.secret_values()) == sorted(SECRETS)
+    text = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in SECRETS:
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TOKEN_TTL_S", "100000"),
+        ("TOKEN_TTL_S", "86401"),
+        ("TOKEN_TTL_S", "59"),
+        ("TOKEN_TTL_S", "ten minutes"),
+        ("DIAL_ALLOWED_COUNTRIES", "XX"),
+        ("DIAL_ALLOWED_COUNTRIES", "JP,ZZ"),
+        ("DIAL_ALLOWED_COUNTRIES", "Japan"),
+        ("DIAL_ALLOWED_COUNTRIES", ",,"),
+        ("TWILIO_CALLER_ID", "abc"),
+        ("TWILIO_CALLER_ID", "+81000"),
+        ("SIP_FORWARD_TO", "not-a-number"),
+        ("PUBLIC_BASE_URL", "not-a-url"),
+        ("PUBLIC_BASE_URL", "ftp://calltrail.example.com"),
+        ("PUBLIC_BASE_URL", "https://"),
+        ("PUBLIC_BASE_URL", "https://calltrail.example.com/?x=1"),
+        ("PUBLIC_BASE_URL", "https://calltrail.example.com/#frag"),
+        ("KINTONE_BASE_URL", "example.cybozu.com"),
+        ("TWILIO_ACCOUNT_SID", "AC123"),
+        ("TWILIO_API_KEY", "AC" + "1" * 32),
+        ("TWILIO_TWIML_APP_SID", "AP" + "2" * 31 + "!"),
+        ("CALLTRAIL_TOKEN_KEY", "short-key"),
+        ("GATEWAY_PORT", "70000"),
+        ("STATUS_CALLBACK_OVERRIDES", "rc=3&rp=all&evil=<x>"),
+        ("TRUSTED_PROXY_HOPS", "-1"),
+        ("PUBLISH_TIMEOUT_S", "15"),
+    ],
+)
+def test_malformed_setting_is_named(
+    gateway_env: pytest.MonkeyPatch, settings_error: SettingsErrorOf, name: str, value: str
+) -> None:
+    gateway_env.setenv(name, value)
+    message = settings_error()
+    assert message.startswith(f"calltrail gateway: {name} is malformed (")
+    assert message.count("malformed") == 1
+
+
+@pytest.mark.parametrize(("value", "limit"), [("100000", "86400"), ("30", "60")])
+def test_token_ttl_message_says_the_limit(
+    gateway_env: pytest.MonkeyPatch, settings_error: SettingsErrorOf, value: str, limit: str
+) -> None:
+    gateway_env.setenv("TOKEN_TTL_S", value)
+    assert limit in settings_error()
+
+
+@pytest.mark.parametrize("value", ["60", "86400"])
+def test_token_ttl_bounds_are_inclusive(gateway_env: pytest.MonkeyPatch, value: str) -> None:
+    gateway_env.setenv("TOKEN_TTL_S", value)
+    assert _load().token_ttl_s == int(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("JP,US", ["JP", "US"]), ("jp, us", ["JP", "US"]), (" JP ,, US ,", ["JP", "US"])],
+)
+def test_allowed_countries_are_a_comma_separated_list(
+    gateway_env: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    gateway_env.setenv("DIAL_ALLOWED_COUNTRIES", value)
+    assert _load().dial_allowed_countries == expected
+
+
+def test_ring_identities_are_a_comma_separated_list(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("SIP_RING_IDENTITIES", "u_1, u_2")
+    assert _load().sip_ring_identities == ["u_1", "u_2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://calltrail.example.com/", "https://calltrail.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://calltrail.example.com/base/", "https://calltrail.example.com/base"),
+    ],
+)
+def test_public_base_url_is_normalised(
+    gateway_env: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    gateway_env.setenv("PUBLIC_BASE_URL", value)
+    assert _load().public_base_url == expected
+
+
+@pytest.mark.parametrize("value", ["+81 50-1234-5678", "+815012345678"])
+def test_caller_id_is_normalised_to_e164(gateway_env: pytest.MonkeyPatch, value: str) -> None:
+    gateway_env.setenv("TWILIO_CALLER_ID", value)
+    assert _load().twilio_caller_id == "+815012345678"
+
+
+def test_sip_forward_to_is_normalised_to_e164(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("SIP_FORWARD_TO", "+81 90 1234 5678")
+    assert _load().sip_forward_to == "+819012345678"
+
+
+@pytest.mark.parametrize("value", ["rc=3&rp=all", "#rc=3&rp=all"])
+def test_callback_overrides_lose_a_leading_hash(
+    gateway_env: pytest.MonkeyPatch, value: str
+) -> None:
+    gateway_env.setenv("STATUS_CALLBACK_OVERRIDES", value)
+    assert _load().status_callback_overrides == "rc=3&rp=all"
+
+
+def test_kintone_origin_drops_the_path(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("KINTONE_BASE_URL", "https://example.cybozu.com/k/12/")
+    settings = _load()
+    assert settings.kintone_base_url == "https://example.cybozu.com/k/12"
+    assert settings.kintone_origin == KINTONE_ORIGIN
