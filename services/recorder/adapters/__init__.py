@@ -1,0 +1,1 @@
+"""The recorder's edges: PostgreSQL, Kafka (and, later, kintone)."""

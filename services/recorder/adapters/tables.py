@@ -1,0 +1,124 @@
+"""The PostgreSQL schema (SQLAlchemy Core). Alembic migrations are written against this
+metadata, and a test proves autogenerate finds no difference between the two."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+#: One row per call leg (CONTRACT.md section 4); dashboards read it.
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_sid", Text, primary_key=True),
+    Column("parent_call_sid", Text, index=True),
+    Column("leg", Text, nullable=False),
+    Column("destination_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("status_sequence", Integer, nullable=False),
+    Column("direction", Text),
+    Column("from_number", Text),
+    Column("to_number", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("answered_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("duration_s", Integer),
+    Column("billable_minutes", Integer),
+    Column("charge", Numeric),
+    Column("currency", Text),
+    Column("rate", Numeric),
+    Column("tariff_effective_from", Date),
+    Column("billing_month", Date, index=True),
+    Column("kintone_app_id", Text),
+    Column("kintone_record_id", Text),
+    Column("user_identity", Text),
+    Column("line_user_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: Every distinct event, as received, append-only: the audit trail and the dedup key.
+call_events = Table(
+    "call_events",
+    metadata,
+    Column("event_key", Text, primary_key=True),
+    Column("call_sid", Text, nullable=False, index=True),
+    Column("root_call_sid", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("sequence", Integer),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: The numbers the company rents from Twilio, for the monthly rental charge.
+numbers = Table(
+    "numbers",
+    metadata,
+    Column("e164", Text, primary_key=True),
+    Column("held_from", Date, nullable=False),
+    Column("held_until", Date),
+    Column("note", Text),
+)
+
+#: A copy of the tariff file (CALLTRAIL_TARIFF), so SQL (the monthly_charges view, dashboards)
+#: can price number rental. The file is the source; the recorder replaces this on start.
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("effective_from", Date, primary_key=True),
+    Column("currency", Text, nullable=False),
+    Column("per_minute", JSONB, nullable=False),
+    Column("number_rental_per_month", Numeric),
+)
+
+MONTHLY_CHARGES_VIEW = """
+CREATE VIEW monthly_charges AS
+WITH usage AS (
+    SELECT billing_month AS month, currency,
+           sum(charge) AS usage_charge,
+           count(*) FILTER (WHERE charge IS NULL) AS unrated_legs
+    FROM calls
+    WHERE billing_month IS NOT NULL AND currency IS NOT NULL
+    GROUP BY billing_month, currency
+),
+held AS (
+    SELECT n.e164, m.month::date AS month
+    FROM numbers n
+    CROSS JOIN LATERAL generate_series(
+        date_trunc('month', n.held_from),
+        date_trunc('month', coalesce(n.held_until, current_date)),
+        interval '1 month'
+    ) AS m(month)
+),
+rental AS (
+    SELECT h.month, t.currency, sum(t.number_rental_per_month) AS rental_charge
+    FROM held h
+    JOIN LATERAL (
+        SELECT currency, number_rental_per_month FROM tariffs
+        WHERE effective_from <= h.month ORDER BY effective_from DESC LIMIT 1
+    ) t ON t.number_rental_per_month IS NOT NULL
+    GROUP BY h.month, t.currency
+)
+SELECT coalesce(u.month, r.month) AS month,
+       coalesce(u.usage_charge, 0) AS usage_charge,
+       coalesce(r.rental_charge, 0) AS rental_charge,
+       coalesce(u.usage_charge, 0) + coalesce(r.rental_charge, 0) AS total,
+       coalesce(u.currency, r.currency) AS currency,
+       coalesce(u.unrated_legs, 0) AS unrated_legs
+FROM usage u
+FULL JOIN rental r ON r.month = u.month AND r.currency = u.currency
+"""

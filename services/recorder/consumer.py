@@ -1,0 +1,242 @@
+"""The consumer loop: batches from Kafka, one transaction each, offsets after the commit.
+
+At-least-once delivery is made exactly-once in effect by idempotent writes (see the
+repository). Failure handling:
+
+- an event that cannot be decoded or stored goes to ``<topic>.dlq`` with the reason, and the
+  rest of its batch is recorded;
+- while PostgreSQL is away, the batch is retried with backoff and no offset moves, so nothing
+  is lost and consumption resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy.exc import DBAPIError
+
+from services.common.events import EventDecodeError, decode_event
+from services.common.logging import get_logger
+from services.recorder.adapters.repository import BatchOutcome, CallRepository, ReceivedEvent
+from services.recorder.metrics import RecorderMetrics
+
+log = get_logger(__name__)
+
+INT32_MAX = 2**31 - 1
+MAX_BACKOFF_S = 10.0
+# SQLSTATE classes that mean "this data cannot be stored" rather than "the database is away".
+DATA_ERROR_CLASSES = ("22", "23")
+
+
+class PoisonEventError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    record: ConsumerRecord[bytes, bytes]
+    reason: str
+
+
+def to_received(record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
+    """Decode and check that PostgreSQL can store it, or raise with the reason."""
+    raw = record.value
+    if raw is None:
+        raise PoisonEventError("empty value")
+    if b"\\u0000" in raw:
+        raise PoisonEventError("contains a NUL character, which PostgreSQL text cannot hold")
+    try:
+        event = decode_event(raw)
+    except EventDecodeError as exc:
+        raise PoisonEventError(str(exc)) from None
+    for name in ("sequence", "duration_s"):
+        value = getattr(event, name)
+        if value is not None and not 0 <= value <= INT32_MAX:
+            raise PoisonEventError(f"{name} out of range")
+    return ReceivedEvent(event, raw.decode())
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    return str(code)[:2] in DATA_ERROR_CLASSES
+
+
+class RecorderConsumer:
+    def __init__(
+        self,
+        *,
+        consumer_factory: Callable[[], AIOKafkaConsumer],
+        dlq_producer_factory: Callable[[], AIOKafkaProducer],
+        dlq_topic: str,
+        repository: CallRepository,
+        metrics: RecorderMetrics,
+        batch_max: int,
+        on_recorded: Callable[[BatchOutcome], None] | None = None,
+    ) -> None:
+        self._consumer_factory = consumer_factory
+        self._dlq_producer_factory = dlq_producer_factory
+        self._dlq_topic = dlq_topic
+        self._repository = repository
+        self._metrics = metrics
+        self._batch_max = batch_max
+        self._on_recorded = on_recorded
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self.db_ok = False
+        self.running = False
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping`` is set; the batch in hand is finished and committed."""
+        self._consumer = await self._start(self._consumer_factory, stopping)
+        self._dlq = await self._start(self._dlq_producer_factory, stopping)
+        if self._consumer is None or self._dlq is None:
+            return
+        self.running = True
+        log.info("recorder_consuming")
+        try:
+            while not stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                await self._update_lag()
+                if not batch:
+                    continue
+                if await self._handle(batch, stopping):
+                    await self._commit(batch)
+        finally:
+            self.running = False
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            with contextlib.suppress(Exception):
+                await self._dlq.stop()
+
+    async def _start(self, factory, stopping: asyncio.Event):  # type: ignore[no-untyped-def]
+        backoff = 0.5
+        while not stopping.is_set():
+            client = factory()
+            try:
+                await client.start()
+                return client
+            except (KafkaError, OSError) as exc:
+                log.warning("broker_connect_failed", error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await client.stop()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await stopping.wait()
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        return None
+
+    async def _handle(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        stopping: asyncio.Event,
+    ) -> bool:
+        """Record a batch. False if stopping interrupted the retries (offsets must not move)."""
+        good: list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]] = []
+        poison: list[Poison] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    good.append((record, to_received(record)))
+                except PoisonEventError as exc:
+                    poison.append(Poison(record, str(exc)))
+        self._metrics.batch_size.observe(len(good) + len(poison))
+        backoff = 0.2
+        while True:
+            try:
+                outcome = await self._record([item for _, item in good])
+                break
+            except Exception as exc:
+                if _is_data_error(exc):
+                    # Some event cannot be stored: find it, dead-letter it, record the rest.
+                    good, more_poison = await self._isolate(good)
+                    poison.extend(more_poison)
+                    continue
+                self.db_ok = False
+                self._metrics.db_failures.inc()
+                log.warning("batch_not_recorded_retrying", error=repr(exc), events=len(good))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await stopping.wait()
+                if stopping.is_set():
+                    return False
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        await self._dead_letter(poison)
+        self.db_ok = True
+        self._metrics.events.labels("new").inc(outcome.new_events)
+        self._metrics.events.labels("duplicate").inc(outcome.duplicate_events)
+        self._metrics.unrated.inc(len(outcome.unrated_legs))
+        if self._on_recorded is not None:
+            self._on_recorded(outcome)
+        return True
+
+    async def _record(self, received: Sequence[ReceivedEvent]) -> BatchOutcome:
+        if not received:
+            return BatchOutcome()
+        started = time.perf_counter()
+        outcome = await self._repository.record(received)
+        self._metrics.db_write.observe(time.perf_counter() - started)
+        return outcome
+
+    async def _isolate(
+        self, pairs: list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]]
+    ) -> tuple[list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]], list[Poison]]:
+        """One event at a time, to tell the unstorable ones from the rest (rare, so slow is ok)."""
+        good, bad = [], []
+        for record, item in pairs:
+            try:
+                await self._repository.record([item])
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                bad.append(Poison(record, f"not storable: {getattr(exc, 'orig', exc)}"))
+            else:
+                good.append((record, item))
+        log.error("poison_isolated", poison=len(bad))
+        return good, bad
+
+    async def _dead_letter(self, poison: Sequence[Poison]) -> None:
+        assert self._dlq is not None
+        for item in poison:
+            record = item.record
+            source = f"{record.topic}/{record.partition}/{record.offset}"
+            # Durably on the DLQ before the offset commit, so a poison event is never dropped.
+            await self._dlq.send_and_wait(
+                self._dlq_topic,
+                record.value if record.value is not None else b"",
+                key=record.key,
+                headers=[("reason", item.reason.encode()), ("source", source.encode())],
+            )
+            log.error("event_dead_lettered", reason=item.reason, source=source)
+        self._metrics.events.labels("dead_lettered").inc(len(poison))
+
+    async def _commit(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        assert self._consumer is not None
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The partitions moved to another recorder meanwhile; it replays from the last
+            # committed offset, and the replay changes nothing (idempotent writes).
+            log.warning("offset_commit_failed", error=repr(exc))
+
+    async def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                with contextlib.suppress(KafkaError):
+                    lag += max(0, highwater - await consumer.position(tp))
+        self._metrics.lag.set(lag)

@@ -1,0 +1,59 @@
+"""What a leg costs: Twilio bills each leg (each CallSid) per started minute at its own rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from services.recorder.domain.legs import CallLeg, Leg
+from services.recorder.domain.tariff import TariffBook
+
+SIP_RATE_KEY = "sip"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    billable_minutes: int
+    amount: Decimal | None  # None: no rate for this destination ("unrated"), never zero
+    currency: str | None
+    rate: Decimal | None
+    tariff_from: date | None
+
+
+def billable_minutes(duration_s: int | None) -> int:
+    """Started minutes: 1 s is one minute, 60 s is one, 61 s is two."""
+    if not duration_s or duration_s <= 0:
+        return 0
+    return -(-duration_s // 60)
+
+
+def rate_key(leg: CallLeg) -> str:
+    if leg.leg is Leg.SIP:
+        return SIP_RATE_KEY
+    return leg.destination_type.value
+
+
+def billing_month(moment: datetime, zone: ZoneInfo) -> date:
+    """The calendar month a call belongs to: the one it started in, in the billing zone."""
+    local = moment.astimezone(zone)
+    return date(local.year, local.month, 1)
+
+
+def leg_started(leg: CallLeg) -> datetime | None:
+    return leg.started_at or leg.answered_at or leg.ended_at
+
+
+def charge_leg(leg: CallLeg, tariffs: TariffBook, zone: ZoneInfo) -> Charge | None:
+    """The leg's charge once it has ended; ``None`` while it is still going."""
+    started = leg_started(leg)
+    if not leg.ended or started is None:
+        return None
+    minutes = billable_minutes(leg.duration_s)
+    tariff = tariffs.in_force(started.astimezone(zone).date())
+    if tariff is None:
+        return Charge(minutes, None, None, None, None)
+    rate = tariff.rate_for(rate_key(leg))
+    amount = None if rate is None else rate * minutes
+    return Charge(minutes, amount, tariff.currency, rate, tariff.effective_from)
