@@ -23,6 +23,113 @@ def _gateway(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorder(_args: argparse.Namespace) -> int:
+    from services.recorder.app import run
+    from services.recorder.settings import RecorderSettings
+
+    settings = load_settings(RecorderSettings, "recorder")
+    configure_logging(settings.log_level, secrets=settings.secret_values())
+    run(settings)
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from services.recorder.adapters.migrations import upgrade
+    from services.recorder.settings import DatabaseSettings
+
+    settings = load_settings(DatabaseSettings, "migrate")
+    upgrade(settings.database_url)
+    print("calltrail migrate: database is at the latest revision")
+    return 0
+
+
+def _costs(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.recorder.adapters.repository import make_engine
+    from services.recorder.costs import month_costs, parse_month, render
+    from services.recorder.settings import DatabaseSettings
+
+    try:
+        month = parse_month(args.month)
+    except ValueError as exc:
+        print(f"calltrail costs: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings(DatabaseSettings, "costs")
+
+    async def report() -> str:
+        engine = make_engine(settings.database_url)
+        try:
+            return render(await month_costs(engine, month), args.format)
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(report()), end="")
+    return 0
+
+
+def _rerate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.recorder.adapters.repository import CallRepository, make_engine
+    from services.recorder.costs import parse_month
+    from services.recorder.domain.tariff import TariffError, parse_tariffs
+    from services.recorder.settings import DatabaseSettings
+
+    try:
+        month = parse_month(args.month)
+        settings = load_settings(DatabaseSettings, "rerate")
+        tariffs = parse_tariffs(settings.calltrail_tariff.read_text())
+    except (ValueError, TariffError) as exc:
+        print(f"calltrail rerate: {exc}", file=sys.stderr)
+        return 2
+
+    async def rerate() -> tuple[int, int]:
+        engine = make_engine(settings.database_url)
+        try:
+            repository = CallRepository(engine, tariffs, settings.zone)
+            await repository.store_tariffs()
+            return await repository.rerate(month)
+        finally:
+            await engine.dispose()
+
+    legs, unrated = asyncio.run(rerate())
+    print(f"calltrail rerate: {legs} legs of {args.month} priced again; {unrated} still unrated")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from services.devtools.dev import DEV_PLACEHOLDERS
+    from services.devtools.simulate import Simulator, plan_calls
+    from services.devtools.twilio_player import TwilioSigner
+
+    def setting(name: str) -> str:
+        return os.environ.get(name) or DEV_PLACEHOLDERS[name]
+
+    signer = TwilioSigner(setting("TWILIO_AUTH_TOKEN"), args.public_base_url or args.gateway)
+    simulator = Simulator(
+        args.gateway,
+        signer,
+        account_sid=setting("TWILIO_ACCOUNT_SID"),
+        app_sid=setting("TWILIO_TWIML_APP_SID"),
+        caller_id=setting("TWILIO_CALLER_ID"),
+    )
+    calls = plan_calls(args.calls, seed=args.seed)
+    summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency))
+    print(
+        f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+        + "; destinations "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.destinations.items()))
+    )
+    for failure in summary.failures[:10]:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from services.devtools.dev import run_dev
 
@@ -59,6 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--gateway-port", type=int, default=None, help="default: GATEWAY_PORT or 8080")
     dev.set_defaults(func=_dev)
+    commands.add_parser(
+        "recorder", help="consume call events into PostgreSQL (configured from the environment)"
+    ).set_defaults(func=_recorder)
+    commands.add_parser("migrate", help="alembic upgrade head against DATABASE_URL").set_defaults(
+        func=_migrate
+    )
+    costs = commands.add_parser("costs", help="the month's charges: usage, number rental, total")
+    costs.add_argument("--month", required=True, help="YYYY-MM, in BILLING_TZ")
+    costs.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    costs.set_defaults(func=_costs)
+    rerate = commands.add_parser(
+        "rerate", help="price a month's legs again after a tariff fix (CALLTRAIL_TARIFF)"
+    )
+    rerate.add_argument("--month", required=True, help="YYYY-MM, in BILLING_TZ")
+    rerate.set_defaults(func=_rerate)
+    simulate = commands.add_parser(
+        "simulate", help="play realistic, signed Twilio call flows into a running gateway"
+    )
+    simulate.add_argument("--gateway", required=True, help="the gateway's URL")
+    simulate.add_argument("--calls", type=int, default=10)
+    simulate.add_argument("--concurrency", type=int, default=8)
+    simulate.add_argument("--seed", type=int, default=None, help="repeatable flows")
+    simulate.add_argument(
+        "--public-base-url", default=None, help="the URL Twilio signs for (default: --gateway)"
+    )
+    simulate.set_defaults(func=_simulate)
     sign = commands.add_parser(
         "twilio-signature",
         help="print the X-Twilio-Signature Twilio would send for a URL and form body",

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.common.events import CallEvent, decode_event
 from services.devtools.broker import LocalBroker
+from services.devtools.postgres import LocalPostgres
 from services.devtools.twilio_player import TwilioSigner
 from services.gateway.settings import GatewaySettings
 
@@ -57,6 +58,33 @@ def gateway_settings_values(**overrides: object) -> dict[str, object]:
 def kafka_broker() -> Iterator[LocalBroker]:
     with LocalBroker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """The machine's PostgreSQL if reachable, else a throwaway embedded one."""
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres: LocalPostgres) -> Iterator[str]:
+    """A database migrated once per run; each test copies it (CREATE DATABASE … TEMPLATE)."""
+    from services.recorder.adapters.migrations import upgrade
+
+    name = f"calltrail_test_{uuid.uuid4().hex[:10]}"
+    upgrade(postgres.create_database(name))
+    yield name
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def database_url(postgres: LocalPostgres, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database of the test's own."""
+    name = f"calltrail_t_{uuid.uuid4().hex[:12]}"
+    url = postgres.create_database(name, template=migrated_template)
+    yield url
+    postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -17,9 +17,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.devtools.broker import LocalBroker, bootstrap_reachable, port_open
+from sqlalchemy.engine import make_url
+
+from services.devtools.broker import LocalBroker, bootstrap_reachable, free_port, port_open
+from services.devtools.postgres import LocalPostgres
 
 DEFAULT_LOCAL_BROKER_PORT = 19092
+DEV_DATABASE = "calltrail"
 
 # Placeholders only: never real credentials (real SIDs are AC/SK/AP + 32 hex digits).
 DEV_PLACEHOLDERS: Mapping[str, str] = {
@@ -48,33 +52,44 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError(f"{url} not healthy after {timeout_s}s")
 
 
+def _database(env: dict[str, str]) -> tuple[str, LocalPostgres | None, str]:
+    """DATABASE_URL if it answers; else the machine's server, or a throwaway embedded one."""
+    wanted = env.get("DATABASE_URL")
+    if wanted and LocalPostgres(wanted).start().admin_url == wanted:
+        return wanted, None, "from DATABASE_URL"
+    postgres = LocalPostgres().start()
+    url = postgres.create_database(DEV_DATABASE, exist_ok=True)
+    note = "embedded, deleted on exit" if postgres.embedded else "this machine's server"
+    return url, postgres, note
+
+
+def _port(env: dict[str, str], name: str, default: int, requested: int | None) -> int:
+    port = requested or int(env.get(name, default))
+    if port_open("127.0.0.1", port):
+        if requested:
+            raise SystemExit(f"calltrail dev: port {port} is taken")
+        port = free_port()
+    env[name] = str(port)
+    return port
+
+
 def run_dev(gateway_port: int | None = None) -> int:
+    from services.recorder.adapters.migrations import upgrade
+
     env = dict(os.environ)
     placeholders = [name for name in DEV_PLACEHOLDERS if not env.get(name)]
     for name in placeholders:
         env[name] = DEV_PLACEHOLDERS[name]
-    port = gateway_port or int(env.get("GATEWAY_PORT", "8080"))
-    if port_open("127.0.0.1", port):
-        print(f"calltrail dev: port {port} is taken; pass --gateway-port", file=sys.stderr)
-        return 2
-    env["GATEWAY_PORT"] = str(port)
+    port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
+    recorder_port = _port(env, "RECORDER_PORT", 8081, None)
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
+    env.setdefault("RECORDER_HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    Path("var/dev").mkdir(parents=True, exist_ok=True)
     env.setdefault("GATEWAY_SPOOL_PATH", str(Path("var/dev/gateway-spool.sqlite3").resolve()))
 
     broker: LocalBroker | None = None
-    if env.get("KAFKA_BOOTSTRAP") and bootstrap_reachable(env["KAFKA_BOOTSTRAP"]):
-        broker_note = f"{env['KAFKA_BOOTSTRAP']} (from KAFKA_BOOTSTRAP)"
-    else:
-        local_port = DEFAULT_LOCAL_BROKER_PORT
-        if port_open("127.0.0.1", local_port):
-            local_port = 0
-        Path("var/dev").mkdir(parents=True, exist_ok=True)
-        broker = LocalBroker(port=local_port or None, log_path=Path("var/dev/broker.log")).start()
-        env["KAFKA_BOOTSTRAP"] = broker.bootstrap
-        env["KAFKA_IDEMPOTENCE"] = "false"  # Tansu refuses the idempotent producer
-        broker_note = f"{broker.bootstrap} (local Tansu, in memory)"
-
+    postgres: LocalPostgres | None = None
     children: list[subprocess.Popen[bytes]] = []
     stop = False
 
@@ -84,18 +99,46 @@ def run_dev(gateway_port: int | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        gateway = subprocess.Popen([sys.executable, "-m", "services.cli", "gateway"], env=env)
-        children.append(gateway)
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", gateway)
+        if env.get("KAFKA_BOOTSTRAP") and bootstrap_reachable(env["KAFKA_BOOTSTRAP"]):
+            broker_note = f"{env['KAFKA_BOOTSTRAP']} (from KAFKA_BOOTSTRAP)"
+        else:
+            local_port = DEFAULT_LOCAL_BROKER_PORT
+            if port_open("127.0.0.1", local_port):
+                local_port = 0
+            broker = LocalBroker(
+                port=local_port or None, log_path=Path("var/dev/broker.log")
+            ).start()
+            env["KAFKA_BOOTSTRAP"] = broker.bootstrap
+            env["KAFKA_IDEMPOTENCE"] = "false"  # Tansu refuses the idempotent producer
+            broker_note = f"{broker.bootstrap} (local Tansu, in memory)"
+
+        env["DATABASE_URL"], postgres, database_note = _database(env)
+        upgrade(env["DATABASE_URL"])
+
+        for service in ("gateway", "recorder"):
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "services.cli", service], env=env)  # noqa: S603
+            )
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", children[0])
+        _wait_healthy(f"http://127.0.0.1:{recorder_port}/healthz", children[1])
         base = env["PUBLIC_BASE_URL"]
+        month = time.strftime("%Y-%m")
+        database = make_url(env["DATABASE_URL"]).render_as_string(hide_password=True)
+        # Never print a password: with one, the user already has DATABASE_URL set themselves.
+        costs_env = "" if make_url(env["DATABASE_URL"]).password else f"DATABASE_URL='{database}' "
         print(
             "\ncalltrail dev is running (Ctrl-C stops everything)\n"
             f"  broker              {broker_note}\n"
+            f"  database            {database} ({database_note}), migrated\n"
             f"  gateway             http://127.0.0.1:{port}  (health /healthz, metrics /metrics)\n"
+            f"  recorder            http://127.0.0.1:{recorder_port}  (/healthz /readyz /metrics)\n"
             f"  kintone plugin      token URL      {base}/token\n"
             f"  Twilio TwiML App    voice URL      {base}/twiml/voice\n"
             f"  Twilio SIP domain   voice URL      {base}/twiml/sip\n"
-            f"  Twilio callbacks    status URL     {base}/twilio/status\n",
+            f"  Twilio callbacks    status URL     {base}/twilio/status\n"
+            "\n  try it, in another terminal:\n"
+            f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100\n"
+            f"    {costs_env}.venv/bin/calltrail costs --month {month}\n",
             flush=True,
         )
         if placeholders:
@@ -119,6 +162,8 @@ def run_dev(gateway_port: int | None = None) -> int:
                 child.kill()
         if broker is not None:
             broker.stop()
+        if postgres is not None:
+            postgres.stop()
         print("calltrail dev stopped", flush=True)
     failed = [child.returncode for child in children if child.returncode not in (0, -15, None)]
     return 1 if failed else 0

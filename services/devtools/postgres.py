@@ -68,9 +68,13 @@ class LocalPostgres:
     def database_url(self, name: str) -> str:
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
-    def create_database(self, name: str, *, exist_ok: bool = False) -> str:
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"not a plain database name: {name!r}")
+    def create_database(
+        self, name: str, *, exist_ok: bool = False, template: str | None = None
+    ) -> str:
+        for plain in (name, template):
+            if plain is not None and not _NAME.fullmatch(plain):
+                raise ValueError(f"not a plain database name: {plain!r}")
+        suffix = f' TEMPLATE "{template}"' if template else ""
 
         async def create() -> None:
             connection = await asyncpg.connect(asyncpg_dsn(self.admin_url))
@@ -79,7 +83,7 @@ class LocalPostgres:
                     "SELECT 1 FROM pg_database WHERE datname = $1", name
                 )
                 if not exists:
-                    await connection.execute(f'CREATE DATABASE "{name}"')
+                    await connection.execute(f'CREATE DATABASE "{name}"{suffix}')
                 elif not exist_ok:
                     raise ValueError(f"database {name} already exists")
             finally:

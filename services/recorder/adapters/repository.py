@@ -97,8 +97,8 @@ class BatchOutcome:
     new_events: int = 0
     duplicate_events: int = 0
     legs_written: int = 0
-    ended_legs: list[CallLeg] = field(default_factory=list)
-    unrated_legs: list[CallLeg] = field(default_factory=list)
+    ended_legs: list[CallLeg] = field(default_factory=list)  # ended in this batch
+    unrated_legs: list[CallLeg] = field(default_factory=list)  # of those, no rate
 
 
 def event_key(event: CallEvent) -> str:
@@ -158,17 +158,18 @@ class CallRepository:
                 )
             rows = []
             for leg in legs.values():
-                rows.append(self._row(leg, outcome))
+                row = self._row(leg)
+                rows.append(row)
                 if leg.ended and leg.call_sid not in was_ended:
                     outcome.ended_legs.append(leg)
+                    if row[ALL_COLUMNS.index("charge")] is None:
+                        outcome.unrated_legs.append(leg)
             await self._upsert(conn, rows)
             outcome.legs_written = len(rows)
         return outcome
 
-    def _row(self, leg: CallLeg, outcome: BatchOutcome) -> tuple[object, ...]:
+    def _row(self, leg: CallLeg) -> tuple[object, ...]:
         charge = charge_leg(leg, self.tariffs, self._zone)
-        if charge is not None and charge.amount is None:
-            outcome.unrated_legs.append(leg)
         started = leg_started(leg)
         month = billing_month(started, self._zone) if started else None
         return (
@@ -251,10 +252,14 @@ class CallRepository:
 
     async def rerate(self, month: date) -> tuple[int, int]:
         """Price a month's ended legs again with the current tariffs; (legs, still unrated)."""
-        outcome = BatchOutcome()
+        charge = ALL_COLUMNS.index("charge")
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(SELECT_MONTH_LEGS, (month,))
-            rows = [self._row(_leg_from_row(row), outcome) for row in result]
+            legs = [_leg_from_row(row) for row in result]
+            rows = [self._row(leg) for leg in legs]
             if rows:
                 await self._upsert(conn, rows)
-        return len(rows), len(outcome.unrated_legs)
+        unrated = sum(
+            1 for leg, row in zip(legs, rows, strict=True) if leg.ended and row[charge] is None
+        )
+        return len(rows), unrated

@@ -118,6 +118,16 @@ def _earliest(current: datetime | None, candidate: datetime | None) -> datetime 
     return min(current, candidate)
 
 
+def _pick(current: str | None, candidate: str | None) -> str | None:
+    """Whichever event carries a value; when two carry different ones (the dial event's E.164
+    ``to`` and the callback's number as typed, say), a fixed order, never arrival, decides."""
+    if not candidate:
+        return current if current is not None else candidate
+    if not current:
+        return candidate
+    return min(current, candidate)
+
+
 def _status_wins(current: CallLeg, status: CallStatus, sequence: int) -> bool:
     rank, current_rank = STATUS_RANK[status], STATUS_RANK[current.status]
     if rank != current_rank:
@@ -147,7 +157,9 @@ def apply_event(current: CallLeg | None, event: CallEvent, home_region: str = "J
     at = event_time(event)
     started_at, answered_at, ended_at = current.started_at, current.answered_at, current.ended_at
     rank = STATUS_RANK[event.status]
-    if event.kind is EventKind.STATUS and rank >= STATUS_RANK[CallStatus.INITIATED]:
+    # The dial and sip-inbound events count too: they arrive as the leg starts, and a browser
+    # leg has no other event before its end.
+    if rank >= STATUS_RANK[CallStatus.INITIATED]:
         started_at = _earliest(started_at, at)
     if event.status is CallStatus.IN_PROGRESS:
         answered_at = _earliest(answered_at, at)
@@ -158,17 +170,19 @@ def apply_event(current: CallLeg | None, event: CallEvent, home_region: str = "J
     context = event.context
     return replace(
         current,
-        parent_call_sid=current.parent_call_sid or event.parent_call_sid,
-        from_number=current.from_number or event.from_,
-        to_number=current.to_number or event.to,
-        direction=current.direction or event.direction,
+        parent_call_sid=_pick(current.parent_call_sid, event.parent_call_sid),
+        from_number=_pick(current.from_number, event.from_),
+        to_number=_pick(current.to_number, event.to),
+        direction=_pick(current.direction, event.direction),
         started_at=started_at,
         answered_at=answered_at,
         ended_at=ended_at,
         # Twilio reports CallDuration with the terminal status; the largest report wins.
-        duration_s=max(filter(None.__ne__, (current.duration_s, event.duration_s)), default=None),
-        kintone_app_id=current.kintone_app_id or context.app_id,
-        kintone_record_id=current.kintone_record_id or context.record_id,
-        user_identity=current.user_identity or context.identity,
-        line_user_id=current.line_user_id or context.line_user_id,
+        duration_s=max(
+            (d for d in (current.duration_s, event.duration_s) if d is not None), default=None
+        ),
+        kintone_app_id=_pick(current.kintone_app_id, context.app_id),
+        kintone_record_id=_pick(current.kintone_record_id, context.record_id),
+        user_identity=_pick(current.user_identity, context.identity),
+        line_user_id=_pick(current.line_user_id, context.line_user_id),
     )

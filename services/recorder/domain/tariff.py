@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -73,11 +73,18 @@ def parse_tariffs(text: str) -> TariffBook:
     tariffs = []
     for index, entry in enumerate(entries):
         where = f"tariff #{index + 1}"
+        if not isinstance(entry, dict):
+            raise TariffError(f"{where}: must be a table ([[tariff]])")
         effective = entry.get("effective_from")
-        if not isinstance(effective, date):
+        # A TOML date-time is a datetime, a date subclass that cannot be compared with a day.
+        if not isinstance(effective, date) or isinstance(effective, datetime):
             raise TariffError(f"{where}: effective_from must be a date (YYYY-MM-DD)")
         currency = entry.get("currency")
-        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        if (
+            not isinstance(currency, str)
+            or len(currency) != 3
+            or not (currency.isascii() and currency.isalpha())
+        ):
             raise TariffError(f"{where}: currency must be an ISO 4217 code such as JPY")
         rates = entry.get("per_minute", {})
         if not isinstance(rates, dict):

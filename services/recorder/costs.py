@@ -1,0 +1,154 @@
+"""``calltrail costs --month YYYY-MM``: the month's charges, from the same tables and view the
+dashboards read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
+USAGE = """
+SELECT leg, destination_type, currency, count(*) AS legs,
+       coalesce(sum(billable_minutes), 0) AS minutes, sum(charge) AS charge,
+       count(*) FILTER (WHERE charge IS NULL) AS unrated
+FROM calls
+WHERE billing_month = $1 AND billable_minutes IS NOT NULL
+GROUP BY leg, destination_type, currency
+ORDER BY leg, destination_type
+"""
+TOTALS = """
+SELECT usage_charge, rental_charge, total, currency, unrated_legs
+FROM monthly_charges WHERE month = $1
+"""
+NUMBERS = """
+SELECT e164 FROM numbers
+WHERE held_from < ($1::date + interval '1 month') AND coalesce(held_until, $1) >= $1
+ORDER BY e164
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    leg: str
+    destination_type: str
+    legs: int
+    billable_minutes: int
+    charge: Decimal | None  # None when every leg of the line is unrated
+    unrated_legs: int
+
+
+@dataclass(slots=True)
+class MonthCosts:
+    month: str
+    currency: str | None = None
+    usage: list[UsageLine] = field(default_factory=list)
+    numbers: list[str] = field(default_factory=list)
+    usage_charge: Decimal = Decimal(0)
+    rental_charge: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    unrated_legs: int = 0
+
+
+def parse_month(text: str) -> date:
+    try:
+        if MONTH.fullmatch(text) is None:
+            raise ValueError(text)
+        return date(int(text[:4]), int(text[5:]), 1)
+    except ValueError:
+        raise ValueError(f"--month must look like 2026-11, not {text!r}") from None
+
+
+async def month_costs(engine: AsyncEngine, month: date) -> MonthCosts:
+    costs = MonthCosts(month=month.strftime("%Y-%m"))
+    async with engine.connect() as conn:
+        for row in await conn.exec_driver_sql(USAGE, (month,)):
+            leg, destination, currency, legs, minutes, charge, unrated = row
+            costs.currency = costs.currency or currency
+            costs.usage.append(UsageLine(leg, destination, legs, minutes, charge, unrated))
+        costs.numbers = [row[0] for row in await conn.exec_driver_sql(NUMBERS, (month,))]
+        totals = (await conn.exec_driver_sql(TOTALS, (month,))).first()
+    if totals is not None:
+        costs.usage_charge, costs.rental_charge, costs.total, currency, costs.unrated_legs = totals
+        costs.currency = costs.currency or currency
+    return costs
+
+
+def _money(value: Decimal | None) -> str:
+    return "unrated" if value is None else f"{value:,.2f}"
+
+
+def render(costs: MonthCosts, fmt: str) -> str:
+    if fmt == "json":
+        return orjson.dumps(asdict(costs), default=str, option=orjson.OPT_INDENT_2).decode()
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            [
+                "month",
+                "item",
+                "leg",
+                "destination_type",
+                "legs",
+                "billable_minutes",
+                "charge",
+                "currency",
+            ]
+        )
+        for line in costs.usage:
+            writer.writerow(
+                [
+                    costs.month,
+                    "usage",
+                    line.leg,
+                    line.destination_type,
+                    line.legs,
+                    line.billable_minutes,
+                    "" if line.charge is None else line.charge,
+                    costs.currency,
+                ]
+            )
+        for number in costs.numbers:
+            writer.writerow([costs.month, "number_rental", "", number, "", "", "", costs.currency])
+        writer.writerow(
+            [costs.month, "rental_total", "", "", "", "", costs.rental_charge, costs.currency]
+        )
+        writer.writerow([costs.month, "total", "", "", "", "", costs.total, costs.currency])
+        return out.getvalue()
+    currency = costs.currency or ""
+    table = Table(title=f"calltrail costs {costs.month} ({currency})")
+    for name in ("leg", "destination", "legs", "minutes", "charge"):
+        table.add_column(name, justify="right" if name in ("legs", "minutes", "charge") else "left")
+    for line in costs.usage:
+        table.add_row(
+            line.leg,
+            line.destination_type,
+            str(line.legs),
+            str(line.billable_minutes),
+            _money(line.charge),
+        )
+    table.add_section()
+    table.add_row("usage", "", "", "", _money(costs.usage_charge))
+    table.add_row(
+        "number rental", ", ".join(costs.numbers) or "-", "", "", _money(costs.rental_charge)
+    )
+    table.add_row("total", "", "", "", _money(costs.total))
+    console = Console(record=True, width=100)
+    with console.capture() as capture:
+        console.print(table)
+        if costs.unrated_legs:
+            console.print(
+                f"[bold yellow]{costs.unrated_legs} ended legs have no rate in the tariff[/] and "
+                "are not in the total (charge null): add their destination to the tariff file, "
+                f"then `calltrail rerate --month {costs.month}`."
+            )
+    return capture.get()

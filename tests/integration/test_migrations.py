@@ -1,0 +1,68 @@
+"""Alembic: upgrade and downgrade on an empty database, and no drift from the models."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from services.devtools.postgres import LocalPostgres
+from services.recorder.adapters.migrations import downgrade, upgrade
+from services.recorder.adapters.repository import make_engine
+from services.recorder.adapters.tables import metadata
+
+TABLES = {"calls", "call_events", "numbers", "tariffs"}
+
+
+@pytest.fixture
+def empty_database(postgres: LocalPostgres) -> Iterator[str]:
+    name = f"calltrail_empty_{uuid.uuid4().hex[:10]}"
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
+
+
+async def relations(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            return {row[0] for row in rows} - {"alembic_version"}
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
+    await asyncio.to_thread(upgrade, empty_database)
+    assert await relations(empty_database) == TABLES | {"monthly_charges"}
+    await asyncio.to_thread(downgrade, empty_database)
+    assert await relations(empty_database) == set()
+    await asyncio.to_thread(upgrade, empty_database)
+    assert await relations(empty_database) == TABLES | {"monthly_charges"}
+
+
+async def test_models_and_migrations_do_not_drift(database_url: str) -> None:
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_object": lambda obj, name, type_, *_: (
+                    not (type_ == "table" and name == "monthly_charges")
+                ),
+            },
+        )
+        return compare_metadata(context, metadata)
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()
