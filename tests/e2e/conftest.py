@@ -34,14 +34,16 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, url: str, timeout_s: float = 30.0) -> None:
+    def wait_ready(
+        self, url: str, timeout_s: float = 30.0, marker: bytes = b'"broker": true'
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"exited {self.process.returncode}: {self.log.read_text()}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200 and b'"broker": true' in response.read():
+                    if response.status == 200 and marker in response.read():
                         return
             except OSError:
                 pass
@@ -84,3 +86,26 @@ def gateway_process(
         yield service, base
     finally:
         service.stop()
+
+
+def recorder_env(bootstrap: str, topic: str, database_url: str, port: int) -> dict[str, str]:
+    return settings_env(
+        {
+            "kafka_bootstrap": bootstrap,
+            "kafka_idempotence": False,
+            "kafka_topic": topic,
+            "database_url": database_url,
+            "recorder_group": f"{topic}.recorder",
+            "recorder_host": "127.0.0.1",
+            "recorder_port": port,
+            "twilio_caller_id": "+815012345678",
+        }
+    )
+
+
+def start_recorder(env: dict[str, str], log: Path) -> ServiceProcess:
+    service = ServiceProcess(["recorder"], env, log)
+    service.wait_ready(
+        f"http://127.0.0.1:{env['RECORDER_PORT']}/readyz", marker=b'"status": "ready"'
+    )
+    return service
