@@ -110,6 +110,10 @@ def format_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
+_STATUSES: dict[str, CallStatus] = {status.value: status for status in CallStatus}
+
+
 def decode_event(raw: bytes) -> CallEvent:
     """Parse one Kafka value into a :class:`CallEvent`, or say precisely why not."""
     try:
@@ -122,8 +126,8 @@ def decode_event(raw: bytes) -> CallEvent:
     if schema != SCHEMA:
         raise EventDecodeError(f"unknown schema {schema!r}, expected {SCHEMA!r}")
     try:
-        kind = EventKind(doc["kind"])
-        status = CallStatus(doc["status"])
+        kind = _lookup(_KINDS, doc["kind"], EventKind)
+        status = _lookup(_STATUSES, doc["status"], CallStatus)
         call_sid = _required_str(doc, "call_sid")
         received_at = datetime.fromisoformat(_required_str(doc, "received_at"))
         if received_at.tzinfo is None:
@@ -166,6 +170,14 @@ def decode_event(raw: bytes) -> CallEvent:
         if isinstance(exc, EventDecodeError):
             raise
         raise EventDecodeError(f"invalid value: {exc}") from None
+
+
+def _lookup(members: dict[str, Any], value: object, enum_type: type[enum.Enum]) -> Any:
+    # A dict lookup, not Enum(value): this runs for every event the recorder consumes.
+    member = members.get(value) if isinstance(value, str) else None
+    if member is None:
+        raise EventDecodeError(f"invalid value: {value!r} is not a valid {enum_type.__name__}")
+    return member
 
 
 def _required_str(doc: Mapping[str, Any], name: str) -> str:

@@ -23,7 +23,12 @@ from sqlalchemy.exc import DBAPIError
 
 from services.common.events import EventDecodeError, decode_event
 from services.common.logging import get_logger
-from services.recorder.adapters.repository import BatchOutcome, CallRepository, ReceivedEvent
+from services.recorder.adapters.repository import (
+    BatchOutcome,
+    CallRepository,
+    PreparedBatch,
+    ReceivedEvent,
+)
 from services.recorder.metrics import RecorderMetrics
 
 log = get_logger(__name__)
@@ -42,6 +47,16 @@ class PoisonEventError(ValueError):
 class Poison:
     record: ConsumerRecord[bytes, bytes]
     reason: str
+
+
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    good: list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]]
+    poison: list[Poison]
+    batch: PreparedBatch
 
 
 def to_received(record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
@@ -101,20 +116,39 @@ class RecorderConsumer:
             return
         self.running = True
         log.info("recorder_consuming")
+        # Pipelined: while one batch's transaction is in flight, the next batch is fetched and
+        # prepared (decoded, folded per leg). Writes and offset commits stay strictly in order.
+        in_flight: tuple[asyncio.Task[bool], Batch] | None = None
         try:
             while not stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                batch = await self._consumer.getmany(
+                    timeout_ms=0 if in_flight else 200, max_records=self._batch_max
+                )
+                prepared = self._prepare(batch) if batch else None
+                if in_flight is not None:
+                    stored = await self._finish(*in_flight)
+                    in_flight = None
+                    if not stored:
+                        break
+                if prepared is not None:
+                    task = asyncio.create_task(self._store(prepared, stopping))
+                    in_flight = (task, batch)
                 await self._update_lag()
-                if not batch:
-                    continue
-                if await self._handle(batch, stopping):
-                    await self._commit(batch)
+            if in_flight is not None:
+                await self._finish(*in_flight)
         finally:
             self.running = False
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
             with contextlib.suppress(Exception):
                 await self._dlq.stop()
+
+    async def _finish(self, task: asyncio.Task[bool], batch: Batch) -> bool:
+        """Wait for a batch's store; commit its offsets only if it was stored."""
+        stored = await task
+        if stored:
+            await self._commit(batch)
+        return stored
 
     async def _start(self, factory, stopping: asyncio.Event):  # type: ignore[no-untyped-def]
         backoff = 0.5
@@ -133,12 +167,7 @@ class RecorderConsumer:
             backoff = min(backoff * 2, MAX_BACKOFF_S)
         return None
 
-    async def _handle(
-        self,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        stopping: asyncio.Event,
-    ) -> bool:
-        """Record a batch. False if stopping interrupted the retries (offsets must not move)."""
+    def _prepare(self, batch: Batch) -> Prepared:
         good: list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]] = []
         poison: list[Poison] = []
         for records in batch.values():
@@ -148,16 +177,25 @@ class RecorderConsumer:
                 except PoisonEventError as exc:
                     poison.append(Poison(record, str(exc)))
         self._metrics.batch_size.observe(len(good) + len(poison))
+        return Prepared(good, poison, self._repository.prepare([item for _, item in good]))
+
+    async def _store(self, prepared: Prepared, stopping: asyncio.Event) -> bool:
+        """Store a batch, retrying while PostgreSQL is away. False only if stopping cut the
+        retries short (then the offsets must not move)."""
+        good, poison, batch = prepared.good, list(prepared.poison), prepared.batch
         backoff = 0.2
         while True:
             try:
-                outcome = await self._record([item for _, item in good])
+                started = time.perf_counter()
+                outcome = await self._repository.write(batch)
+                self._metrics.db_write.observe(time.perf_counter() - started)
                 break
             except Exception as exc:
                 if _is_data_error(exc):
                     # Some event cannot be stored: find it, dead-letter it, record the rest.
                     good, more_poison = await self._isolate(good)
                     poison.extend(more_poison)
+                    batch = self._repository.prepare([item for _, item in good])
                     continue
                 self.db_ok = False
                 self._metrics.db_failures.inc()
@@ -176,14 +214,6 @@ class RecorderConsumer:
         if self._on_recorded is not None:
             self._on_recorded(outcome)
         return True
-
-    async def _record(self, received: Sequence[ReceivedEvent]) -> BatchOutcome:
-        if not received:
-            return BatchOutcome()
-        started = time.perf_counter()
-        outcome = await self._repository.record(received)
-        self._metrics.db_write.observe(time.perf_counter() - started)
-        return outcome
 
     async def _isolate(
         self, pairs: list[tuple[ConsumerRecord[bytes, bytes], ReceivedEvent]]

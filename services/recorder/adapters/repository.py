@@ -20,7 +20,7 @@ from services.common.database import async_url
 from services.common.events import CallEvent, CallStatus
 from services.common.numbers import DestinationType
 from services.recorder.domain.charges import billing_month, charge_leg, leg_started
-from services.recorder.domain.legs import CallLeg, Leg, apply_event
+from services.recorder.domain.legs import CallLeg, Leg, apply_event, merge_legs
 from services.recorder.domain.tariff import TariffBook
 
 LEG_COLUMNS = (
@@ -63,6 +63,7 @@ _TYPES = {
     "billing_month": "date",
 }
 ALL_COLUMNS = LEG_COLUMNS + PRICE_COLUMNS
+CHARGE = ALL_COLUMNS.index("charge")
 
 INSERT_EVENTS = """
 INSERT INTO call_events
@@ -90,6 +91,14 @@ UPSERT_LEGS = (
 class ReceivedEvent:
     event: CallEvent
     payload: str  # the event's JSON exactly as it came off the topic
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    event_columns: tuple[list[object], ...]  # the distinct events, column by column (unnest)
+    partial_legs: dict[str, CallLeg]  # each leg as this batch's events describe it
+    received: int
+    unique: int
 
 
 @dataclass(slots=True)
@@ -137,32 +146,66 @@ class CallRepository:
         self._zone = zone
         self._home_region = home_region
 
-    async def record(self, received: Sequence[ReceivedEvent]) -> BatchOutcome:
-        outcome = BatchOutcome()
+    def prepare(self, received: Sequence[ReceivedEvent]) -> PreparedBatch:
+        """The CPU half of a batch, no I/O: so the consumer can do it for the next batch while
+        this one's transaction is in flight. Events are folded per leg here already, so the
+        transaction merges one partial leg per leg, not one event at a time."""
         unique: dict[str, ReceivedEvent] = {}
         for item in received:
             unique.setdefault(event_key(item.event), item)
-        outcome.duplicate_events = len(received) - len(unique)
+        partial: dict[str, CallLeg] = {}
+        home = self._home_region
+        for item in unique.values():
+            event = item.event
+            partial[event.call_sid] = apply_event(partial.get(event.call_sid), event, home)
+        rows = [
+            (
+                key,
+                item.event.call_sid,
+                item.event.root_call_sid,
+                item.event.kind.value,
+                item.event.status.value,
+                item.event.sequence,
+                item.event.received_at,
+                item.payload,
+            )
+            for key, item in unique.items()
+        ]
+        return PreparedBatch(
+            event_columns=tuple(_columns(rows, 8)),
+            partial_legs=partial,
+            received=len(received),
+            unique=len(unique),
+        )
+
+    async def record(self, received: Sequence[ReceivedEvent]) -> BatchOutcome:
+        return await self.write(self.prepare(received))
+
+    async def write(self, batch: PreparedBatch) -> BatchOutcome:
+        """One transaction: store the new events, merge the legs they touch, price, upsert."""
+        outcome = BatchOutcome(duplicate_events=batch.received - batch.unique)
+        if not batch.unique:
+            return outcome
         async with self._engine.begin() as conn:
-            new_keys = await self._insert_events(conn, unique)
-            outcome.duplicate_events += len(unique) - len(new_keys)
+            result = await conn.exec_driver_sql(INSERT_EVENTS, batch.event_columns)
+            new_keys = [row[0] for row in result]
             outcome.new_events = len(new_keys)
-            if not new_keys:
+            outcome.duplicate_events += batch.unique - len(new_keys)
+            # Only legs with a new event change; a key starts with its CallSid (event_key).
+            touched = sorted({key.split(":", 1)[0] for key in new_keys})
+            if not touched:
                 return outcome
-            fresh = [unique[key].event for key in unique if key in new_keys]
-            legs = await self._load_legs(conn, sorted({e.call_sid for e in fresh}))
-            was_ended = {sid for sid, leg in legs.items() if leg.ended}
-            for event in fresh:
-                legs[event.call_sid] = apply_event(
-                    legs.get(event.call_sid), event, self._home_region
-                )
+            stored = await self._load_legs(conn, touched)
             rows = []
-            for leg in legs.values():
+            for call_sid in touched:
+                before = stored.get(call_sid)
+                partial = batch.partial_legs[call_sid]
+                leg = partial if before is None else merge_legs(before, partial)
                 row = self._row(leg)
                 rows.append(row)
-                if leg.ended and leg.call_sid not in was_ended:
+                if leg.ended and (before is None or not before.ended):
                     outcome.ended_legs.append(leg)
-                    if row[ALL_COLUMNS.index("charge")] is None:
+                    if row[CHARGE] is None:
                         outcome.unrated_legs.append(leg)
             await self._upsert(conn, rows)
             outcome.legs_written = len(rows)
@@ -197,25 +240,6 @@ class CallRepository:
             charge.tariff_from if charge else None,
             month,
         )
-
-    async def _insert_events(
-        self, conn: AsyncConnection, unique: dict[str, ReceivedEvent]
-    ) -> set[str]:
-        rows = [
-            (
-                key,
-                item.event.call_sid,
-                item.event.root_call_sid,
-                item.event.kind.value,
-                item.event.status.value,
-                item.event.sequence,
-                item.event.received_at,
-                item.payload,
-            )
-            for key, item in unique.items()
-        ]
-        result = await conn.exec_driver_sql(INSERT_EVENTS, tuple(_columns(rows, 8)))
-        return {row[0] for row in result}
 
     async def _load_legs(self, conn: AsyncConnection, call_sids: list[str]) -> dict[str, CallLeg]:
         result = await conn.exec_driver_sql(SELECT_LEGS, (call_sids,))
@@ -252,7 +276,6 @@ class CallRepository:
 
     async def rerate(self, month: date) -> tuple[int, int]:
         """Price a month's ended legs again with the current tariffs; (legs, still unrated)."""
-        charge = ALL_COLUMNS.index("charge")
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(SELECT_MONTH_LEGS, (month,))
             legs = [_leg_from_row(row) for row in result]
@@ -260,6 +283,6 @@ class CallRepository:
             if rows:
                 await self._upsert(conn, rows)
         unrated = sum(
-            1 for leg, row in zip(legs, rows, strict=True) if leg.ended and row[charge] is None
+            1 for leg, row in zip(legs, rows, strict=True) if leg.ended and row[CHARGE] is None
         )
         return len(rows), unrated

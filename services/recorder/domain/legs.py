@@ -8,9 +8,10 @@ callbacks and consumer rebalances harmless.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 from services.common.events import CallEvent, CallStatus, EventKind
 from services.common.numbers import DestinationType, InvalidNumberError, parse_number
@@ -86,6 +87,7 @@ def classify_leg(event: CallEvent) -> Leg:
     return Leg.PSTN
 
 
+@lru_cache(maxsize=65_536)
 def destination_of(leg: Leg, to: str | None, home_region: str = "JP") -> DestinationType:
     if leg is Leg.BROWSER:
         return DestinationType.CLIENT
@@ -100,14 +102,17 @@ def destination_of(leg: Leg, to: str | None, home_region: str = "JP") -> Destina
 def event_time(event: CallEvent) -> datetime:
     """When Twilio says it happened (``Timestamp``), else when the gateway received it."""
     stamp = event.params.get("Timestamp")
-    if stamp:
-        try:
-            moment = parsedate_to_datetime(stamp)
-        except (TypeError, ValueError):
-            return event.received_at
-        if moment.tzinfo is not None:
-            return moment
-    return event.received_at
+    return (_twilio_timestamp(stamp) if stamp else None) or event.received_at
+
+
+@lru_cache(maxsize=4096)
+def _twilio_timestamp(stamp: str) -> datetime | None:
+    # Cached: the callbacks of a busy minute share a handful of (one-second) timestamps.
+    try:
+        moment = parsedate_to_datetime(stamp)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
@@ -128,61 +133,85 @@ def _pick(current: str | None, candidate: str | None) -> str | None:
     return min(current, candidate)
 
 
-def _status_wins(current: CallLeg, status: CallStatus, sequence: int) -> bool:
-    rank, current_rank = STATUS_RANK[status], STATUS_RANK[current.status]
-    if rank != current_rank:
-        return rank > current_rank
-    return sequence > current.sequence or (
-        # Same rank, same sequence, different terminal status: pick one deterministically so
-        # the result does not depend on arrival order.
-        sequence == current.sequence and status.value > current.status.value
+def leg_from_event(event: CallEvent, home_region: str = "JP") -> CallLeg:
+    """The leg as this one event describes it."""
+    leg = classify_leg(event)
+    at = event_time(event)
+    rank = STATUS_RANK[event.status]
+    context = event.context
+    return CallLeg(
+        call_sid=event.call_sid,
+        parent_call_sid=event.parent_call_sid or None,
+        leg=leg,
+        destination_type=destination_of(leg, event.to, home_region),
+        status=event.status,
+        sequence=event.sequence if event.sequence is not None else -1,
+        from_number=event.from_ or None,
+        to_number=event.to or None,
+        direction=event.direction or None,
+        # The dial and sip-inbound events count too: they arrive as the leg starts, and a
+        # browser leg has no other event before its end.
+        started_at=at if rank >= STATUS_RANK[CallStatus.INITIATED] else None,
+        answered_at=at if event.status is CallStatus.IN_PROGRESS else None,
+        ended_at=at if rank == TERMINAL_RANK else None,
+        duration_s=event.duration_s,
+        kintone_app_id=context.app_id or None,
+        kintone_record_id=context.record_id or None,
+        user_identity=context.identity or None,
+        line_user_id=context.line_user_id or None,
+    )
+
+
+def _latest_status(a: CallLeg, b: CallLeg) -> CallLeg:
+    """The leg whose status is further along: by rank, then SequenceNumber, then (two terminal
+    statuses with one sequence) a fixed order, so arrival order never decides."""
+    key_a = (STATUS_RANK[a.status], a.sequence, a.status.value)
+    key_b = (STATUS_RANK[b.status], b.sequence, b.status.value)
+    return a if key_a >= key_b else b
+
+
+def merge_legs(a: CallLeg, b: CallLeg) -> CallLeg:
+    """Two views of one leg, merged. Commutative, associative and idempotent: the same events
+    give the same leg whatever their order, grouping or repetition."""
+    status = _latest_status(a, b)
+    return CallLeg(
+        call_sid=a.call_sid,
+        parent_call_sid=_pick(a.parent_call_sid, b.parent_call_sid),
+        leg=min(a.leg, b.leg) if a.leg is not b.leg else a.leg,
+        destination_type=_known_destination(a.destination_type, b.destination_type),
+        status=status.status,
+        sequence=status.sequence,
+        from_number=_pick(a.from_number, b.from_number),
+        to_number=_pick(a.to_number, b.to_number),
+        direction=_pick(a.direction, b.direction),
+        started_at=_earliest(a.started_at, b.started_at),
+        answered_at=_earliest(a.answered_at, b.answered_at),
+        ended_at=_earliest(a.ended_at, b.ended_at),
+        # Twilio reports CallDuration with the terminal status; the largest report wins.
+        duration_s=_largest(a.duration_s, b.duration_s),
+        kintone_app_id=_pick(a.kintone_app_id, b.kintone_app_id),
+        kintone_record_id=_pick(a.kintone_record_id, b.kintone_record_id),
+        user_identity=_pick(a.user_identity, b.user_identity),
+        line_user_id=_pick(a.line_user_id, b.line_user_id),
     )
 
 
 def apply_event(current: CallLeg | None, event: CallEvent, home_region: str = "JP") -> CallLeg:
-    sequence = event.sequence if event.sequence is not None else -1
-    if current is None:
-        leg = classify_leg(event)
-        current = CallLeg(
-            call_sid=event.call_sid,
-            parent_call_sid=event.parent_call_sid,
-            leg=leg,
-            destination_type=destination_of(leg, event.to, home_region),
-            status=event.status,
-            sequence=sequence,
-        )
-    elif _status_wins(current, event.status, sequence):
-        current = replace(current, status=event.status, sequence=sequence)
+    seen = leg_from_event(event, home_region)
+    return seen if current is None else merge_legs(current, seen)
 
-    at = event_time(event)
-    started_at, answered_at, ended_at = current.started_at, current.answered_at, current.ended_at
-    rank = STATUS_RANK[event.status]
-    # The dial and sip-inbound events count too: they arrive as the leg starts, and a browser
-    # leg has no other event before its end.
-    if rank >= STATUS_RANK[CallStatus.INITIATED]:
-        started_at = _earliest(started_at, at)
-    if event.status is CallStatus.IN_PROGRESS:
-        answered_at = _earliest(answered_at, at)
-    if rank == TERMINAL_RANK:
-        ended_at = _earliest(ended_at, at)
-        started_at = _earliest(started_at, at)
 
-    context = event.context
-    return replace(
-        current,
-        parent_call_sid=_pick(current.parent_call_sid, event.parent_call_sid),
-        from_number=_pick(current.from_number, event.from_),
-        to_number=_pick(current.to_number, event.to),
-        direction=_pick(current.direction, event.direction),
-        started_at=started_at,
-        answered_at=answered_at,
-        ended_at=ended_at,
-        # Twilio reports CallDuration with the terminal status; the largest report wins.
-        duration_s=max(
-            (d for d in (current.duration_s, event.duration_s) if d is not None), default=None
-        ),
-        kintone_app_id=_pick(current.kintone_app_id, context.app_id),
-        kintone_record_id=_pick(current.kintone_record_id, context.record_id),
-        user_identity=_pick(current.user_identity, context.identity),
-        line_user_id=_pick(current.line_user_id, context.line_user_id),
-    )
+def _largest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _known_destination(a: DestinationType, b: DestinationType) -> DestinationType:
+    if a is b or b is DestinationType.UNKNOWN:
+        return a
+    if a is DestinationType.UNKNOWN:
+        return b
+    return min(a, b)

@@ -1,0 +1,437 @@
+"""Benchmark: the recorder draining events into PostgreSQL, against a bare COPY; and the
+end-to-end lag from a callback accepted by the gateway to its row being visible.
+
+    .venv/bin/python bench/recorder.py [--events 200000] [--lag-rate 1000] [--lag-seconds 20]
+
+1. Drain. Loads ``--events`` events (realistic calls: a dial event, the PSTN leg's callbacks
+   and the browser leg's completion, with Twilio's repeats) into the real broker, then starts
+   the recorder as a process (``calltrail recorder``, as deployed) and times it from its first
+   recorded event to the last, from its own metrics. The ceiling, in the same run: a bare
+   ``COPY`` of the same event rows into a table of the same shape as ``call_events``.
+2. Lag. Gateway and recorder as processes; signed status callbacks at ``--lag-rate`` per second;
+   for each, the time from the gateway's 204 to the moment a poller (every 10 ms) first sees its
+   row in ``call_events``.
+
+Figures are printed and written to bench/results/recorder.json.
+Targets (issue): >= 20,000 events/s, >= 25 % of the COPY rate, lag p99 < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from services.common.database import asyncpg_dsn  # noqa: E402
+from services.common.events import CallContext, CallEvent, EventKind  # noqa: E402
+from services.devtools.broker import LocalBroker, free_port  # noqa: E402
+from services.devtools.postgres import LocalPostgres  # noqa: E402
+from services.devtools.twilio_player import (  # noqa: E402
+    TwilioSigner,
+    new_sid,
+    status_callback_form,
+)
+from services.gateway.callbacks import call_event, status_event  # noqa: E402
+from services.recorder.adapters.migrations import upgrade  # noqa: E402
+from services.recorder.adapters.repository import event_key  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "recorder.json"
+ACCOUNT_SID = "AC" + "0" * 32
+CALLER_ID = "+815012345678"
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"  # noqa: S105 - a placeholder
+PUBLIC_BASE_URL = "https://calltrail.example.com"
+GATEWAY_ENV = {
+    "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    "TWILIO_API_KEY": "SK" + "1" * 32,
+    "TWILIO_API_SECRET": "bench-api-secret-0123456789abcdef",
+    "TWILIO_TWIML_APP_SID": "AP" + "2" * 32,
+    "TWILIO_CALLER_ID": CALLER_ID,
+    "CALLTRAIL_TOKEN_KEY": "bench-token-key-0123456789",
+    "KINTONE_BASE_URL": "https://example.cybozu.com",
+}
+TARGET_RATE = 20_000
+TARGET_RATIO = 0.25
+TARGET_LAG_P99_S = 1.0
+
+
+def call_flow(at: datetime) -> list[CallEvent]:
+    """One answered call as the gateway publishes it (six distinct events). No repeats, so the
+    recorder and the COPY ceiling store exactly the same rows."""
+    parent, child = new_sid(), new_sid()
+    context = CallContext(app_id="12", record_id="345", identity="u_1")
+    query = {"app_id": "12", "record_id": "345", "identity": "u_1"}
+    to = "+819012345678"
+    events = [
+        call_event(
+            EventKind.DIAL,
+            {"CallSid": parent, "CallStatus": "ringing", "From": "client:u_1", "To": to},
+            context,
+            at,
+        )
+    ]
+    for seq, status in enumerate(("initiated", "ringing", "in-progress", "completed")):
+        form = status_callback_form(
+            account_sid=ACCOUNT_SID,
+            call_sid=child,
+            parent_call_sid=parent,
+            status=status,
+            sequence=seq,
+            from_=CALLER_ID,
+            to=to,
+            direction="outbound-dial",
+            duration_s=95 if status == "completed" else None,
+            timestamp=at,
+        )
+        events.append(status_event(form, query, at))
+    form = status_callback_form(
+        account_sid=ACCOUNT_SID,
+        call_sid=parent,
+        status="completed",
+        sequence=None,
+        from_="client:u_1",
+        to=to,
+        direction="inbound",
+        duration_s=96,
+        timestamp=at,
+    )
+    events.append(status_event(form, {}, at))
+    return events
+
+
+def make_events(count: int) -> list[CallEvent]:
+    at = datetime.now(UTC)
+    events: list[CallEvent] = []
+    while len(events) < count:
+        events.extend(call_flow(at))
+    return events[:count]
+
+
+async def load_topic(bootstrap: str, topic: str, events: list[CallEvent]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for event in events:
+            pending.append(await producer.send(topic, event.encode(), key=event.key()))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - local
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+def spawn(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", service],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def service_env(broker: LocalBroker, topic: str, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATABASE_"))}
+    env.update(
+        KAFKA_BOOTSTRAP=broker.bootstrap,
+        KAFKA_IDEMPOTENCE="false",
+        KAFKA_TOPIC=topic,
+        DATABASE_URL=database_url,
+        RECORDER_GROUP=f"{topic}.recorder",
+        RECORDER_HOST="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+def drain(broker: LocalBroker, database_url: str, count: int, workdir: Path) -> dict[str, float]:
+    topic = f"bench.{uuid.uuid4().hex[:8]}"
+    events = make_events(count)
+    load_s = asyncio.run(load_topic(broker.bootstrap, topic, events))
+    print(f"loaded {count:,} events into the broker in {load_s:.1f} s")
+    port = free_port()
+    recorder = spawn(
+        "recorder",
+        service_env(broker, topic, database_url, RECORDER_PORT=str(port)),
+        workdir / "drain-recorder.log",
+    )
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        name = "calltrail_recorder_events_total"
+        seen = 0.0
+        first = None
+        deadline = time.monotonic() + 600
+        while seen < count and time.monotonic() < deadline:
+            seen = metric(metrics, name)
+            if seen and first is None:
+                first = (time.perf_counter(), seen)
+            time.sleep(0.05)
+        finished = time.perf_counter()
+        if first is None or seen < count:
+            raise RuntimeError(f"recorded {seen:,.0f} of {count:,} events")
+        elapsed = finished - first[0]
+        rate = (seen - first[1]) / elapsed
+        batch_write_s = metric(metrics, "calltrail_recorder_db_write_seconds_sum")
+    finally:
+        stop(recorder)
+    return {"events": count, "seconds": elapsed, "events_per_s": rate, "db_write_s": batch_write_s}
+
+
+async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
+    events = make_events(count)
+    rows = [
+        (
+            event_key(e),
+            e.call_sid,
+            e.root_call_sid,
+            e.kind.value,
+            e.status.value,
+            e.sequence,
+            e.received_at,
+            e.encode().decode(),
+            datetime.now(UTC),
+        )
+        for e in events
+    ]
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute("CREATE TABLE bench_copy (LIKE call_events INCLUDING ALL)")
+        started = time.perf_counter()
+        async with connection.transaction():
+            await connection.copy_records_to_table(
+                "bench_copy",
+                records=rows,
+                columns=[
+                    "event_key",
+                    "call_sid",
+                    "root_call_sid",
+                    "kind",
+                    "status",
+                    "sequence",
+                    "received_at",
+                    "payload",
+                    "recorded_at",
+                ],
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        await connection.close()
+    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+
+
+async def lag(
+    broker: LocalBroker, database_url: str, rate: int, seconds: int, workdir: Path
+) -> dict[str, float]:
+    import aiohttp
+
+    topic = f"bench.{uuid.uuid4().hex[:8]}"
+    gateway_port, recorder_port = free_port(), free_port()
+    env = service_env(
+        broker,
+        topic,
+        database_url,
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT=str(gateway_port),
+        RECORDER_PORT=str(recorder_port),
+        GATEWAY_SPOOL_PATH=str(workdir / "spool.sqlite3"),
+        **GATEWAY_ENV,
+    )
+    gateway = spawn("gateway", env, workdir / "lag-gateway.log")
+    recorder = spawn("recorder", env, workdir / "lag-recorder.log")
+    signer = TwilioSigner(AUTH_TOKEN, PUBLIC_BASE_URL)
+    accepted: dict[str, float] = {}
+    visible: dict[str, float] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{gateway_port}/readyz")
+        wait_http(f"http://127.0.0.1:{recorder_port}/readyz")
+        base = f"http://127.0.0.1:{gateway_port}"
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        stop_polling = asyncio.Event()
+
+        async def poll() -> None:
+            since = datetime.now(UTC) - timedelta(seconds=5)
+            while not stop_polling.is_set():
+                rows = await connection.fetch(
+                    "SELECT event_key, recorded_at FROM call_events WHERE recorded_at > $1", since
+                )
+                now = time.perf_counter()
+                for key, recorded_at in rows:
+                    visible.setdefault(key, now)
+                    since = max(since, recorded_at - timedelta(seconds=2))
+                await asyncio.sleep(0.01)
+
+        async def send(session: aiohttp.ClientSession, index: int) -> None:
+            sid = new_sid()
+            form = status_callback_form(
+                account_sid=ACCOUNT_SID,
+                call_sid=sid,
+                status="ringing",
+                sequence=1,
+                from_="client:u_1",
+                to="+819012345678",
+                direction="inbound",
+            )
+            headers, body = signer.request("/twilio/status", form)
+            async with session.post(base + "/twilio/status", data=body, headers=headers) as r:
+                if r.status == 204:
+                    accepted[f"{sid}:status:ringing:1"] = time.perf_counter()
+
+        poller = asyncio.create_task(poll())
+        async with aiohttp.ClientSession() as session:
+            # Warm the consumer group's join before measuring.
+            await send(session, -1)
+            await asyncio.sleep(5)
+            accepted.clear()
+            tasks = []
+            started = time.perf_counter()
+            for index in range(rate * seconds):
+                target = started + index / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(send(session, index)))
+            await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and not set(accepted) <= set(visible):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        stop_polling.set()
+        await poller
+        await connection.close()
+    finally:
+        stop(gateway)
+        stop(recorder)
+    lags = sorted(visible[k] - t for k, t in accepted.items() if k in visible)
+    missing = len(set(accepted) - set(visible))
+
+    def pct(p: float) -> float:
+        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
+
+    return {
+        "rate_per_s": rate,
+        "sent": rate * seconds,
+        "accepted": len(accepted),
+        "missing": missing,
+        "p50_s": pct(0.50),
+        "p99_s": pct(0.99),
+        "max_s": lags[-1] if lags else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--lag-rate", type=int, default=1000)
+    parser.add_argument("--lag-seconds", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"calltrail-bench-{uuid.uuid4().hex[:6]}"  # noqa: S108
+    workdir.mkdir(parents=True)
+    name = f"calltrail_bench_{uuid.uuid4().hex[:8]}"
+    with LocalBroker() as broker, LocalPostgres() as postgres:
+        database_url = postgres.create_database(name)
+        try:
+            upgrade(database_url)
+            drained = drain(broker, database_url, args.events, workdir)
+            ceiling = asyncio.run(copy_ceiling(database_url, args.events))
+            lagged = asyncio.run(
+                lag(broker, database_url, args.lag_rate, args.lag_seconds, workdir)
+            )
+        finally:
+            postgres.drop_database(name)
+    ratio = drained["events_per_s"] / ceiling["events_per_s"]
+    result = {
+        "benchmark": "recorder drain and end-to-end lag",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "bench/recorder.py " + " ".join(sys.argv[1:]),
+        "cpus": os.cpu_count(),
+        "postgres": "embedded" if postgres.embedded else "machine",
+        "drain": drained,
+        "copy_ceiling": ceiling,
+        "ratio": ratio,
+        "lag": lagged,
+        "targets": {
+            "events_per_s": TARGET_RATE,
+            "ratio": TARGET_RATIO,
+            "lag_p99_s": TARGET_LAG_P99_S,
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=str))
+    ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+    print(
+        f"\nrecorder drain   {drained['events_per_s']:>10,.0f} events/s  "
+        f"({args.events:,} events in {drained['seconds']:.1f} s)   target {TARGET_RATE:,}: "
+        f"{ok(drained['events_per_s'] >= TARGET_RATE)}\n"
+        f"bare COPY        {ceiling['events_per_s']:>10,.0f} events/s\n"
+        f"ratio            {ratio:>10.1%}   target {TARGET_RATIO:.0%}: "
+        f"{ok(ratio >= TARGET_RATIO)}\n"
+        f"lag at {lagged['rate_per_s']}/s   p50 {lagged['p50_s'] * 1000:.0f} ms, p99 "
+        f"{lagged['p99_s'] * 1000:.0f} ms, max {lagged['max_s'] * 1000:.0f} ms, "
+        f"{lagged['accepted']:,} accepted, {lagged['missing']} missing   "
+        f"target p99 < {TARGET_LAG_P99_S:.0f} s: {ok(lagged['p99_s'] < TARGET_LAG_P99_S)}\n"
+        f"written to {RESULTS.relative_to(ROOT)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
