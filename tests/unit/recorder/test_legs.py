@@ -21,6 +21,7 @@ from services.recorder.domain.legs import (
     classify_leg,
     destination_of,
     event_time,
+    merge_legs,
 )
 from tests.conftest import CALLER_ID
 from tests.unit.recorder.support import (
@@ -513,3 +514,23 @@ def test_the_merge_is_order_independent_for_any_events(
         for e in events
         if STATUS_RANK[e.status] == best
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=_any_events(), data=st.data())
+def test_folding_in_batches_then_merging_equals_one_by_one(
+    events: list[CallEvent], data: st.DataObject
+) -> None:
+    """What the recorder does: each batch folded per leg outside the transaction, then merged
+    with the stored leg. Any split into batches gives the leg that one-by-one gives."""
+    expected = leg_of(*events)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(events) - 1)), max_size=3)))
+    batches = [events[i:j] for i, j in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+    stored = None
+    for batch in batches:
+        if not batch:
+            continue
+        partial = leg_of(*batch)
+        stored = partial if stored is None else merge_legs(stored, partial)
+    assert stored == expected
+    assert merge_legs(expected, expected) == expected
