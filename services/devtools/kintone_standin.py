@@ -1,0 +1,919 @@
+"""A local kintone stand-in: the part of the REST API calltrail uses, as kintone documents it.
+
+kintone is a SaaS the tests cannot reach, so this plays one kintone *domain* in memory: apps with
+their form fields, API tokens bound to one app with view/add/edit permissions, records with
+``$id`` and ``$revision``. It refuses what kintone refuses, with kintone's status, code and
+error body ``{"code", "id", "message"[, "errors"]}``, and it keeps kintone's traps:
+
+- a SUBTABLE value replaces the whole table: rows sent with an existing ``id`` are kept (inner
+  fields merged), rows without ``id`` are new rows, existing rows left out are deleted;
+- a NUMBER that is not a number is refused at the top level but silently stored as ``""``
+  inside a SUBTABLE;
+- unknown field codes are ignored, not refused ("If field codes that don't exist are specified,
+  these will be ignored", Add Record): a misspelt column code loses data without an error.
+
+Sources: kintone.dev / cybozu.dev API pages (Update Record(s), upsert mode, Add Record, Field
+Types, REST API limits), the official ``@kintone/rest-api-client`` and cli-kintone end-to-end
+tests for auth codes, and real-kintone observations recorded by SonicGarden/kintone-emulator.
+Where kintone documents only a status (429 beyond the concurrency limit, 5xx), the body is
+plain text, as a proxy or the maintenance page sends it.
+
+Used by the tests and the benchmarks: ``init_app(domain)`` for an in-process aiohttp
+application, ``KintoneStandin`` to serve it on 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import re
+import secrets
+import string
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+MAX_RECORDS_PER_REQUEST = 100
+CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
+SCALAR_TYPES = frozenset(
+    {
+        "SINGLE_LINE_TEXT",
+        "MULTI_LINE_TEXT",
+        "RICH_TEXT",
+        "LINK",
+        "NUMBER",
+        "DATE",
+        "TIME",
+        "DATETIME",
+        "RADIO_BUTTON",
+        "DROP_DOWN",
+    }
+)
+LIST_TYPES = frozenset({"CHECK_BOX", "MULTI_SELECT"})
+UNIQUE_TYPES = frozenset({"SINGLE_LINE_TEXT", "NUMBER", "LINK", "DATE", "TIME", "DATETIME"})
+UPDATE_KEY_TYPES = frozenset({"SINGLE_LINE_TEXT", "NUMBER"})  # what updateKey accepts
+
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"\d{2}:\d{2}")
+
+MSG_INVALID_INPUT = "Missing or invalid input."
+MSG_REQUIRED_PARAM = "Required field."
+MSG_REQUIRED = "Required."
+MSG_UNIQUE = "This value already exists in another record."
+MSG_NUMBER = "Only numbers are allowed."
+MSG_TOO_MANY = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be updated at one time."
+MSG_TOO_MANY_ADD = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be added at one time."
+# Not documented word for word; kintone's real texts are localised anyway.
+MSG_DATETIME = "Enter the date and time in the format YYYY-MM-DDTHH:MM:SSZ."
+MSG_FORMAT = "Invalid format."
+
+
+# --- definitions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """A form field. ``fields`` holds a SUBTABLE's inner fields (code → Field)."""
+
+    type: str
+    label: str = ""
+    required: bool = False
+    unique: bool = False
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.unique and self.type not in UNIQUE_TYPES:
+            raise ValueError(f"kintone cannot prohibit duplicates on a {self.type} field")
+        if self.type == "SUBTABLE" and not self.fields:
+            raise ValueError("a SUBTABLE needs inner fields")
+
+
+@dataclass
+class App:
+    app_id: int
+    fields: dict[str, Field]
+    name: str = ""
+    guest_space_id: int | None = None
+    revision: int = 1  # the form's revision, as GET app/form/fields.json reports it
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    token: str
+    app: int
+    view: bool = True
+    add: bool = False
+    edit: bool = False
+
+
+@dataclass
+class StoredRecord:
+    id: int
+    revision: int
+    values: dict[str, Any]  # code → str | list[str] | list of rows {"id": str, "value": {...}}
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    method: str
+    path: str
+    app: int | None
+    status: int
+    code: str | None
+    api_tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int
+    retry_after: float | None = None
+    after_apply: bool = False
+
+
+class _RejectError(Exception):
+    """kintone's refusal of a request: becomes the JSON error response."""
+
+    def __init__(
+        self, status: int, code: str, message: str, errors: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+
+def _invalid(errors: Mapping[str, list[str]]) -> _RejectError:
+    return _RejectError(
+        400, "CB_VA01", MSG_INVALID_INPUT, {k: {"messages": v} for k, v in errors.items()}
+    )
+
+
+# --- the domain -----------------------------------------------------------------------------
+
+
+class KintoneDomain:
+    """One kintone domain in memory: apps, tokens, records, and the knobs tests turn."""
+
+    def __init__(
+        self, *, concurrency_limit: int = 100, latency_s: float = 0.0, seed: int = 0
+    ) -> None:
+        self.concurrency_limit = concurrency_limit
+        self.latency_s = latency_s
+        self.apps: dict[int, App] = {}
+        self.tokens: dict[str, ApiToken] = {}
+        self.requests: list[LoggedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._records: dict[int, dict[int, StoredRecord]] = {}
+        # app → unique field code → value → record id: updateKey and duplicate checks in O(1)
+        self._index: dict[int, dict[str, dict[str, int]]] = {}
+        self._next_record_id: dict[int, int] = {}
+        self._next_row_id = 1000
+        self._faults: deque[_Fault] = deque()
+        self._failure_rate = 0.0
+        self._failure_statuses: tuple[int, ...] = (429, 500, 503)
+        self._rng = random.Random(seed)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def add_app(
+        self,
+        app_id: int,
+        fields: Mapping[str, Field],
+        *,
+        name: str = "",
+        guest_space_id: int | None = None,
+    ) -> App:
+        app = App(app_id, dict(fields), name or f"app {app_id}", guest_space_id)
+        self.apps[app_id] = app
+        self._records[app_id] = {}
+        self._index[app_id] = {code: {} for code, spec in fields.items() if spec.unique}
+        self._next_record_id[app_id] = 1
+        return app
+
+    def add_token(
+        self, token: str, app: int, *, view: bool = True, add: bool = False, edit: bool = False
+    ) -> ApiToken:
+        entry = ApiToken(token, app, view=view, add=add, edit=edit)
+        self.tokens[token] = entry
+        return entry
+
+    # --- faults -------------------------------------------------------------------------
+
+    def fail_next(
+        self, *statuses: int, retry_after: float | None = None, after_apply: bool = False
+    ) -> None:
+        """Answer the next requests with these statuses, in order. ``after_apply``: do the
+        work first, then fail (the answer is lost, the write is not)."""
+        self._faults.extend(_Fault(s, retry_after, after_apply) for s in statuses)
+
+    def set_failure_rate(
+        self, rate: float, statuses: Iterable[int] = (429, 500, 503), seed: int | None = None
+    ) -> None:
+        """Fail this fraction of requests (before doing anything) with one of ``statuses``."""
+        self._failure_rate = rate
+        self._failure_statuses = tuple(statuses)
+        if seed is not None:
+            self._rng.seed(seed)
+
+    # --- inspection and "another writer" ------------------------------------------------
+
+    def record(self, app: int, record_id: int) -> dict[str, Any]:
+        """The record as GET record.json returns it."""
+        return _render(self.apps[app], self._records[app][record_id])
+
+    def records(self, app: int) -> list[dict[str, Any]]:
+        return [_render(self.apps[app], r) for r in self._records[app].values()]
+
+    def revision(self, app: int, record_id: int) -> int:
+        return self._records[app][record_id].revision
+
+    def add_record(self, app: int, record: Mapping[str, Any]) -> int:
+        """Add a record directly, fields in request shape ``{code: {"value": …}}``."""
+        return self._direct(app, _Item(record=record, insert=True))["id"]
+
+    def edit_record(self, app: int, record_id: int, record: Mapping[str, Any]) -> int:
+        """Edit as another user would (kintone's rules apply); returns the new revision."""
+        return self._direct(app, _Item(record=record, record_id=record_id))["revision"]
+
+    def _direct(self, app: int, item: _Item) -> dict[str, Any]:
+        try:
+            [result] = self._write(self.apps[app], [item])
+        except _RejectError as reject:
+            raise ValueError(f"kintone would refuse this: {reject.code} {reject.errors}") from None
+        return result
+
+    def request_count(
+        self, app: int | None = None, *, method: str | None = None, path: str | None = None
+    ) -> int:
+        return sum(
+            1
+            for r in self.requests
+            if (app is None or r.app == app)
+            and (method is None or r.method == method)
+            and (path is None or r.path.endswith(path))
+        )
+
+    # --- request handling ---------------------------------------------------------------
+
+    def authorize(self, request: web.Request, app_id: int, *needed: str) -> App:
+        """kintone's checks, in order: tokens, app, guest space, token ↔ app, permission."""
+        header = request.headers.get("X-Cybozu-API-Token", "")
+        if not header.strip():
+            raise _RejectError(401, "CB_AU01", "Log in to kintone to use this API.")
+        given = [t.strip() for t in header.split(",")]
+        tokens = [self.tokens.get(t) for t in given]
+        if any(t is None for t in tokens):
+            raise _RejectError(
+                400,
+                "GAIA_IA02",
+                "The specified API token does not match the API token generated via an app.",
+            )
+        known = [t for t in tokens if t is not None]
+        apps = [t.app for t in known]
+        if len(set(apps)) != len(apps):
+            raise _RejectError(
+                400, "GAIA_DA03", "You cannot specify a duplicate API token for the same app."
+            )
+        app = self.apps.get(app_id)
+        if app is None:
+            raise _RejectError(
+                404,
+                "GAIA_AP01",
+                f"The app (ID: {app_id}) not found. The app may have been deleted.",
+            )
+        space = request.match_info.get("space")
+        if app.guest_space_id is not None and space is None:
+            raise _RejectError(
+                400,
+                "GAIA_IL23",
+                'You need to send a request to the URL: "/k/guest/<Space ID>/v1/..." '
+                "to execute apps in Guest Spaces.",
+            )
+        if space is not None and int(space) != app.guest_space_id:
+            raise _RejectError(403, "CB_NO02", "No privilege to proceed.")
+        token = next((t for t in known if t.app == app_id), None)
+        if token is None:
+            raise _RejectError(
+                403, "GAIA_AP15", f"The API token does not match the app (ID: {app_id})."
+            )
+        if not all(getattr(token, permission) for permission in needed):
+            raise _RejectError(
+                403, "GAIA_NO01", "Using this API token, you cannot run the specified API."
+            )
+        return app
+
+    def _write(self, app: App, items: list[_Item], prefix: str = "record") -> list[dict[str, Any]]:
+        """Apply items all or nothing (kintone's bulk APIs roll back on any failure)."""
+        stage = _Stage(self, app)
+        errors: dict[str, list[str]] = {}
+        planned: list[tuple[StoredRecord, str]] = []
+        for index, item in enumerate(items):
+            where = prefix if prefix == "record" else f"{prefix}[{index}]"
+            target, operation = stage.locate(item)
+            stale = target is not None and item.revision not in (None, -1, target.revision)
+            if stale:  # -1 or no revision: not checked, as kintone documents
+                raise _RejectError(
+                    409,
+                    "GAIA_CO02",
+                    "The revision is not the latest. Someone may update a record after you "
+                    "opened it.",
+                )
+            parsed = _parse_record(app, item.record, where, errors)
+            if target is None:
+                record = StoredRecord(stage.new_id(), 1, _blank(app))
+                if item.key is not None:
+                    record.values[item.key[0]] = item.key[1]
+            else:
+                record = copy.deepcopy(target)
+                record.revision += 1
+            _apply(app, record, parsed, self._new_row_id)
+            _check_required(app, record, where, errors)
+            stage.check_unique(record, where, errors)
+            stage.put(record)
+            planned.append((record, operation))
+        if errors:
+            raise _invalid(errors)
+        stage.commit()
+        return [{"id": r.id, "revision": r.revision, "operation": op} for r, op in planned]
+
+    def _new_row_id(self) -> str:
+        self._next_row_id += 1
+        return str(self._next_row_id)
+
+    def _fault(self) -> _Fault | None:
+        if self._faults:
+            return self._faults.popleft()
+        if self._failure_rate and self._rng.random() < self._failure_rate:
+            return _Fault(self._rng.choice(self._failure_statuses))
+        return None
+
+
+@dataclass
+class _Item:
+    record: Mapping[str, Any]
+    record_id: int | None = None
+    key: tuple[str, str] | None = None  # updateKey (field, normalised value)
+    revision: int | None = None
+    insert: bool = False  # add a record (POST), or add when nothing matches (upsert)
+
+
+class _Stage:
+    """Records touched by one request, applied together on commit, with their index changes."""
+
+    def __init__(self, domain: KintoneDomain, app: App) -> None:
+        self.domain = domain
+        self.app = app
+        self.records = domain._records[app.app_id]
+        self.index = domain._index[app.app_id]
+        self.touched: dict[int, StoredRecord] = {}
+        self.overlay: dict[tuple[str, str], int | None] = {}
+        self.next_id = domain._next_record_id[app.app_id]
+
+    def new_id(self) -> int:
+        record_id = self.next_id
+        self.next_id += 1
+        return record_id
+
+    def get(self, record_id: int) -> StoredRecord | None:
+        return self.touched.get(record_id) or self.records.get(record_id)
+
+    def find(self, code: str, value: str) -> StoredRecord | None:
+        """The record holding ``value`` in the unique field ``code``, if any."""
+        if (code, value) in self.overlay:
+            record_id = self.overlay[(code, value)]
+        else:
+            record_id = self.index.get(code, {}).get(value)
+        return self.get(record_id) if record_id is not None else None
+
+    def locate(self, item: _Item) -> tuple[StoredRecord | None, str]:
+        if item.key is not None:
+            found = self.find(*item.key)
+            if found is not None:
+                return found, "UPDATE"
+            if item.insert:
+                return None, "INSERT"
+            raise _RejectError(
+                404, "GAIA_RE20", 'No records match the conditions specified in the "updateKey".'
+            )
+        if item.record_id is not None:
+            found = self.get(item.record_id)
+            if found is not None:
+                return found, "UPDATE"
+            if not item.insert:
+                raise _RejectError(
+                    404, "GAIA_RE01", f"The specified record (ID: {item.record_id}) is not found."
+                )
+        return None, "INSERT"
+
+    def check_unique(self, record: StoredRecord, where: str, errors: dict[str, list[str]]) -> None:
+        for code in self.index:
+            value = record.values.get(code)
+            other = self.find(code, value) if value else None
+            if other is not None and other.id != record.id:
+                errors.setdefault(f"{where}.{code}.value", []).append(MSG_UNIQUE)
+
+    def put(self, record: StoredRecord) -> None:
+        previous = self.get(record.id)
+        for code in self.index:
+            old = previous.values.get(code) if previous is not None else None
+            new = record.values.get(code)
+            if old == new:
+                continue
+            if old:
+                holder = self.find(code, old)
+                if holder is not None and holder.id == record.id:
+                    self.overlay[(code, old)] = None
+            if new:
+                self.overlay[(code, new)] = record.id
+        self.touched[record.id] = record
+
+    def commit(self) -> None:
+        self.records.update(self.touched)
+        for (code, value), record_id in self.overlay.items():
+            if record_id is None:
+                self.index[code].pop(value, None)
+            else:
+                self.index[code][value] = record_id
+        self.domain._next_record_id[self.app.app_id] = self.next_id
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def _blank(app: App) -> dict[str, Any]:
+    return {code: _empty(spec) for code, spec in app.fields.items()}
+
+
+def _empty(spec: Field) -> Any:
+    return [] if spec.type in LIST_TYPES or spec.type == "SUBTABLE" else ""
+
+
+def _number(value: Any) -> str | None:
+    """kintone's normalised number text ("1.5e1" → "15"), "" for empty, None if not a number."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    text = format(number.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _scalar(spec: Field, value: Any) -> str | None:
+    """The stored text of a scalar field, or None when kintone would refuse the value."""
+    if spec.type == "NUMBER":
+        return _number(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = str(value)
+    if not text:
+        return ""
+    if spec.type == "DATETIME":
+        if not _DATETIME.fullmatch(text):
+            return None
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if spec.type == "DATE" and not _DATE.fullmatch(text):
+        return None
+    if spec.type == "TIME" and not _TIME.fullmatch(text):
+        return None
+    return text
+
+
+def _parse_record(
+    app: App, record: Any, where: str, errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The request's known fields as stored values; refusals go to ``errors`` in kintone's
+    key shape (``record.code.value``, ``record[code].value`` for numbers, rows by index)."""
+    if record is None:
+        return {}
+    if not isinstance(record, Mapping):
+        errors.setdefault(where, []).append(MSG_FORMAT)
+        return {}
+    parsed: dict[str, Any] = {}
+    for code, cell in record.items():
+        spec = app.fields.get(code)
+        if spec is None:
+            continue  # kintone ignores field codes the app does not have
+        value = cell.get("value") if isinstance(cell, Mapping) else None
+        if not isinstance(cell, Mapping):
+            errors.setdefault(f"{where}.{code}.value", []).append(MSG_FORMAT)
+        elif spec.type == "SUBTABLE":
+            parsed[code] = _parse_rows(spec, value, f"{where}.{code}", errors)
+        elif spec.type in LIST_TYPES:
+            if value is None:
+                value = []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors.setdefault(f"{where}.{code}.values", []).append(MSG_FORMAT)
+            else:
+                parsed[code] = list(value)
+        elif spec.type in SCALAR_TYPES:
+            text = _scalar(spec, value)
+            if text is not None:
+                parsed[code] = text
+            elif spec.type == "NUMBER":
+                errors.setdefault(f"{where}[{code}].value", []).append(MSG_NUMBER)
+            else:
+                message = MSG_DATETIME if spec.type == "DATETIME" else MSG_FORMAT
+                errors.setdefault(f"{where}.{code}.value", []).append(message)
+        # Other types (calculated, system fields, …) cannot be written: left as they are.
+    return parsed
+
+
+def _parse_rows(
+    spec: Field, rows: Any, where: str, errors: dict[str, list[str]]
+) -> list[tuple[str | None, dict[str, Any]]]:
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list):
+        errors.setdefault(f"{where}.value", []).append(MSG_FORMAT)
+        return []
+    parsed: list[tuple[str | None, dict[str, Any]]] = []
+    for index, row in enumerate(rows):
+        at = f"{where}.value[{index}].value"
+        if not isinstance(row, Mapping) or not isinstance(row.get("value", {}), Mapping):
+            errors.setdefault(f"{where}.value[{index}]", []).append(MSG_FORMAT)
+            continue
+        row_id = row.get("id")
+        values: dict[str, Any] = {}
+        for code, cell in (row.get("value") or {}).items():
+            inner = spec.fields.get(code)
+            if inner is None:
+                continue
+            value = cell.get("value") if isinstance(cell, Mapping) else None
+            if inner.type == "NUMBER":
+                # Inside a table kintone stores a non-number as "" instead of refusing it.
+                values[code] = _number(value) or ""
+            elif inner.type in LIST_TYPES:
+                values[code] = list(value) if isinstance(value, list) else []
+            else:
+                text = _scalar(inner, value)
+                if text is None:
+                    message = MSG_DATETIME if inner.type == "DATETIME" else MSG_FORMAT
+                    errors.setdefault(f"{at}.{code}.value", []).append(message)
+                else:
+                    values[code] = text
+        parsed.append((None if row_id in (None, "") else str(row_id), values))
+    return parsed
+
+
+def _apply(
+    app: App, record: StoredRecord, parsed: Mapping[str, Any], new_row_id: Callable[[], str]
+) -> None:
+    """Write parsed values into the record, with kintone's SUBTABLE replacement semantics."""
+    for code, value in parsed.items():
+        if app.fields[code].type != "SUBTABLE":
+            record.values[code] = value
+            continue
+        old = {row["id"]: row for row in record.values.get(code) or []}
+        rows = []
+        for row_id, values in value:
+            if row_id is not None and row_id in old:
+                merged = dict(old[row_id]["value"])
+                merged.update(values)  # inner fields not sent keep their values
+                rows.append({"id": row_id, "value": merged})
+            else:  # no id, or an id kintone does not know: a new row with a new id
+                blank = {c: _empty(f) for c, f in app.fields[code].fields.items()}
+                rows.append({"id": new_row_id(), "value": {**blank, **values}})
+        record.values[code] = rows  # existing rows left out are deleted
+
+
+def _check_required(
+    app: App, record: StoredRecord, where: str, errors: dict[str, list[str]]
+) -> None:
+    for code, spec in app.fields.items():
+        if spec.required and spec.type != "SUBTABLE" and not record.values.get(code):
+            suffix = ".values" if spec.type in LIST_TYPES else ".value"
+            errors.setdefault(f"{where}.{code}{suffix}", []).append(MSG_REQUIRED)
+
+
+def _render(app: App, record: StoredRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code, spec in app.fields.items():
+        value = record.values.get(code, _empty(spec))
+        if spec.type == "SUBTABLE":
+            value = [
+                {
+                    "id": row["id"],
+                    "value": {
+                        inner_code: {
+                            "type": inner.type,
+                            "value": copy.deepcopy(row["value"].get(inner_code, _empty(inner))),
+                        }
+                        for inner_code, inner in spec.fields.items()
+                    },
+                }
+                for row in value
+            ]
+        out[code] = {"type": spec.type, "value": copy.deepcopy(value)}
+    out["$id"] = {"type": "__ID__", "value": str(record.id)}
+    out["$revision"] = {"type": "__REVISION__", "value": str(record.revision)}
+    return out
+
+
+def _property(code: str, spec: Field) -> dict[str, Any]:
+    prop: dict[str, Any] = {"type": spec.type, "code": code, "label": spec.label or code}
+    prop["noLabel"] = False
+    if spec.type == "SUBTABLE":
+        prop["fields"] = {c: _property(c, f) for c, f in spec.fields.items()}
+        return prop
+    prop["required"] = spec.required
+    if spec.type in UNIQUE_TYPES:
+        prop["unique"] = spec.unique
+    prop["defaultValue"] = [] if spec.type in LIST_TYPES else ""
+    return prop
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def _error_response(reject: _RejectError) -> web.Response:
+    body: dict[str, Any] = {
+        "code": reject.code,
+        "id": "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20)),
+        "message": reject.message,
+    }
+    if reject.errors:
+        body["errors"] = reject.errors
+    response = web.Response(
+        status=reject.status, body=orjson.dumps(body), content_type="application/json"
+    )
+    response[CODE_KEY] = reject.code
+    return response
+
+
+def _fault_response(fault: _Fault) -> web.Response:
+    reasons = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+    response = web.Response(status=fault.status, text=reasons.get(fault.status, "Error"))
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = f"{fault.retry_after:g}"
+    return response
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise _RejectError(400, "CB_IJ01", "Invalid JSON string.") from None
+    if not isinstance(data, dict):
+        raise _RejectError(400, "CB_IJ01", "Invalid JSON string.")
+    return data
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if value is None or value == "":
+        raise _invalid({name: [MSG_REQUIRED_PARAM]})
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise _invalid({name: ["must be an integer"]}) from None
+    if number < 1:
+        raise _invalid({name: ["must be greater than or equal to 1"]})
+    return number
+
+
+def _revision(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise _invalid({"revision": ["must be an integer"]}) from None
+
+
+def _peek_app(request: web.Request, raw: bytes) -> int | None:
+    value: Any = request.query.get("app")
+    if value is None and raw:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        value = data.get("app") if isinstance(data, dict) else None
+    try:
+        return int(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def init_app(domain: KintoneDomain) -> web.Application:
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Log and count every request; enforce the concurrency limit; add latency/faults."""
+        raw = await request.read()
+        tokens = tuple(
+            t.strip() for t in request.headers.get("X-Cybozu-API-Token", "").split(",") if t
+        )
+        response: web.StreamResponse | None = None
+        status = 500
+        try:
+            if domain.in_flight >= domain.concurrency_limit:
+                response = _fault_response(_Fault(429))
+                return response
+            domain.in_flight += 1
+            domain.max_in_flight = max(domain.max_in_flight, domain.in_flight)
+            try:
+                if domain.latency_s:
+                    await asyncio.sleep(domain.latency_s)
+                fault = domain._fault()
+                if fault is not None and not fault.after_apply:
+                    response = _fault_response(fault)
+                    return response
+                try:
+                    response = await handler(request)
+                except _RejectError as reject:
+                    response = _error_response(reject)
+                except web.HTTPException as exc:  # no such API or method: aiohttp's answer
+                    status = exc.status
+                    raise
+                if fault is not None:
+                    response = _fault_response(fault)  # done, but the answer is lost
+                return response
+            finally:
+                domain.in_flight -= 1
+        finally:
+            status = response.status if response is not None else status
+            code = response.get(CODE_KEY) if response is not None else None
+            domain.requests.append(
+                LoggedRequest(
+                    request.method, request.path, _peek_app(request, raw), status, code, tokens
+                )
+            )
+
+    async def get_record(request: web.Request) -> web.Response:
+        app_id = _positive_int(request.query.get("app"), "app")
+        app = domain.authorize(request, app_id, "view")
+        record_id = _positive_int(request.query.get("id"), "id")
+        record = domain._records[app.app_id].get(record_id)
+        if record is None:
+            raise _RejectError(
+                404, "GAIA_RE01", f"The specified record (ID: {record_id}) is not found."
+            )
+        return _json({"record": _render(app, record)})
+
+    async def post_record(request: web.Request) -> web.Response:
+        body = await _body(request)
+        app = domain.authorize(request, _positive_int(body.get("app"), "app"), "add")
+        [result] = domain._write(app, [_Item(record=body.get("record") or {}, insert=True)])
+        return _json({"id": str(result["id"]), "revision": str(result["revision"])})
+
+    async def put_record(request: web.Request) -> web.Response:
+        body = await _body(request)
+        app = domain.authorize(request, _positive_int(body.get("app"), "app"), "edit")
+        item = _update_item(app, body, "", upsert=False)
+        [result] = domain._write(app, [item])
+        return _json({"revision": str(result["revision"])})
+
+    async def put_records(request: web.Request) -> web.Response:
+        body = await _body(request)
+        app_id = _positive_int(body.get("app"), "app")
+        upsert = body.get("upsert") is True
+        app = domain.authorize(request, app_id, "edit", *(("add",) if upsert else ()))
+        records = body.get("records")
+        if not isinstance(records, list) or not records:
+            raise _invalid({"records": [MSG_REQUIRED_PARAM]})
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise _invalid({"records": [MSG_TOO_MANY]})
+        items = [
+            _update_item(app, item, f"records[{i}].", upsert=upsert)
+            for i, item in enumerate(records)
+        ]
+        results = domain._write(app, items, prefix="records")
+        out = []
+        for result in results:
+            row = {"id": str(result["id"]), "revision": str(result["revision"])}
+            if upsert:
+                row["operation"] = result["operation"]
+            out.append(row)
+        return _json({"records": out})
+
+    async def post_records(request: web.Request) -> web.Response:
+        body = await _body(request)
+        app = domain.authorize(request, _positive_int(body.get("app"), "app"), "add")
+        records = body.get("records")
+        if not isinstance(records, list) or not records:
+            raise _invalid({"records": [MSG_REQUIRED_PARAM]})
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise _invalid({"records": [MSG_TOO_MANY_ADD]})
+        items = [_Item(record=r or {}, insert=True) for r in records]
+        results = domain._write(app, items, prefix="records")
+        return _json(
+            {
+                "ids": [str(r["id"]) for r in results],
+                "revisions": [str(r["revision"]) for r in results],
+            }
+        )
+
+    async def get_form_fields(request: web.Request) -> web.Response:
+        app = domain.authorize(request, _positive_int(request.query.get("app"), "app"), "view")
+        properties = {code: _property(code, spec) for code, spec in app.fields.items()}
+        return _json({"properties": properties, "revision": str(app.revision)})
+
+    web_app = web.Application(middlewares=[gate])
+    for prefix in ("/k/v1", r"/k/guest/{space:\d+}/v1"):
+        web_app.router.add_get(f"{prefix}/record.json", get_record)
+        web_app.router.add_post(f"{prefix}/record.json", post_record)
+        web_app.router.add_put(f"{prefix}/record.json", put_record)
+        web_app.router.add_post(f"{prefix}/records.json", post_records)
+        web_app.router.add_put(f"{prefix}/records.json", put_records)
+        web_app.router.add_get(f"{prefix}/app/form/fields.json", get_form_fields)
+    return web_app
+
+
+def _update_item(app: App, body: Mapping[str, Any], where: str, *, upsert: bool) -> _Item:
+    """An update by ``id`` or ``updateKey`` (exactly one), with its optional ``revision``."""
+    if not isinstance(body, Mapping):
+        raise _invalid({where.rstrip(".") or "records": [MSG_FORMAT]})
+    has_id = body.get("id") not in (None, "")
+    update_key = body.get("updateKey")
+    if has_id == (update_key is not None):
+        raise _invalid({f"{where}id": ["Specify either id or updateKey."]})
+    revision = _revision(body.get("revision"))
+    record = body.get("record") or {}
+    if has_id:
+        return _Item(
+            record=record,
+            record_id=_positive_int(body.get("id"), f"{where}id"),
+            revision=revision,
+            insert=upsert,
+        )
+    if not isinstance(update_key, Mapping):
+        raise _invalid({f"{where}updateKey": [MSG_FORMAT]})
+    code = str(update_key.get("field") or "")
+    spec = app.fields.get(code)
+    if spec is None or spec.type not in UPDATE_KEY_TYPES or not spec.unique:
+        # kintone accepts only a SINGLE_LINE_TEXT or NUMBER field that prohibits duplicates.
+        raise _invalid(
+            {f"{where}updateKey.field": ["Specify a field that prohibits duplicate values."]}
+        )
+    key = _scalar(spec, update_key.get("value"))
+    if not key:
+        raise _invalid({f"{where}updateKey.value": [MSG_REQUIRED_PARAM]})
+    if isinstance(record, Mapping) and code in record:
+        sent = record[code].get("value") if isinstance(record[code], Mapping) else None
+        if _scalar(spec, sent) != key:
+            raise _invalid({f"{where}record.{code}.value": ["Differs from updateKey.value."]})
+    return _Item(record=record, key=(code, key), revision=revision, insert=upsert)
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+class KintoneStandin:
+    """Serve a ``KintoneDomain`` on 127.0.0.1 on a free port, for tests and benchmarks."""
+
+    def __init__(self, domain: KintoneDomain | None = None, host: str = "127.0.0.1") -> None:
+        self.domain = domain or KintoneDomain()
+        self.host = host
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> KintoneStandin:
+        self._runner = web.AppRunner(init_app(self.domain), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> KintoneStandin:
+        return await self.start()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
