@@ -70,5 +70,8 @@ def describe_errors(exc: ValidationError) -> str:
         else:
             # A validator's message may quote a value with a line break in it: keep one line.
             message = " ".join(str(error["msg"]).split())
-            problems.append(f"{name} is malformed ({message})")
+            if name:
+                problems.append(f"{name} is malformed ({message})")
+            else:  # a rule across settings, whose message names them itself
+                problems.append(message.removeprefix("Value error, "))
     return "; ".join(problems)

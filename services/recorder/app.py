@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.observability import REGISTRY, HttpMetrics, healthz_view, metrics_view
+from services.recorder.adapters.kintone import KintoneClient
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.consumer import RecorderConsumer
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.metrics import RecorderMetrics
-from services.recorder.settings import RecorderSettings
+from services.recorder.settings import RecorderSettings, WritebackMode
+from services.recorder.writeback import WritebackWorker
 
 log = get_logger(__name__)
 
@@ -35,6 +37,7 @@ class Recorder:
     engine: AsyncEngine
     repository: CallRepository
     consumer: RecorderConsumer
+    metrics: RecorderMetrics
     stopping: asyncio.Event
 
 
@@ -59,11 +62,13 @@ def init_app(settings: RecorderSettings) -> web.Application:
     http_metrics = HttpMetrics(registry)
     metrics = RecorderMetrics(registry)
     engine = make_engine(settings.database_url, pool_size=4)
+    writeback = settings.kintone_writeback is not WritebackMode.OFF
     repository = CallRepository(
         engine,
         parse_tariffs(settings.calltrail_tariff.read_text()),
         settings.zone,
         settings.home_region,
+        writeback_delay_s=settings.kintone_writeback_delay_s if writeback else None,
     )
     consumer = RecorderConsumer(
         consumer_factory=lambda: make_consumer(settings),
@@ -75,8 +80,10 @@ def init_app(settings: RecorderSettings) -> web.Application:
     )
     app = web.Application(middlewares=[http_metrics.middleware()])
     app[REGISTRY] = registry
-    app[RECORDER] = Recorder(settings, engine, repository, consumer, asyncio.Event())
+    app[RECORDER] = Recorder(settings, engine, repository, consumer, metrics, asyncio.Event())
     app.cleanup_ctx.append(_consumer_ctx)
+    if writeback:
+        app.cleanup_ctx.append(_writeback_ctx)
     app.router.add_get("/healthz", healthz_view)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -120,6 +127,34 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await recorder.engine.dispose()
         log.info("recorder_stopped")
+
+
+async def _writeback_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The kintone write-back worker: its own task, outside the consumer's transactions."""
+    recorder = app[RECORDER]
+    settings = recorder.settings
+    metrics = recorder.metrics
+    assert settings.kintone_base_url is not None
+
+    def counted(app_id: int, outcome: str) -> None:
+        metrics.kintone_requests.labels(outcome).inc()
+        metrics.kintone_requests_today.labels(str(app_id)).set(client.requests_today(app_id))
+
+    client = KintoneClient(
+        settings.kintone_base_url,
+        settings.kintone_tokens,
+        guest_space_id=settings.kintone_guest_space,
+        max_concurrency=settings.kintone_max_concurrency,
+        on_request=counted,  # type: ignore[arg-type]
+    )
+    worker = WritebackWorker(recorder.engine, client, settings)
+    task = asyncio.create_task(worker.run(recorder.stopping), name="kintone-writeback")
+    yield
+    recorder.stopping.set()
+    try:
+        await task
+    finally:
+        await client.close()
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -40,3 +40,15 @@ class RecorderMetrics:
             "Events on the topic not yet recorded, over this recorder's partitions.",
             registry=registry,
         )
+        self.kintone_requests = Counter(
+            "calltrail_kintone_requests_total",
+            "Requests to kintone by outcome (ok, conflict, rate_limited, unavailable, …).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.kintone_requests_today = Gauge(
+            "calltrail_kintone_requests_today",
+            "Requests to a kintone app today (UTC day; kintone allows about 10,000).",
+            ["app"],
+            registry=registry,
+        )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.database import check_database_url
 from services.common.settings import KafkaSettings, ServiceSettings
@@ -46,7 +47,63 @@ class DatabaseSettings(ServiceSettings):
         return ZoneInfo(self.billing_tz)
 
 
-class RecorderSettings(DatabaseSettings, KafkaSettings):
+class WritebackMode(enum.StrEnum):
+    OFF = "off"
+    SUBTABLE = "subtable"  # a row in a table on the customer's record
+    APP = "app"  # a record per call in a call-log app
+
+
+class KintoneSettings(ServiceSettings):
+    """kintone write-back (CONTRACT.md section 6). Field codes default to Japanese names."""
+
+    kintone_writeback: WritebackMode = WritebackMode.OFF
+    kintone_base_url: str | None = None
+    kintone_api_token: SecretStr | None = None  # one or more, comma-separated
+    kintone_guest_space: int | None = Field(default=None, ge=1)
+    kintone_history_table: str = "通話履歴"
+    kintone_call_log_app: int | None = Field(default=None, ge=1)
+    kintone_field_datetime: str = "通話日時"
+    kintone_field_number: str = "電話番号"
+    kintone_field_result: str = "通話結果"
+    kintone_field_seconds: str = "通話時間"
+    kintone_field_charge: str = "通話料金"
+    kintone_field_user: str = "担当者"
+    kintone_field_call_sid: str = "CallSid"
+    # App mode: the customer's record number, for a related-records field on the customer app.
+    kintone_field_customer_record: str = "顧客レコード番号"
+    # Wait this long after a call ends before writing it, so its last legs are in.
+    kintone_writeback_delay_s: float = Field(default=10.0, ge=0, le=3600)
+    kintone_max_concurrency: int = Field(default=10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _complete(self) -> KintoneSettings:
+        if self.kintone_writeback is WritebackMode.OFF:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("kintone_base_url", self.kintone_base_url),
+                ("kintone_api_token", self.kintone_api_token),
+            )
+            if not value
+        ]
+        if self.kintone_writeback is WritebackMode.APP and not self.kintone_call_log_app:
+            missing.append("kintone_call_log_app")
+        if missing:
+            names = ", ".join(name.upper() for name in missing)
+            raise ValueError(f"KINTONE_WRITEBACK={self.kintone_writeback.value} needs {names}")
+        return self
+
+    @property
+    def kintone_tokens(self) -> list[str]:
+        if self.kintone_api_token is None:
+            return []
+        return [
+            t.strip() for t in self.kintone_api_token.get_secret_value().split(",") if t.strip()
+        ]
+
+
+class RecorderSettings(DatabaseSettings, KafkaSettings, KintoneSettings):
     recorder_group: str = "calltrail-recorder"
     recorder_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     recorder_port: int = Field(default=8081, ge=0, le=65_535)
@@ -59,4 +116,4 @@ class RecorderSettings(DatabaseSettings, KafkaSettings):
         from sqlalchemy.engine import make_url
 
         password = make_url(self.database_url).password
-        return [password] if password else []
+        return ([password] if password else []) + self.kintone_tokens

@@ -22,16 +22,17 @@ def call_events(
     duration_s: int = 61,
     record_id: str = "345",
     at: datetime | None = None,
+    app_id: str = "12",
 ) -> list[CallEvent]:
     """One answered call as the gateway publishes it: the ``dial`` event (from /twiml/voice),
     the PSTN leg's four callbacks and the browser leg's completion."""
     parent, child = new_sid(), new_sid()
     stamp = at or datetime.now(UTC)
-    query = {"app_id": "12", "record_id": record_id, "identity": "u_1"}
+    query = {"app_id": app_id, "record_id": record_id, "identity": "u_1"}
     dial = call_event(
         EventKind.DIAL,
         {"CallSid": parent, "CallStatus": "ringing", "From": "client:u_1", "To": to},
-        CallContext(app_id="12", record_id=record_id, identity="u_1"),
+        CallContext(app_id=app_id, record_id=record_id, identity="u_1"),
         stamp,
     )
     events = [dial] + [

@@ -16,7 +16,7 @@ from services.recorder.adapters.migrations import downgrade, upgrade
 from services.recorder.adapters.repository import make_engine
 from services.recorder.adapters.tables import metadata
 
-TABLES = {"calls", "call_events", "numbers", "tariffs"}
+TABLES = {"calls", "call_events", "numbers", "tariffs", "kintone_outbox"}
 
 
 @pytest.fixture

@@ -87,6 +87,21 @@ UPSERT_LEGS = (
 )
 
 
+# A write-back job per call whose leg just ended, in the same transaction (transactional
+# outbox). The call's kintone record comes from any of its legs (the dial event's or the
+# callback query's context); calls without one (inbound LINE calls) get no job.
+INSERT_OUTBOX = """
+INSERT INTO kintone_outbox (call_sid, kintone_app_id, kintone_record_id, available_at)
+SELECT coalesce(parent_call_sid, call_sid), max(kintone_app_id), max(kintone_record_id),
+       now() + make_interval(secs => $2)
+FROM calls
+WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
+GROUP BY 1
+HAVING max(kintone_app_id) IS NOT NULL AND max(kintone_record_id) IS NOT NULL
+ON CONFLICT (call_sid) DO NOTHING
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedEvent:
     event: CallEvent
@@ -139,12 +154,21 @@ def _columns(rows: Iterable[tuple[object, ...]], width: int) -> list[list[object
 
 class CallRepository:
     def __init__(
-        self, engine: AsyncEngine, tariffs: TariffBook, zone: ZoneInfo, home_region: str = "JP"
+        self,
+        engine: AsyncEngine,
+        tariffs: TariffBook,
+        zone: ZoneInfo,
+        home_region: str = "JP",
+        *,
+        writeback_delay_s: float | None = None,
     ) -> None:
+        """``writeback_delay_s``: when set, ended calls get a kintone write-back job, due that
+        many seconds later (so the call's last legs are in); None: write-back is off."""
         self._engine = engine
         self.tariffs = tariffs
         self._zone = zone
         self._home_region = home_region
+        self._writeback_delay_s = writeback_delay_s
 
     def prepare(self, received: Sequence[ReceivedEvent]) -> PreparedBatch:
         """The CPU half of a batch, no I/O: so the consumer can do it for the next batch while
@@ -209,6 +233,9 @@ class CallRepository:
                         outcome.unrated_legs.append(leg)
             await self._upsert(conn, rows)
             outcome.legs_written = len(rows)
+            if self._writeback_delay_s is not None and outcome.ended_legs:
+                roots = sorted({leg.parent_call_sid or leg.call_sid for leg in outcome.ended_legs})
+                await conn.exec_driver_sql(INSERT_OUTBOX, (roots, self._writeback_delay_s))
         return outcome
 
     def _row(self, leg: CallLeg) -> tuple[object, ...]:

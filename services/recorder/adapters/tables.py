@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -83,6 +84,24 @@ tariffs = Table(
     Column("currency", Text, nullable=False),
     Column("per_minute", JSONB, nullable=False),
     Column("number_rental_per_month", Numeric),
+)
+
+#: The transactional outbox for kintone write-back: one job per call, written in the same
+#: transaction that records the call's end; a worker drains it (services/recorder/writeback.py).
+kintone_outbox = Table(
+    "kintone_outbox",
+    metadata,
+    Column("call_sid", Text, primary_key=True),  # the root (browser) leg's CallSid
+    Column("kintone_app_id", Text, nullable=False),
+    Column("kintone_record_id", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default="pending"),  # pending, done, parked
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("done_at", DateTime(timezone=True)),
+    Index("ix_kintone_outbox_due", "state", "available_at"),
 )
 
 MONTHLY_CHARGES_VIEW = """
