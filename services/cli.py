@@ -8,9 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from services.common.logging import configure_logging
 from services.common.settings import SettingsError, load_settings
+
+if TYPE_CHECKING:  # the services are imported lazily, per subcommand
+    from services.recorder.settings import KintoneSettings
 
 
 def _gateway(_args: argparse.Namespace) -> int:
@@ -130,6 +134,86 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def _kintone(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.recorder.adapters.repository import make_engine
+    from services.recorder.settings import DatabaseSettings, KintoneSettings
+
+    if args.action == "check":
+        return asyncio.run(
+            _kintone_check(load_settings(KintoneSettings, "kintone check"), args.app)
+        )
+    settings = load_settings(DatabaseSettings, f"kintone {args.action}")
+
+    async def run() -> int:
+        from services.recorder.kintone_admin import outbox_status, retry_parked
+
+        engine = make_engine(settings.database_url)
+        try:
+            if args.action == "retry":
+                count = await retry_parked(engine, args.call_sid or ())
+                print(f"calltrail kintone retry: {count} parked jobs queued again")
+                return 0
+            status = await outbox_status(engine)
+        finally:
+            await engine.dispose()
+        print(
+            f"pending {status['pending']}  parked {status['parked']}  done {status['done']}"
+            + (
+                f"  (oldest pending since {status['oldest_pending']:%Y-%m-%d %H:%M:%S%z})"
+                if status["oldest_pending"]
+                else ""
+            )
+        )
+        for reason, count in status["parked_reasons"]:
+            print(f"  parked {count:>6}  {reason}")
+        return 0
+
+    return asyncio.run(run())
+
+
+async def _kintone_check(settings: KintoneSettings, app: int | None) -> int:
+    from services.recorder.adapters.kintone import KintoneClient, KintoneError
+    from services.recorder.kintone_admin import check_fields
+    from services.recorder.settings import WritebackMode
+
+    if settings.kintone_writeback is WritebackMode.OFF:
+        print(
+            "calltrail kintone check: KINTONE_WRITEBACK is off; nothing to check", file=sys.stderr
+        )
+        return 2
+    target = (
+        settings.kintone_call_log_app if settings.kintone_writeback is WritebackMode.APP else app
+    )
+    if target is None:
+        print(
+            "calltrail kintone check: subtable mode needs --app (the customer app's id)",
+            file=sys.stderr,
+        )
+        return 2
+    assert settings.kintone_base_url is not None
+    async with KintoneClient(
+        settings.kintone_base_url,
+        settings.kintone_tokens,
+        guest_space_id=settings.kintone_guest_space,
+    ) as client:
+        try:
+            properties = await client.get_form_fields(target)
+        except KintoneError as exc:
+            print(f"calltrail kintone check: app {target}: {exc}", file=sys.stderr)
+            return 1
+    findings = check_fields(properties, settings)
+    print(f"app {target}, KINTONE_WRITEBACK={settings.kintone_writeback.value}:")
+    for finding in findings:
+        print("  " + finding.line())
+    problems = sum(1 for f in findings if not f.ok)
+    print(
+        "all set" if not problems else f"{problems} problem(s): fix the app's form, then run again"
+    )
+    return 1 if problems else 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from services.devtools.dev import run_dev
 
@@ -192,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-base-url", default=None, help="the URL Twilio signs for (default: --gateway)"
     )
     simulate.set_defaults(func=_simulate)
+    kintone = commands.add_parser("kintone", help="kintone write-back: status, retry, check")
+    kintone_actions = kintone.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kintone_actions.add_parser("status", help="pending, parked and done jobs; parked reasons")
+    retry = kintone_actions.add_parser("retry", help="queue parked jobs again after a fix")
+    retry.add_argument("--call-sid", action="append", help="only these calls (repeatable)")
+    check = kintone_actions.add_parser(
+        "check", help="check the kintone app's fields against the settings, field by field"
+    )
+    check.add_argument("--app", type=int, help="subtable mode: the customer app's id")
+    kintone.set_defaults(func=_kintone)
     sign = commands.add_parser(
         "twilio-signature",
         help="print the X-Twilio-Signature Twilio would send for a URL and form body",

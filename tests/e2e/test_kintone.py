@@ -1,0 +1,156 @@
+"""kintone write-back with the services as processes, and the `calltrail kintone` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from services.devtools.broker import LocalBroker, free_port
+from services.devtools.kintone_standin import Field, KintoneDomain, KintoneStandin
+from services.devtools.simulate import Simulator, plan_calls
+from services.devtools.twilio_player import TwilioSigner
+from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID
+from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
+from tests.integration.recorder_support import query
+
+APP = 12  # simulate places its calls from app 12, records 1..400
+FIELDS = {
+    "通話日時": Field("DATETIME"),
+    "電話番号": Field("SINGLE_LINE_TEXT"),
+    "通話結果": Field("SINGLE_LINE_TEXT"),
+    "通話時間": Field("NUMBER"),
+    "通話料金": Field("NUMBER"),
+    "担当者": Field("SINGLE_LINE_TEXT"),
+    "CallSid": Field("SINGLE_LINE_TEXT"),
+}
+
+
+def customers_domain() -> KintoneDomain:
+    domain = KintoneDomain()
+    domain.add_app(
+        APP, {"顧客名": Field("SINGLE_LINE_TEXT"), "通話履歴": Field("SUBTABLE", fields=FIELDS)}
+    )
+    domain.add_token("token-customers", APP, view=True, edit=True)
+    for i in range(400):
+        domain.add_record(APP, {"顧客名": {"value": f"顧客{i + 1}"}})
+    return domain
+
+
+async def calltrail(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+async def test_every_finished_call_lands_once_across_a_recorder_crash(
+    gateway_process: tuple[ServiceProcess, str],
+    kafka_broker: LocalBroker,
+    topic: str,
+    database_url: str,
+    twilio: TwilioSigner,
+    tmp_path: Path,
+) -> None:
+    _, gateway = gateway_process
+    domain = customers_domain()
+    async with KintoneStandin(domain) as kintone:
+        domain.latency_s = 0.01
+        env = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port()) | {
+            "KINTONE_WRITEBACK": "subtable",
+            "KINTONE_BASE_URL": kintone.base_url,
+            "KINTONE_API_TOKEN": "token-customers",
+            "KINTONE_WRITEBACK_DELAY_S": "0",
+        }
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-1.log")
+        calls = plan_calls(40, seed=4)
+        simulator = Simulator(
+            gateway, twilio, account_sid=ACCOUNT_SID, app_sid=APP_SID, caller_id=CALLER_ID
+        )
+        playing = asyncio.create_task(simulator.run(calls, concurrency=4, progress=False))
+        while domain.request_count(APP, method="PUT") < 3 and not playing.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        recorder.process.kill()  # mid-stream: some calls written to kintone, others not yet
+        await asyncio.to_thread(recorder.stop)
+        summary = await playing
+        assert summary.failures == []
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
+        try:
+            expected = sorted(call.parent_sid for call in calls)
+            written: list[str] = []
+            for _ in range(300):
+                written = sorted(
+                    row["value"]["CallSid"]["value"]
+                    for record in domain.records(APP)
+                    for row in record["通話履歴"]["value"]
+                )
+                if len(written) >= len(expected):
+                    break
+                await asyncio.sleep(0.1)
+            assert written == expected  # every call, exactly once
+            for call in calls:
+                record = domain.record(APP, int(call.record_id))
+                sids = [row["value"]["CallSid"]["value"] for row in record["通話履歴"]["value"]]
+                assert call.parent_sid in sids  # on the record it was placed from
+        finally:
+            await asyncio.to_thread(recorder.stop)
+
+        code, out = await calltrail("kintone", "status", env=env)
+        assert code == 0, out
+        assert out.startswith("pending 0  parked 0  done 40"), out
+
+        code, out = await calltrail("kintone", "check", "--app", str(APP), env=env)
+        assert code == 0, out
+        assert "all set" in out
+        assert "token-customers" not in out
+
+
+async def test_check_names_what_is_missing(tmp_path: Path, database_url: str) -> None:
+    domain = KintoneDomain()
+    broken = dict(FIELDS)
+    del broken["通話料金"]
+    broken["通話時間"] = Field("SINGLE_LINE_TEXT")
+    domain.add_app(APP, {"通話履歴": Field("SUBTABLE", fields=broken)})
+    domain.add_token("token-customers", APP, view=True, edit=True)
+    async with KintoneStandin(domain) as kintone:
+        env = recorder_env("127.0.0.1:1", "t", database_url, 1) | {
+            "KINTONE_WRITEBACK": "subtable",
+            "KINTONE_BASE_URL": kintone.base_url,
+            "KINTONE_API_TOKEN": "token-customers",
+        }
+        code, out = await calltrail("kintone", "check", "--app", str(APP), env=env)
+    assert code == 1
+    assert "PROBLEM  通話料金: missing" in out
+    assert "PROBLEM  通話時間: is a SINGLE_LINE_TEXT, should be NUMBER" in out
+    assert "2 problem(s)" in out
+
+
+async def test_status_and_retry_of_parked_jobs(database_url: str) -> None:
+    await query(database_url, "SELECT 1")
+    from services.recorder.adapters.repository import make_engine
+
+    engine = make_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO kintone_outbox (call_sid, kintone_app_id, kintone_record_id, state,"
+            " last_error) VALUES ('CA1', '12', '1', 'parked', '[404] [GAIA_RE01] gone'),"
+            " ('CA2', '12', '2', 'parked', '[404] [GAIA_RE01] gone'),"
+            " ('CA3', '12', '3', 'done', NULL)"
+        )
+    await engine.dispose()
+    env = recorder_env("127.0.0.1:1", "t", database_url, 1)
+    code, out = await calltrail("kintone", "status", env=env)
+    assert code == 0
+    assert out.splitlines()[0] == "pending 0  parked 2  done 1"
+    assert "parked      2  [404] [GAIA_RE01] gone" in out
+    code, out = await calltrail("kintone", "retry", "--call-sid", "CA1", env=env)
+    assert "1 parked jobs queued again" in out
+    code, out = await calltrail("kintone", "status", env=env)
+    assert out.splitlines()[0].startswith("pending 1  parked 1  done 1")
