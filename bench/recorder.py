@@ -4,10 +4,11 @@ end-to-end lag from a callback accepted by the gateway to its row being visible.
     .venv/bin/python bench/recorder.py [--events 200000] [--lag-rate 1000] [--lag-seconds 20]
 
 1. Drain. Loads ``--events`` events (realistic calls: a dial event, the PSTN leg's callbacks
-   and the browser leg's completion, with Twilio's repeats) into the real broker, then starts
+   and the browser leg's completion; all distinct) into the real broker, then starts
    the recorder as a process (``calltrail recorder``, as deployed) and times it from its first
    recorded event to the last, from its own metrics. The ceiling, in the same run: a bare
-   ``COPY`` of the same event rows into a table of the same shape as ``call_events``.
+   ``COPY`` of exactly the rows the recorder ends up with (every event into a table shaped like
+   ``call_events``, every leg, priced, into one shaped like ``calls``), in one transaction.
 2. Lag. Gateway and recorder as processes; signed status callbacks at ``--lag-rate`` per second;
    for each, the time from the gateway's 204 to the moment a poller (every 10 ms) first sees its
    row in ``call_events``.
@@ -201,6 +202,24 @@ def service_env(broker: LocalBroker, topic: str, database_url: str, **extra: str
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
 def drain(broker: LocalBroker, database_url: str, count: int, workdir: Path) -> dict[str, float]:
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     events = make_events(count)
@@ -223,8 +242,14 @@ def drain(broker: LocalBroker, database_url: str, count: int, workdir: Path) -> 
             seen = metric(metrics, name)
             if seen and first is None:
                 first = (time.perf_counter(), seen)
+                cpu_start = (
+                    cpu_seconds(recorder.pid),
+                    postgres_cpu_seconds(),
+                    cpu_seconds(os.getpid()),
+                )
             time.sleep(0.05)
         finished = time.perf_counter()
+        cpu_end = (cpu_seconds(recorder.pid), postgres_cpu_seconds(), cpu_seconds(os.getpid()))
         if first is None or seen < count:
             raise RuntimeError(f"recorded {seen:,.0f} of {count:,} events")
         elapsed = finished - first[0]
@@ -232,12 +257,34 @@ def drain(broker: LocalBroker, database_url: str, count: int, workdir: Path) -> 
         batch_write_s = metric(metrics, "calltrail_recorder_db_write_seconds_sum")
     finally:
         stop(recorder)
-    return {"events": count, "seconds": elapsed, "events_per_s": rate, "db_write_s": batch_write_s}
+    recorder_cpu, postgres_cpu, bench_cpu = (
+        end - start for start, end in zip(cpu_start, cpu_end, strict=True)
+    )
+    return {
+        "events": count,
+        "seconds": elapsed,
+        "events_per_s": rate,
+        "db_write_s": batch_write_s,
+        "cpu_percent": {
+            "recorder": 100 * recorder_cpu / elapsed,
+            "postgres": 100 * postgres_cpu / elapsed,
+            "bench": 100 * bench_cpu / elapsed,
+        },
+    }
 
 
 async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
+    """COPY the rows the recorder ends up with (every event in ``call_events``, every leg with
+    its charge in ``calls``) into empty tables of the same shape, in one transaction."""
+    from zoneinfo import ZoneInfo
+
+    from services.recorder.adapters.repository import ALL_COLUMNS, CallRepository, ReceivedEvent
+    from services.recorder.domain.tariff import parse_tariffs
+    from services.recorder.settings import DEFAULT_TARIFF
+
     events = make_events(count)
-    rows = [
+    now = datetime.now(UTC)
+    event_rows = [
         (
             event_key(e),
             e.call_sid,
@@ -247,18 +294,25 @@ async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
             e.sequence,
             e.received_at,
             e.encode().decode(),
-            datetime.now(UTC),
+            now,
         )
         for e in events
     ]
+    # The legs exactly as the recorder computes them: the same domain code, no database.
+    repository = CallRepository(
+        None, parse_tariffs(DEFAULT_TARIFF.read_text()), ZoneInfo("Asia/Tokyo")
+    )  # type: ignore[arg-type]
+    prepared = repository.prepare([ReceivedEvent(e, "") for e in events])
+    leg_rows = [(*repository.leg_row(leg), now, now) for leg in prepared.partial_legs.values()]
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        await connection.execute("CREATE TABLE bench_copy (LIKE call_events INCLUDING ALL)")
+        await connection.execute("CREATE TABLE bench_events (LIKE call_events INCLUDING ALL)")
+        await connection.execute("CREATE TABLE bench_calls (LIKE calls INCLUDING ALL)")
         started = time.perf_counter()
         async with connection.transaction():
             await connection.copy_records_to_table(
-                "bench_copy",
-                records=rows,
+                "bench_events",
+                records=event_rows,
                 columns=[
                     "event_key",
                     "call_sid",
@@ -271,10 +325,20 @@ async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
                     "recorded_at",
                 ],
             )
+            await connection.copy_records_to_table(
+                "bench_calls",
+                records=leg_rows,
+                columns=[*ALL_COLUMNS, "created_at", "updated_at"],
+            )
         elapsed = time.perf_counter() - started
     finally:
         await connection.close()
-    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+    return {
+        "events": count,
+        "legs": len(leg_rows),
+        "seconds": elapsed,
+        "events_per_s": count / elapsed,
+    }
 
 
 async def lag(
@@ -421,6 +485,9 @@ def main() -> int:
         f"\nrecorder drain   {drained['events_per_s']:>10,.0f} events/s  "
         f"({args.events:,} events in {drained['seconds']:.1f} s)   target {TARGET_RATE:,}: "
         f"{ok(drained['events_per_s'] >= TARGET_RATE)}\n"
+        "                 CPU during the drain: "
+        + ", ".join(f"{k} {v:.0f}%" for k, v in drained["cpu_percent"].items())
+        + "\n"
         f"bare COPY        {ceiling['events_per_s']:>10,.0f} events/s\n"
         f"ratio            {ratio:>10.1%}   target {TARGET_RATIO:.0%}: "
         f"{ok(ratio >= TARGET_RATIO)}\n"

@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("sequence", sa.Integer()),
         sa.Column("received_at", TZ, nullable=False),
-        sa.Column("payload", postgresql.JSONB(), nullable=False),
+        sa.Column("payload", postgresql.JSON(), nullable=False),
         sa.Column("recorded_at", TZ, nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_call_events_call_sid", "call_events", ["call_sid"])

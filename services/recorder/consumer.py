@@ -124,7 +124,9 @@ class RecorderConsumer:
                 batch = await self._consumer.getmany(
                     timeout_ms=0 if in_flight else 200, max_records=self._batch_max
                 )
-                prepared = self._prepare(batch) if batch else None
+                # In a thread, so the event loop keeps driving the in-flight write's
+                # statements meanwhile (prepare is pure: no shared state, no I/O).
+                prepared = await asyncio.to_thread(self._prepare, batch) if batch else None
                 if in_flight is not None:
                     stored = await self._finish(*in_flight)
                     in_flight = None

@@ -65,14 +65,20 @@ _TYPES = {
 ALL_COLUMNS = LEG_COLUMNS + PRICE_COLUMNS
 CHARGE = ALL_COLUMNS.index("charge")
 
+# New events only (repeats are skipped by key); one row back per leg they touch, with its
+# count: far less to send back than every key. Payloads travel as text and are cast in SQL,
+# which spares a Python-level JSON encoder call per event.
 INSERT_EVENTS = """
-INSERT INTO call_events
-    (event_key, call_sid, root_call_sid, kind, status, sequence, received_at, payload)
-SELECT * FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-    $7::timestamptz[], $8::jsonb[])
-ON CONFLICT (event_key) DO NOTHING
-RETURNING event_key
+WITH inserted AS (
+    INSERT INTO call_events
+        (event_key, call_sid, root_call_sid, kind, status, sequence, received_at, payload)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+        $7::timestamptz[], $8::text[]::json[])
+    ON CONFLICT (event_key) DO NOTHING
+    RETURNING call_sid
+)
+SELECT call_sid, count(*) FROM inserted GROUP BY call_sid
 """
 # Column names below are module constants, never input: the f-strings cannot inject.
 _SELECT_LEGS = f"SELECT {', '.join(LEG_COLUMNS)} FROM calls"  # noqa: S608
@@ -102,7 +108,7 @@ ON CONFLICT (call_sid) DO NOTHING
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per consumed event (see CallLeg)
 class ReceivedEvent:
     event: CallEvent
     payload: str  # the event's JSON exactly as it came off the topic
@@ -212,11 +218,10 @@ class CallRepository:
             return outcome
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(INSERT_EVENTS, batch.event_columns)
-            new_keys = [row[0] for row in result]
-            outcome.new_events = len(new_keys)
-            outcome.duplicate_events += batch.unique - len(new_keys)
-            # Only legs with a new event change; a key starts with its CallSid (event_key).
-            touched = sorted({key.split(":", 1)[0] for key in new_keys})
+            new_per_leg = dict(result.all())
+            outcome.new_events = sum(new_per_leg.values())
+            outcome.duplicate_events += batch.unique - outcome.new_events
+            touched = sorted(new_per_leg)  # only legs with a new event can change
             if not touched:
                 return outcome
             stored = await self._load_legs(conn, touched)
@@ -225,7 +230,7 @@ class CallRepository:
                 before = stored.get(call_sid)
                 partial = batch.partial_legs[call_sid]
                 leg = partial if before is None else merge_legs(before, partial)
-                row = self._row(leg)
+                row = self.leg_row(leg)
                 rows.append(row)
                 if leg.ended and (before is None or not before.ended):
                     outcome.ended_legs.append(leg)
@@ -238,7 +243,8 @@ class CallRepository:
                 await conn.exec_driver_sql(INSERT_OUTBOX, (roots, self._writeback_delay_s))
         return outcome
 
-    def _row(self, leg: CallLeg) -> tuple[object, ...]:
+    def leg_row(self, leg: CallLeg) -> tuple[object, ...]:
+        """The ``calls`` row for a leg, priced (ALL_COLUMNS order)."""
         charge = charge_leg(leg, self.tariffs, self._zone)
         started = leg_started(leg)
         month = billing_month(started, self._zone) if started else None
@@ -306,7 +312,7 @@ class CallRepository:
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(SELECT_MONTH_LEGS, (month,))
             legs = [_leg_from_row(row) for row in result]
-            rows = [self._row(leg) for leg in legs]
+            rows = [self.leg_row(leg) for leg in legs]
             if rows:
                 await self._upsert(conn, rows)
         unrated = sum(

@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 metadata = MetaData()
 
@@ -51,6 +51,8 @@ calls = Table(
 )
 
 #: Every distinct event, as received, append-only: the audit trail and the dedup key.
+#: ``payload`` is ``json``, not ``jsonb``: it keeps the event exactly as it came off the topic,
+#: and storing it costs PostgreSQL far less than decomposing it into jsonb.
 call_events = Table(
     "call_events",
     metadata,
@@ -61,7 +63,7 @@ call_events = Table(
     Column("status", Text, nullable=False),
     Column("sequence", Integer),
     Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("payload", JSONB, nullable=False),
+    Column("payload", JSON, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
