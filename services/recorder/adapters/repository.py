@@ -65,20 +65,15 @@ _TYPES = {
 ALL_COLUMNS = LEG_COLUMNS + PRICE_COLUMNS
 CHARGE = ALL_COLUMNS.index("charge")
 
-# New events only (repeats are skipped by key); one row back per leg they touch, with its
-# count: far less to send back than every key. Payloads travel as text and are cast in SQL,
+# New events only: repeats are skipped by key. Payloads travel as text and are cast in SQL,
 # which spares a Python-level JSON encoder call per event.
 INSERT_EVENTS = """
-WITH inserted AS (
-    INSERT INTO call_events
-        (event_key, call_sid, root_call_sid, kind, status, sequence, received_at, payload)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-        $7::timestamptz[], $8::text[]::json[])
-    ON CONFLICT (event_key) DO NOTHING
-    RETURNING call_sid
-)
-SELECT call_sid, count(*) FROM inserted GROUP BY call_sid
+INSERT INTO call_events
+    (event_key, call_sid, root_call_sid, kind, status, sequence, received_at, payload)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+    $7::timestamptz[], $8::text[]::json[])
+ON CONFLICT (event_key) DO NOTHING
 """
 # Column names below are module constants, never input: the f-strings cannot inject.
 _SELECT_LEGS = f"SELECT {', '.join(LEG_COLUMNS)} FROM calls"  # noqa: S608
@@ -218,12 +213,13 @@ class CallRepository:
             return outcome
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(INSERT_EVENTS, batch.event_columns)
-            new_per_leg = dict(result.all())
-            outcome.new_events = sum(new_per_leg.values())
+            outcome.new_events = result.rowcount
             outcome.duplicate_events += batch.unique - outcome.new_events
-            touched = sorted(new_per_leg)  # only legs with a new event can change
-            if not touched:
-                return outcome
+            if not outcome.new_events:
+                return outcome  # a pure replay: every leg already has all of it
+            # Every leg of the batch is merged, even one whose events were all repeats: the
+            # merge is idempotent, and sorting out which legs had news would cost more.
+            touched = sorted(batch.partial_legs)
             stored = await self._load_legs(conn, touched)
             rows = []
             for call_sid in touched:
