@@ -39,15 +39,15 @@ import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from services.common.database import asyncpg_dsn  # noqa: E402
-from services.common.events import CallContext, CallEvent, EventKind  # noqa: E402
+from services.common.events import CallEvent  # noqa: E402
 from services.devtools.broker import LocalBroker, free_port  # noqa: E402
+from services.devtools.call_flows import answered_call  # noqa: E402
 from services.devtools.postgres import LocalPostgres  # noqa: E402
 from services.devtools.twilio_player import (  # noqa: E402
     TwilioSigner,
     new_sid,
     status_callback_form,
 )
-from services.gateway.callbacks import call_event, status_event  # noqa: E402
 from services.recorder.adapters.migrations import upgrade  # noqa: E402
 from services.recorder.adapters.repository import event_key  # noqa: E402
 
@@ -72,55 +72,13 @@ TARGET_RATIO = 0.25
 TARGET_LAG_P99_S = 1.0
 
 
-def call_flow(at: datetime) -> list[CallEvent]:
-    """One answered call as the gateway publishes it (six distinct events). No repeats, so the
-    recorder and the COPY ceiling store exactly the same rows."""
-    parent, child = new_sid(), new_sid()
-    context = CallContext(app_id="12", record_id="345", identity="u_1")
-    query = {"app_id": "12", "record_id": "345", "identity": "u_1"}
-    to = "+819012345678"
-    events = [
-        call_event(
-            EventKind.DIAL,
-            {"CallSid": parent, "CallStatus": "ringing", "From": "client:u_1", "To": to},
-            context,
-            at,
-        )
-    ]
-    for seq, status in enumerate(("initiated", "ringing", "in-progress", "completed")):
-        form = status_callback_form(
-            account_sid=ACCOUNT_SID,
-            call_sid=child,
-            parent_call_sid=parent,
-            status=status,
-            sequence=seq,
-            from_=CALLER_ID,
-            to=to,
-            direction="outbound-dial",
-            duration_s=95 if status == "completed" else None,
-            timestamp=at,
-        )
-        events.append(status_event(form, query, at))
-    form = status_callback_form(
-        account_sid=ACCOUNT_SID,
-        call_sid=parent,
-        status="completed",
-        sequence=None,
-        from_="client:u_1",
-        to=to,
-        direction="inbound",
-        duration_s=96,
-        timestamp=at,
-    )
-    events.append(status_event(form, {}, at))
-    return events
-
-
 def make_events(count: int) -> list[CallEvent]:
     at = datetime.now(UTC)
     events: list[CallEvent] = []
     while len(events) < count:
-        events.extend(call_flow(at))
+        # Six distinct events a call, no repeats: the recorder and the COPY ceiling store
+        # exactly the same rows.
+        events.extend(answered_call(duration_s=95, at=at))
     return events[:count]
 
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.common.events import CallContext, CallEvent, EventKind
-from services.devtools.twilio_player import new_sid, status_callback_form
-from services.gateway.callbacks import call_event, status_event
+from services.common.events import CallEvent
+from services.devtools.call_flows import answered_call
 from services.recorder.adapters.repository import make_engine
-from tests.conftest import ACCOUNT_SID, CALLER_ID
-
-PSTN_STATUSES = ("initiated", "ringing", "in-progress", "completed")
 
 
 def call_events(
@@ -24,54 +20,8 @@ def call_events(
     at: datetime | None = None,
     app_id: str = "12",
 ) -> list[CallEvent]:
-    """One answered call as the gateway publishes it: the ``dial`` event (from /twiml/voice),
-    the PSTN leg's four callbacks and the browser leg's completion."""
-    parent, child = new_sid(), new_sid()
-    stamp = at or datetime.now(UTC)
-    query = {"app_id": app_id, "record_id": record_id, "identity": "u_1"}
-    dial = call_event(
-        EventKind.DIAL,
-        {"CallSid": parent, "CallStatus": "ringing", "From": "client:u_1", "To": to},
-        CallContext(app_id=app_id, record_id=record_id, identity="u_1"),
-        stamp,
-    )
-    events = [dial] + [
-        status_event(
-            status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=child,
-                parent_call_sid=parent,
-                status=status,
-                sequence=sequence,
-                from_=CALLER_ID,
-                to=to,
-                direction="outbound-dial",
-                duration_s=duration_s if status == "completed" else None,
-                timestamp=stamp,
-            ),
-            query,
-            stamp,
-        )
-        for sequence, status in enumerate(PSTN_STATUSES)
-    ]
-    events.append(
-        status_event(
-            status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=parent,
-                status="completed",
-                sequence=None,
-                from_="client:u_1",
-                to=to,
-                direction="inbound",
-                duration_s=duration_s,
-                timestamp=stamp,
-            ),
-            {},
-            stamp,
-        )
-    )
-    return events
+    """One answered call as the gateway publishes it (services/devtools/call_flows.py)."""
+    return answered_call(to=to, duration_s=duration_s, record_id=record_id, at=at, app_id=app_id)
 
 
 async def publish(bootstrap: str, topic: str, events: list[CallEvent] | list[bytes]) -> None:
