@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -11,7 +12,13 @@ from prometheus_client import CollectorRegistry
 
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
-from services.common.observability import REGISTRY, HttpMetrics, healthz_view, metrics_view
+from services.common.observability import (
+    ACCESS_LOG_CLASS,
+    REGISTRY,
+    HttpMetrics,
+    healthz_view,
+    metrics_view,
+)
 from services.gateway import handlers
 from services.gateway.handlers import MAX_BODY
 from services.gateway.metrics import GatewayMetrics
@@ -35,8 +42,9 @@ def init_app(settings: GatewaySettings) -> web.Application:
         metrics=metrics,
         timeout_s=settings.publish_timeout_s,
     )
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[http_metrics.middleware()])
+    app = web.Application(client_max_size=MAX_BODY)
     app[REGISTRY] = registry
+    app[ACCESS_LOG_CLASS] = http_metrics.access_logger()
     app[GATEWAY] = Gateway(
         settings=settings,
         signature=TwilioSignature(
@@ -86,12 +94,15 @@ def run(settings: GatewaySettings) -> None:
         public_base_url=settings.public_base_url,
         topic=settings.kafka_topic,
     )
+    app = init_app(settings)
     web.run_app(
-        init_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=None,
+        # No access log lines: the "access log" hook only records the HTTP metrics.
+        access_log_class=app[ACCESS_LOG_CLASS],
+        access_log=logging.getLogger("calltrail.http"),
         print=None,
         handle_signals=True,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -27,6 +27,7 @@ from services.gateway.tokens import is_valid_identity, issue_access_token
 log = get_logger(__name__)
 
 MAX_BODY = 64 * 1024
+MAX_FIELDS = 512
 FORM = "application/x-www-form-urlencoded"
 # The browser SDK passes Device.connect({params}) through Twilio under these names.
 BROWSER_CONTEXT_PARAMS = {"app_id": "AppId", "record_id": "RecordId"}
@@ -45,6 +46,31 @@ def _xml(body: str) -> web.Response:
     return web.Response(text=body, content_type="text/xml")
 
 
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=512)``, at
+    about half the cost: only the names and values that need it are percent-decoded, each in
+    one go, as strict UTF-8 (UnicodeDecodeError/ValueError exactly where parse_qsl raises)."""
+    if not text:
+        return []
+    if text.count("&") >= MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in name:
+            name = unquote_to_bytes(name.replace("+", " ")).decode("utf-8")
+        elif "+" in name:
+            name = name.replace("+", " ")
+        if "%" in value:
+            value = unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        elif "+" in value:
+            value = value.replace("+", " ")
+        pairs.append((name, value))
+    return pairs
+
+
 async def _read_form(request: web.Request) -> MultiDictProxy[str]:
     """The body as a form, strictly: UTF-8, percent-decoding included, or 400."""
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -53,9 +79,7 @@ async def _read_form(request: web.Request) -> MultiDictProxy[str]:
     if body and request.content_type != FORM:
         raise _error(web.HTTPUnsupportedMediaType, f"expected {FORM}")
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=512
-        )
+        pairs = parse_form(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise _error(web.HTTPBadRequest, "body is not a UTF-8 form") from None
     return MultiDictProxy(MultiDict(pairs))
@@ -91,7 +115,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     except BadCallbackError as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     await _publish(gateway, event)
-    gateway.metrics.callbacks.labels(event.status.value).inc()
+    gateway.metrics.callback(event.status.value).inc()
     return web.Response(status=204)
 
 

@@ -31,9 +31,18 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
+        self._callbacks_by_status: dict[str, Counter] = {}
         self.rejected = Counter(
             "calltrail_requests_rejected_total",
             "Requests refused before any work, by reason.",
             ["reason"],
             registry=registry,
         )
+
+    def callback(self, status: str) -> Counter:
+        """``callbacks.labels(status)``, bound once per status (labels() costs a lock and a
+        tuple each call, on every status callback)."""
+        child = self._callbacks_by_status.get(status)
+        if child is None:
+            child = self._callbacks_by_status[status] = self.callbacks.labels(status)
+        return child

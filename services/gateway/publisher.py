@@ -57,6 +57,7 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         metrics.spool_depth.set_function(lambda: self._spool.depth)
+        self._published_to_broker = metrics.published.labels(Stored.BROKER)
 
     @property
     def broker_ok(self) -> bool:
@@ -95,7 +96,7 @@ class EventPublisher:
             except (KafkaError, TimeoutError) as exc:
                 self._mark_broker_down(exc)
             else:
-                self._metrics.published.labels(Stored.BROKER).inc()
+                self._published_to_broker.inc()
                 return Stored.BROKER
         try:
             await self._spool.append(self._topic, key, value)

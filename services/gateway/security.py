@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import math
 import time
@@ -23,6 +25,7 @@ class TwilioSignature:
         self._validator = RequestValidator(auth_token)
         self._base = public_base_url.rstrip("/")
         self._fragment = url_fragment
+        self._mac = hmac.new(auth_token.encode(), digestmod=hashlib.sha1)
 
     def public_url(self, path_qs: str) -> str:
         return self._base + path_qs
@@ -31,6 +34,17 @@ class TwilioSignature:
         if not signature or len(signature) > 128:
             return False
         url = self.public_url(path_qs)
+        # Fast path: one HMAC-SHA1 over the URL exactly as we handed it to Twilio (and with the
+        # connection-override fragment). RequestValidator.validate always computes two (with and
+        # without an explicit :443) after urlparse/parse_qs: ~28 us a request against ~4 us here.
+        fields = _signed_fields(params)
+        expected = signature.encode()
+        for candidate in (url, f"{url}#{self._fragment}") if self._fragment else (url,):
+            mac = self._mac.copy()
+            mac.update((candidate + fields).encode())
+            if hmac.compare_digest(base64.b64encode(mac.digest()), expected):
+                return True
+        # Slow path, only for signatures the fast path refused: twilio's own rules.
         if self._validator.validate(url, params, signature):
             return True
         # Connection overrides ("#rc=3&rp=all") are part of the URL we handed Twilio; accept a
@@ -38,6 +52,13 @@ class TwilioSignature:
         return bool(self._fragment) and self._validator.validate(
             f"{url}#{self._fragment}", params, signature
         )
+
+
+def _signed_fields(params: Mapping[str, str]) -> str:
+    """What RequestValidator.compute_signature appends to the URL: names sorted, each name's
+    distinct values sorted, i.e. the distinct (name, value) pairs in sorted order."""
+    items = params.items()  # a MultiDict yields every pair, repeated names included
+    return "".join([name + value for name, value in sorted(set(items))])
 
 
 def keys_match(given: str | None, expected: str) -> bool:

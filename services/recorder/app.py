@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
-from services.common.observability import REGISTRY, HttpMetrics, healthz_view, metrics_view
+from services.common.observability import (
+    ACCESS_LOG_CLASS,
+    REGISTRY,
+    HttpMetrics,
+    healthz_view,
+    metrics_view,
+)
 from services.recorder.adapters.kintone import KintoneClient
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.consumer import RecorderConsumer
@@ -78,8 +85,9 @@ def init_app(settings: RecorderSettings) -> web.Application:
         metrics=metrics,
         batch_max=settings.recorder_batch_max,
     )
-    app = web.Application(middlewares=[http_metrics.middleware()])
+    app = web.Application()
     app[REGISTRY] = registry
+    app[ACCESS_LOG_CLASS] = http_metrics.access_logger()
     app[RECORDER] = Recorder(settings, engine, repository, consumer, metrics, asyncio.Event())
     app.cleanup_ctx.append(_consumer_ctx)
     if writeback:
@@ -185,11 +193,14 @@ def run(settings: RecorderSettings) -> None:
     except ImportError:  # pragma: no cover
         pass
     log.info("recorder_starting", topic=settings.kafka_topic, group=settings.recorder_group)
+    app = init_app(settings)
     web.run_app(
-        init_app(settings),
+        app,
         host=settings.recorder_host,
         port=settings.recorder_port,
-        access_log=None,
+        # No access log lines: the "access log" hook only records the HTTP metrics.
+        access_log_class=app[ACCESS_LOG_CLASS],
+        access_log=logging.getLogger("calltrail.http"),
         print=None,
         handle_signals=True,
     )

@@ -1,0 +1,84 @@
+"""The gateway's fast paths must agree exactly with the reference implementations they replace:
+``parse_form`` with ``urllib.parse.parse_qsl``, the one-HMAC signature check with twilio's
+``RequestValidator``."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import MultiDict
+from twilio.request_validator import RequestValidator
+
+from services.gateway.handlers import MAX_FIELDS, parse_form
+from services.gateway.security import TwilioSignature
+
+TOKEN = "unit-auth-token-0123456789abcdef"
+BASE = "https://calltrail.example.com"
+
+
+def reference(text: str) -> list[tuple[str, str]] | type[Exception]:
+    try:
+        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return type(exc)
+
+
+def fast(text: str) -> list[tuple[str, str]] | type[Exception]:
+    try:
+        return parse_form(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return type(exc)
+
+
+_form_text = st.text(alphabet="ab=&%+2FfFc0 é\u3042;", max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_form_text)
+def test_parse_form_equals_parse_qsl(text: str) -> None:
+    assert fast(text) == reference(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=20)), max_size=12))
+def test_parse_form_round_trips_encoded_forms(pairs: list[tuple[str, str]]) -> None:
+    text = urlencode(pairs)
+    assert fast(text) == reference(text)
+
+
+def test_parse_form_field_limit_is_parse_qsl_s() -> None:
+    at_limit = "&".join(["a=1"] * MAX_FIELDS)
+    over = "&".join(["a=1"] * (MAX_FIELDS + 1))
+    assert fast(at_limit) == reference(at_limit)
+    assert fast(over) is ValueError
+    assert reference(over) is ValueError
+
+
+@pytest.mark.parametrize("text", ["a=%ff", "%fe=1", "a=%e3%81", "a=%zz", "a=%", "=", "&&", "a"])
+def test_parse_form_edge_cases(text: str) -> None:
+    assert fast(text) == reference(text)
+
+
+_params = st.lists(
+    st.tuples(
+        st.sampled_from(["CallSid", "To", "From", "A", "b", "SipHeader_X"]), st.text(max_size=15)
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_params, st.text(alphabet="abc=&", max_size=10), st.booleans())
+def test_fast_signature_check_agrees_with_request_validator(
+    pairs: list[tuple[str, str]], query: str, tamper: bool
+) -> None:
+    params = MultiDict(pairs)
+    path = "/twilio/status" + (f"?{quote(query, safe='=&')}" if query else "")
+    signature = RequestValidator(TOKEN).compute_signature(BASE + path, params)
+    if tamper:
+        signature = RequestValidator("another-token").compute_signature(BASE + path, params)
+    expected = RequestValidator(TOKEN).validate(BASE + path, params, signature)
+    assert TwilioSignature(TOKEN, BASE).is_valid(path, params, signature) is expected
