@@ -43,20 +43,46 @@ log = get_logger(__name__)
 CONFLICT_REREADS = 5
 MAX_RETRY_DELAY_S = 300
 
-CLAIM = """
+
+def _due(o: str = "") -> str:
+    """A pending job whose time has come and whose lease (if any) ran out."""
+    return (
+        f"{o}state = 'pending' AND {o}available_at <= now()"
+        f" AND ({o}leased_until IS NULL OR {o}leased_until < now())"
+    )
+
+
+_LEASE = """
 UPDATE kintone_outbox o
 SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
-FROM (
-    SELECT call_sid FROM kintone_outbox
-    WHERE state = 'pending' AND available_at <= now()
-      AND (leased_until IS NULL OR leased_until < now())
-    ORDER BY available_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-) due
-WHERE o.call_sid = due.call_sid
+WHERE o.call_sid IN (SELECT call_sid FROM claimed)
 RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts
 """
+# The f-strings below only join constants of this module: nothing from outside reaches them.
+# Call-log app mode: the oldest due jobs (500, a multiple of 100: full upserts).
+CLAIM_OLDEST = f"""
+WITH claimed AS (
+    SELECT call_sid FROM kintone_outbox WHERE {_due()}
+    ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+{_LEASE}"""  # noqa: S608
+# Subtable mode: the oldest due jobs, plus every other due job for the same kintone records,
+# so that calls ending on one record go out in one update (time order still decides which
+# records go first, so none starves).
+CLAIM_BY_RECORD = f"""
+WITH oldest AS (
+    SELECT call_sid, kintone_app_id, kintone_record_id FROM kintone_outbox WHERE {_due()}
+    ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), same_record AS (
+    SELECT o.call_sid FROM kintone_outbox o
+    JOIN (SELECT DISTINCT kintone_app_id, kintone_record_id FROM oldest) r
+      USING (kintone_app_id, kintone_record_id)
+    WHERE {_due("o.")}
+    LIMIT $1 * 4 FOR UPDATE OF o SKIP LOCKED
+), claimed AS (
+    SELECT call_sid FROM oldest UNION SELECT call_sid FROM same_record
+)
+{_LEASE}"""  # noqa: S608
 LEGS = """
 SELECT call_sid, parent_call_sid, leg, status, to_number, started_at, duration_s, charge,
        user_identity
@@ -240,7 +266,8 @@ class WritebackWorker:
 
     async def _claim(self) -> list[Job]:
         async with self._engine.begin() as conn:
-            rows = await conn.exec_driver_sql(CLAIM, (self._batch_size, self._lease_s))
+            claim = CLAIM_OLDEST if self._mode is WritebackMode.APP else CLAIM_BY_RECORD
+            rows = await conn.exec_driver_sql(claim, (self._batch_size, self._lease_s))
             jobs = []
             parked = []
             for call_sid, app, record, attempts in rows:

@@ -1,0 +1,241 @@
+"""Benchmark: kintone write-back of 10,000 completed calls, through a kintone stand-in that
+answers every request after 50 ms, in both modes.
+
+    .venv/bin/python bench/kintone.py [--calls 10000] [--records 2000] [--latency 0.05]
+
+For each mode the calls are recorded (which writes their outbox jobs, as the recorder does),
+then the write-back worker drains the outbox with the default client settings (10 concurrent
+requests). The stand-in runs as its own process, so its work does not slow the worker's loop.
+Requests are counted by the client (every attempt). Subtable mode is measured twice: calls
+spread over ``--records`` customer records (several calls share a record), and one call per
+record (the worst case).
+
+Figures are printed and written to bench/results/kintone.json.
+Targets (issue): subtable <= 2 requests per call (fewer when calls share a record); app mode
+<= 1 request per 100 calls; app-mode drain < 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from aiohttp import web  # noqa: E402
+
+from services.devtools.broker import free_port  # noqa: E402
+from services.devtools.call_flows import answered_call  # noqa: E402
+from services.devtools.kintone_standin import Field, KintoneDomain, init_app  # noqa: E402
+from services.devtools.postgres import LocalPostgres  # noqa: E402
+from services.recorder.adapters.kintone import KintoneClient  # noqa: E402
+from services.recorder.adapters.migrations import upgrade  # noqa: E402
+from services.recorder.adapters.repository import (  # noqa: E402
+    CallRepository,
+    ReceivedEvent,
+    make_engine,
+)
+from services.recorder.domain.tariff import parse_tariffs  # noqa: E402
+from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings  # noqa: E402
+from services.recorder.writeback import WritebackWorker  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "kintone.json"
+CUSTOMERS, CALL_LOG = 10, 20
+TOKENS = "bench-customers,bench-call-log"
+HISTORY = {
+    "通話日時": Field("DATETIME"),
+    "電話番号": Field("SINGLE_LINE_TEXT"),
+    "通話結果": Field("SINGLE_LINE_TEXT"),
+    "通話時間": Field("NUMBER"),
+    "通話料金": Field("NUMBER"),
+    "担当者": Field("SINGLE_LINE_TEXT"),
+    "CallSid": Field("SINGLE_LINE_TEXT"),
+}
+
+
+def serve_standin(port: int, records: int, latency: float) -> None:
+    """The stand-in process: a customers app with ``records`` records, and a call-log app."""
+    domain = KintoneDomain(latency_s=latency)
+    domain.add_app(
+        CUSTOMERS,
+        {"顧客名": Field("SINGLE_LINE_TEXT"), "通話履歴": Field("SUBTABLE", fields=HISTORY)},
+    )
+    domain.add_app(
+        CALL_LOG,
+        {
+            **HISTORY,
+            "CallSid": Field("SINGLE_LINE_TEXT", unique=True),
+            "顧客レコード番号": Field("NUMBER"),
+        },
+    )
+    domain.add_token("bench-customers", CUSTOMERS, view=True, edit=True)
+    domain.add_token("bench-call-log", CALL_LOG, view=True, add=True, edit=True)
+    for i in range(records):
+        domain.add_record(CUSTOMERS, {"顧客名": {"value": f"顧客{i + 1}"}})
+    web.run_app(init_app(domain), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def start_standin(records: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    standin = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), "--records", str(records)]  # noqa: RUF005
+        + ["--latency", str(latency)]
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/", timeout=1)  # noqa: S310 - local
+        except urllib.error.HTTPError:
+            return standin, base  # it answers (404): up
+        except OSError:
+            time.sleep(0.1)
+    standin.kill()
+    raise RuntimeError("kintone stand-in did not start")
+
+
+def run_mode(
+    database_url: str, mode: str, calls: int, records: int, latency: float
+) -> dict[str, float]:
+    standin, base = start_standin(records, latency)
+    try:
+        return asyncio.run(drain_mode(database_url, base, mode, calls, records))
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
+
+
+async def drain_mode(
+    database_url: str, base: str, mode: str, calls: int, records: int
+) -> dict[str, float]:
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("TRUNCATE calls, call_events, kintone_outbox")
+        repository = CallRepository(
+            engine,
+            parse_tariffs(DEFAULT_TARIFF.read_text()),
+            ZoneInfo("Asia/Tokyo"),
+            writeback_delay_s=0,
+        )
+        at = datetime.now(UTC)
+        events = [
+            event
+            for i in range(calls)
+            for event in answered_call(
+                app_id=str(CUSTOMERS),
+                record_id=str(i % records + 1),
+                duration_s=30 + i % 300,
+                at=at,
+            )
+        ]
+        for start in range(0, len(events), 6000):
+            batch = events[start : start + 6000]
+            await repository.record([ReceivedEvent(e, e.encode().decode()) for e in batch])
+        settings = KintoneSettings(
+            kintone_writeback=mode,
+            kintone_base_url=base,
+            kintone_api_token=TOKENS,
+            kintone_call_log_app=CALL_LOG,
+        )
+        counted = 0
+
+        def count(_app: int, _outcome: str) -> None:
+            nonlocal counted
+            counted += 1
+
+        async with KintoneClient(base, settings.kintone_tokens, on_request=count) as client:  # type: ignore[arg-type]
+            worker = WritebackWorker(engine, client, settings)
+            started = time.perf_counter()
+            while await worker.run_once():
+                pass
+            elapsed = time.perf_counter() - started
+        async with engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT state, count(*) FROM kintone_outbox GROUP BY state"
+            )
+            states = {state: count for state, count in rows}
+    finally:
+        await engine.dispose()
+    return {
+        "mode": mode,
+        "calls": calls,
+        "records": records,
+        "requests": counted,
+        "requests_per_call": counted / calls,
+        "seconds": elapsed,
+        "done": states.get("done", 0),
+        "not_done": calls - states.get("done", 0),
+    }
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, float]]:
+    name = f"calltrail_bench_{uuid.uuid4().hex[:8]}"
+    with LocalPostgres() as postgres:
+        database_url = postgres.create_database(name)
+        try:
+            upgrade(database_url)
+            return [
+                run_mode(database_url, "subtable", args.calls, args.records, args.latency),
+                run_mode(database_url, "subtable", args.calls, args.calls, args.latency),
+                run_mode(database_url, "app", args.calls, args.records, args.latency),
+            ]
+        finally:
+            postgres.drop_database(name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--records", type=int, default=2_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_standin(args.serve, args.records, args.latency)
+        return 0
+    results = measure(args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "latency_s": args.latency,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nkintone write-back, stand-in latency {args.latency * 1000:.0f} ms, 10 in flight")
+    header = ("mode", "calls", "records", "requests", "req/call", "drain s", "done")
+    print("{:<10}{:>8}{:>9}{:>10}{:>10}{:>9}{:>8}".format(*header))
+    for r in results:
+        print(
+            f"{r['mode']:<10}{r['calls']:>8,}{r['records']:>9,}{r['requests']:>10,}"
+            f"{r['requests_per_call']:>10.3f}{r['seconds']:>9.1f}{r['done']:>8,}"
+        )
+    shared, single, app = results
+    print(
+        f"targets: subtable <= 2 req/call: {'ok' if single['requests_per_call'] <= 2 else 'MISSED'}"
+        f" (shared records {shared['requests_per_call']:.2f}); app <= 0.01 req/call: "
+        f"{'ok' if app['requests_per_call'] <= 0.01 else 'MISSED'}; app drain < 60 s: "
+        f"{'ok' if app['seconds'] < 60 else 'MISSED'}\nwritten to {RESULTS.relative_to(ROOT)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
