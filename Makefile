@@ -31,6 +31,8 @@ lint: $(STAMP)
 ## make bench: the performance benchmarks (not part of the test suite)
 bench: $(STAMP)
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/recorder.py
+	$(BIN)/python bench/kintone.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis var
