@@ -38,7 +38,12 @@ from aiohttp import web  # noqa: E402
 
 from services.devtools.broker import free_port  # noqa: E402
 from services.devtools.call_flows import answered_call  # noqa: E402
-from services.devtools.kintone_standin import Field, KintoneDomain, init_app  # noqa: E402
+from services.devtools.kintone_standin import (  # noqa: E402
+    KintoneDomain,
+    add_call_log_app,
+    add_customer_app,
+    init_app,
+)
 from services.devtools.postgres import LocalPostgres  # noqa: E402
 from services.recorder.adapters.kintone import KintoneClient  # noqa: E402
 from services.recorder.adapters.migrations import upgrade  # noqa: E402
@@ -54,36 +59,13 @@ from services.recorder.writeback import WritebackWorker  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "kintone.json"
 CUSTOMERS, CALL_LOG = 10, 20
 TOKENS = "bench-customers,bench-call-log"
-HISTORY = {
-    "通話日時": Field("DATETIME"),
-    "電話番号": Field("SINGLE_LINE_TEXT"),
-    "通話結果": Field("SINGLE_LINE_TEXT"),
-    "通話時間": Field("NUMBER"),
-    "通話料金": Field("NUMBER"),
-    "担当者": Field("SINGLE_LINE_TEXT"),
-    "CallSid": Field("SINGLE_LINE_TEXT"),
-}
 
 
 def serve_standin(port: int, records: int, latency: float) -> None:
     """The stand-in process: a customers app with ``records`` records, and a call-log app."""
     domain = KintoneDomain(latency_s=latency)
-    domain.add_app(
-        CUSTOMERS,
-        {"顧客名": Field("SINGLE_LINE_TEXT"), "通話履歴": Field("SUBTABLE", fields=HISTORY)},
-    )
-    domain.add_app(
-        CALL_LOG,
-        {
-            **HISTORY,
-            "CallSid": Field("SINGLE_LINE_TEXT", unique=True),
-            "顧客レコード番号": Field("NUMBER"),
-        },
-    )
-    domain.add_token("bench-customers", CUSTOMERS, view=True, edit=True)
-    domain.add_token("bench-call-log", CALL_LOG, view=True, add=True, edit=True)
-    for i in range(records):
-        domain.add_record(CUSTOMERS, {"顧客名": {"value": f"顧客{i + 1}"}})
+    add_customer_app(domain, CUSTOMERS, "bench-customers", records=records)
+    add_call_log_app(domain, CALL_LOG, "bench-call-log")
     web.run_app(init_app(domain), host="127.0.0.1", port=port, print=None, access_log=None)
 
 

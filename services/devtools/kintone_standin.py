@@ -917,3 +917,44 @@ class KintoneStandin:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
+
+
+# --- the apps calltrail writes to, with its default field codes ---------------------------
+
+#: The call history columns (README, "Setting up the kintone app"), default field codes.
+CALL_HISTORY_FIELDS: Mapping[str, Field] = {
+    "通話日時": Field("DATETIME"),
+    "電話番号": Field("SINGLE_LINE_TEXT"),
+    "通話結果": Field("SINGLE_LINE_TEXT"),
+    "通話時間": Field("NUMBER"),
+    "通話料金": Field("NUMBER"),
+    "担当者": Field("SINGLE_LINE_TEXT"),
+    "CallSid": Field("SINGLE_LINE_TEXT"),
+}
+
+
+def add_customer_app(domain: KintoneDomain, app_id: int, token: str, records: int = 0) -> None:
+    """A customer app set up for subtable mode, an API token (view, edit), some customers."""
+    domain.add_app(
+        app_id,
+        {
+            "顧客名": Field("SINGLE_LINE_TEXT"),
+            "通話履歴": Field("SUBTABLE", fields=CALL_HISTORY_FIELDS),
+        },
+    )
+    domain.add_token(token, app_id, view=True, edit=True)
+    for i in range(records):
+        domain.add_record(app_id, {"顧客名": {"value": f"顧客{i + 1}"}})
+
+
+def add_call_log_app(domain: KintoneDomain, app_id: int, token: str) -> None:
+    """A call-log app set up for app mode (unique CallSid), an API token (view, add, edit)."""
+    domain.add_app(
+        app_id,
+        {
+            **CALL_HISTORY_FIELDS,
+            "CallSid": Field("SINGLE_LINE_TEXT", unique=True),
+            "顧客レコード番号": Field("NUMBER"),
+        },
+    )
+    domain.add_token(token, app_id, view=True, add=True, edit=True)

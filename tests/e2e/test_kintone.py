@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from services.devtools.broker import LocalBroker, free_port
-from services.devtools.kintone_standin import Field, KintoneDomain, KintoneStandin
+from services.devtools.kintone_standin import (
+    CALL_HISTORY_FIELDS,
+    Field,
+    KintoneDomain,
+    KintoneStandin,
+    add_customer_app,
+)
 from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
 from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID
@@ -15,25 +21,11 @@ from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
 from tests.integration.recorder_support import query
 
 APP = 12  # simulate places its calls from app 12, records 1..400
-FIELDS = {
-    "通話日時": Field("DATETIME"),
-    "電話番号": Field("SINGLE_LINE_TEXT"),
-    "通話結果": Field("SINGLE_LINE_TEXT"),
-    "通話時間": Field("NUMBER"),
-    "通話料金": Field("NUMBER"),
-    "担当者": Field("SINGLE_LINE_TEXT"),
-    "CallSid": Field("SINGLE_LINE_TEXT"),
-}
 
 
 def customers_domain() -> KintoneDomain:
     domain = KintoneDomain()
-    domain.add_app(
-        APP, {"顧客名": Field("SINGLE_LINE_TEXT"), "通話履歴": Field("SUBTABLE", fields=FIELDS)}
-    )
-    domain.add_token("token-customers", APP, view=True, edit=True)
-    for i in range(400):
-        domain.add_record(APP, {"顧客名": {"value": f"顧客{i + 1}"}})
+    add_customer_app(domain, APP, "token-customers", records=400)
     return domain
 
 
@@ -114,7 +106,7 @@ async def test_every_finished_call_lands_once_across_a_recorder_crash(
 
 async def test_check_names_what_is_missing(tmp_path: Path, database_url: str) -> None:
     domain = KintoneDomain()
-    broken = dict(FIELDS)
+    broken = dict(CALL_HISTORY_FIELDS)
     del broken["通話料金"]
     broken["通話時間"] = Field("SINGLE_LINE_TEXT")
     domain.add_app(APP, {"通話履歴": Field("SUBTABLE", fields=broken)})

@@ -13,7 +13,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.events import CallEvent
-from services.devtools.kintone_standin import Field, KintoneDomain, KintoneStandin
+from services.devtools.kintone_standin import (
+    KintoneDomain,
+    KintoneStandin,
+    add_call_log_app,
+    add_customer_app,
+)
 from services.recorder.adapters.kintone import KintoneClient
 from services.recorder.adapters.repository import CallRepository, ReceivedEvent, make_engine
 from services.recorder.domain.tariff import parse_tariffs
@@ -24,33 +29,12 @@ from tests.integration.recorder_support import call_events
 CUSTOMERS = 10
 CALL_LOG = 20
 AT = datetime(2026, 11, 10, 3, 0, 5, tzinfo=UTC)
-HISTORY_FIELDS = {
-    "通話日時": Field("DATETIME"),
-    "電話番号": Field("SINGLE_LINE_TEXT"),
-    "通話結果": Field("SINGLE_LINE_TEXT"),
-    "通話時間": Field("NUMBER"),
-    "通話料金": Field("NUMBER"),
-    "担当者": Field("SINGLE_LINE_TEXT"),
-    "CallSid": Field("SINGLE_LINE_TEXT"),
-}
 
 
 def kintone_domain() -> KintoneDomain:
     domain = KintoneDomain()
-    domain.add_app(
-        CUSTOMERS,
-        {"顧客名": Field("SINGLE_LINE_TEXT"), "通話履歴": Field("SUBTABLE", fields=HISTORY_FIELDS)},
-    )
-    domain.add_app(
-        CALL_LOG,
-        {
-            **HISTORY_FIELDS,
-            "CallSid": Field("SINGLE_LINE_TEXT", unique=True),
-            "顧客レコード番号": Field("NUMBER"),
-        },
-    )
-    domain.add_token("token-customers", CUSTOMERS, view=True, edit=True)
-    domain.add_token("token-call-log", CALL_LOG, view=True, add=True, edit=True)
+    add_customer_app(domain, CUSTOMERS, "token-customers")
+    add_call_log_app(domain, CALL_LOG, "token-call-log")
     return domain
 
 
