@@ -24,7 +24,6 @@ from sqlalchemy.exc import DBAPIError
 from services.common.events import EventDecodeError, decode_event
 from services.common.logging import get_logger
 from services.recorder.adapters.repository import (
-    BatchOutcome,
     CallRepository,
     PreparedBatch,
     ReceivedEvent,
@@ -94,7 +93,6 @@ class RecorderConsumer:
         repository: CallRepository,
         metrics: RecorderMetrics,
         batch_max: int,
-        on_recorded: Callable[[BatchOutcome], None] | None = None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._dlq_producer_factory = dlq_producer_factory
@@ -102,10 +100,8 @@ class RecorderConsumer:
         self._repository = repository
         self._metrics = metrics
         self._batch_max = batch_max
-        self._on_recorded = on_recorded
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
-        self.db_ok = False
         self.running = False
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -199,7 +195,6 @@ class RecorderConsumer:
                     poison.extend(more_poison)
                     batch = self._repository.prepare([item for _, item in good])
                     continue
-                self.db_ok = False
                 self._metrics.db_failures.inc()
                 log.warning("batch_not_recorded_retrying", error=repr(exc), events=len(good))
                 with contextlib.suppress(TimeoutError):
@@ -209,12 +204,9 @@ class RecorderConsumer:
                     return False
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
         await self._dead_letter(poison)
-        self.db_ok = True
         self._metrics.events.labels("new").inc(outcome.new_events)
         self._metrics.events.labels("duplicate").inc(outcome.duplicate_events)
         self._metrics.unrated.inc(len(outcome.unrated_legs))
-        if self._on_recorded is not None:
-            self._on_recorded(outcome)
         return True
 
     async def _isolate(
