@@ -25,14 +25,20 @@ def call_events(
 
 
 async def publish(bootstrap: str, topic: str, events: list[CallEvent] | list[bytes]) -> None:
+    """Publish in order, acknowledged; sends are pipelined (awaited together per thousand)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
     await producer.start()
     try:
+        pending = []
         for event in events:
             if isinstance(event, bytes):
-                await producer.send_and_wait(topic, event, key=b"poison")
+                pending.append(await producer.send(topic, event, key=b"poison"))
             else:
-                await producer.send_and_wait(topic, event.encode(), key=event.key())
+                pending.append(await producer.send(topic, event.encode(), key=event.key()))
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
 
