@@ -87,7 +87,8 @@ def signed_requests(calls: int) -> list[SignedRequest]:
     Each leg is the child of a browser call (``ParentCallSid``), as the TwiML this gateway
     hands out produces; the callback URL carries the kintone context in its query string.
     """
-    from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
+    from services.devtools.call_flows import pstn_leg_forms
+    from services.devtools.twilio_player import TwilioSigner, new_sid
 
     signer = TwilioSigner(AUTH_TOKEN, PUBLIC_BASE_URL)
     started = datetime.now(UTC)
@@ -96,19 +97,15 @@ def signed_requests(calls: int) -> list[SignedRequest]:
         parent, child = new_sid(), new_sid()
         path = f"{STATUS_PATH}?app_id={12 + n % 7}&record_id={1000 + n}&identity=user_{n % 50}"
         to = f"+8190{10_000_000 + n:08d}"
-        for seq, status in enumerate(("initiated", "ringing", "in-progress", "completed")):
-            form = status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=child,
-                parent_call_sid=parent,
-                status=status,
-                sequence=seq,
-                from_=CALLER_ID,
-                to=to,
-                direction="outbound-dial",
-                duration_s=30 + n % 300 if status == "completed" else None,
-                timestamp=started + timedelta(seconds=n + seq * 5),
-            )
+        forms = pstn_leg_forms(
+            parent=parent,
+            child=child,
+            to=to,
+            duration_s=30 + n % 300,
+            at=started + timedelta(seconds=n),
+            seconds_between=5,
+        )
+        for form in forms:
             headers, body = signer.request(path, form)
             out.append(
                 SignedRequest(

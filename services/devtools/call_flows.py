@@ -4,7 +4,7 @@ leg's completion, each built by the gateway's own parsers from a Twilio-shaped f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.devtools.twilio_player import new_sid, status_callback_form
@@ -13,6 +13,33 @@ from services.gateway.callbacks import call_event, status_event
 PSTN_STATUSES = ("initiated", "ringing", "in-progress", "completed")
 ACCOUNT_SID = "AC" + "0" * 32
 CALLER_ID = "+815012345678"
+
+
+def pstn_leg_forms(
+    *,
+    parent: str,
+    child: str,
+    to: str,
+    duration_s: int,
+    at: datetime,
+    seconds_between: int = 0,
+) -> list[dict[str, str]]:
+    """The dialled leg's four status callbacks (initiated … completed) as Twilio posts them."""
+    return [
+        status_callback_form(
+            account_sid=ACCOUNT_SID,
+            call_sid=child,
+            parent_call_sid=parent,
+            status=status,
+            sequence=sequence,
+            from_=CALLER_ID,
+            to=to,
+            direction="outbound-dial",
+            duration_s=duration_s if status == "completed" else None,
+            timestamp=at + timedelta(seconds=sequence * seconds_between),
+        )
+        for sequence, status in enumerate(PSTN_STATUSES)
+    ]
 
 
 def answered_call(
@@ -36,19 +63,7 @@ def answered_call(
             stamp,
         )
     ]
-    for sequence, status in enumerate(PSTN_STATUSES):
-        form = status_callback_form(
-            account_sid=ACCOUNT_SID,
-            call_sid=child,
-            parent_call_sid=parent,
-            status=status,
-            sequence=sequence,
-            from_=CALLER_ID,
-            to=to,
-            direction="outbound-dial",
-            duration_s=duration_s if status == "completed" else None,
-            timestamp=stamp,
-        )
+    for form in pstn_leg_forms(parent=parent, child=child, to=to, duration_s=duration_s, at=stamp):
         events.append(status_event(form, query, stamp))
     form = status_callback_form(
         account_sid=ACCOUNT_SID,

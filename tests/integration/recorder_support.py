@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.common.events import CallEvent
-from services.devtools.call_flows import answered_call
 from services.recorder.adapters.repository import make_engine
-
-
-def call_events(
-    to: str = "+819012345678",
-    duration_s: int = 61,
-    record_id: str = "345",
-    at: datetime | None = None,
-    app_id: str = "12",
-) -> list[CallEvent]:
-    """One answered call as the gateway publishes it (services/devtools/call_flows.py)."""
-    return answered_call(to=to, duration_s=duration_s, record_id=record_id, at=at, app_id=app_id)
 
 
 async def publish(bootstrap: str, topic: str, events: list[CallEvent] | list[bytes]) -> None:

@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy.engine import make_url
 
 from services.devtools.broker import LocalBroker
+from services.devtools.call_flows import answered_call
 from services.recorder.app import init_app
 from services.recorder.settings import RecorderSettings
-from tests.integration.recorder_support import call_events, publish, query, wait_for_rows
+from tests.integration.recorder_support import publish, query, wait_for_rows
 from tests.integration.tcp_proxy import TcpProxy
 
 RecorderFactory = Callable[..., Awaitable[TestClient]]
@@ -72,7 +73,7 @@ async def test_records_calls_and_dead_letters_poison(
     make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
 ) -> None:
     await make_recorder()
-    good = call_events(duration_s=61)
+    good = answered_call(duration_s=61)
     nul = orjson.loads(good[1].encode())
     nul["call_sid"] = "CA\u0000bad"
     huge = orjson.loads(good[1].encode())
@@ -113,11 +114,11 @@ async def test_database_outage_loses_nothing(
     )
     recorder = await make_recorder(database_url=via_proxy)
 
-    await publish(kafka_broker.bootstrap, topic, call_events())
+    await publish(kafka_broker.bootstrap, topic, answered_call())
     await wait_for_rows(database_url, 2)
 
     await proxy.cut()
-    during = [event for _ in range(5) for event in call_events()]
+    during = [event for _ in range(5) for event in answered_call()]
     await publish(kafka_broker.bootstrap, topic, during)
     await asyncio.sleep(1.5)
     ready = await recorder.get("/readyz")
@@ -142,9 +143,9 @@ async def test_two_recorders_share_the_partitions(
     make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
 ) -> None:
     first = await make_recorder()
-    await publish(kafka_broker.bootstrap, topic, call_events())  # creates the topic
+    await publish(kafka_broker.bootstrap, topic, answered_call())  # creates the topic
     second = await make_recorder()
-    events = [event for _ in range(40) for event in call_events()]
+    events = [event for _ in range(40) for event in answered_call()]
     await publish(kafka_broker.bootstrap, topic, events)
     await wait_for_rows(
         database_url, 82, sql="SELECT count(*) FROM calls WHERE status = 'completed'"

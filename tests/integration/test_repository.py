@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.devtools.call_flows import answered_call
 from services.recorder.adapters.repository import CallRepository, ReceivedEvent, make_engine
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.settings import DEFAULT_TARIFF
-from tests.integration.recorder_support import call_events, query
+from tests.integration.recorder_support import query
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOV = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -42,7 +43,7 @@ async def test_any_order_any_repeats_same_rows_and_charges(
     database_url: str, engine: AsyncEngine
 ) -> None:
     repository = await make_repository(engine)
-    events = call_events(to="+819012345678", duration_s=61, at=NOV)
+    events = answered_call(to="+819012345678", duration_s=61, at=NOV)
     shuffled = events + events[:3]
     random.Random(7).shuffle(shuffled)
     # Split over three batches, as three polls of the consumer would.
@@ -94,7 +95,7 @@ async def test_unrated_destination_is_null_then_rerated(
 ) -> None:
     repository = await make_repository(engine)
     outcome = await repository.record(
-        received(call_events(to="+815098765432", duration_s=30, at=NOV))
+        received(answered_call(to="+815098765432", duration_s=30, at=NOV))
     )
     assert [leg.destination_type.value for leg in outcome.unrated_legs] == ["ip_phone"]
     [(charge, minutes)] = await query(
@@ -119,7 +120,7 @@ async def test_monthly_charges_view_adds_number_rental(
     repository = await make_repository(engine)
     await repository.hold_number("+815012345678", date(2026, 10, 15))
     await repository.hold_number("+815011112222", date(2026, 11, 1))
-    await repository.record(received(call_events(to="+81312345678", duration_s=125, at=NOV)))
+    await repository.record(received(answered_call(to="+81312345678", duration_s=125, at=NOV)))
     rows = await query(
         database_url,
         "SELECT month, usage_charge, rental_charge, total, currency FROM monthly_charges"
@@ -137,6 +138,6 @@ async def test_call_belongs_to_the_month_it_started_in_tokyo(
 ) -> None:
     repository = await make_repository(engine)
     late_october_utc = datetime(2026, 10, 31, 15, 30, tzinfo=UTC)  # 2026-11-01 00:30 in Tokyo
-    await repository.record(received(call_events(duration_s=10, at=late_october_utc)))
+    await repository.record(received(answered_call(duration_s=10, at=late_october_utc)))
     months = await query(database_url, "SELECT DISTINCT billing_month FROM calls")
     assert months == [(date(2026, 11, 1),)]

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.events import CallEvent
+from services.devtools.call_flows import answered_call
 from services.devtools.kintone_standin import (
     KintoneDomain,
     KintoneStandin,
@@ -24,7 +25,6 @@ from services.recorder.adapters.repository import CallRepository, ReceivedEvent,
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings
 from services.recorder.writeback import WritebackWorker
-from tests.integration.recorder_support import call_events
 
 CUSTOMERS = 10
 CALL_LOG = 20
@@ -111,7 +111,7 @@ async def make_harness(database_url: str) -> AsyncIterator:  # type: ignore[type
 
 
 def one_call(record_id: int, **kwargs: object) -> list[CallEvent]:
-    return call_events(app_id=str(CUSTOMERS), record_id=str(record_id), at=AT, **kwargs)  # type: ignore[arg-type]
+    return answered_call(app_id=str(CUSTOMERS), record_id=str(record_id), at=AT, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_subtable_rows_appended_once_keeping_what_was_there(make_harness) -> None:  # type: ignore[no-untyped-def]
