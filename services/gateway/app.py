@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -18,6 +16,7 @@ from services.common.observability import (
     HttpMetrics,
     healthz_view,
     metrics_view,
+    serve,
 )
 from services.gateway import handlers
 from services.gateway.handlers import MAX_BODY
@@ -81,12 +80,6 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def run(settings: GatewaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (see ``_publisher_ctx``)."""
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # pragma: no cover - uvloop is not on Windows
-        pass
     log.info(
         "gateway_starting",
         host=settings.gateway_host,
@@ -94,15 +87,9 @@ def run(settings: GatewaySettings) -> None:
         public_base_url=settings.public_base_url,
         topic=settings.kafka_topic,
     )
-    app = init_app(settings)
-    web.run_app(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
+    serve(
+        init_app(settings),
+        settings.gateway_host,
+        settings.gateway_port,
         shutdown_timeout=settings.shutdown_timeout_s,
-        # No access log lines: the "access log" hook only records the HTTP metrics.
-        access_log_class=app[ACCESS_LOG_CLASS],
-        access_log=logging.getLogger("calltrail.http"),
-        print=None,
-        handle_signals=True,
     )

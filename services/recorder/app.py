@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,6 +25,7 @@ from services.common.observability import (
     HttpMetrics,
     healthz_view,
     metrics_view,
+    serve,
 )
 from services.recorder.adapters.kintone import KintoneClient
 from services.recorder.adapters.repository import CallRepository, make_engine
@@ -186,21 +186,5 @@ async def _database_answers(engine: AsyncEngine) -> bool:
 
 
 def run(settings: RecorderSettings) -> None:
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # pragma: no cover
-        pass
     log.info("recorder_starting", topic=settings.kafka_topic, group=settings.recorder_group)
-    app = init_app(settings)
-    web.run_app(
-        app,
-        host=settings.recorder_host,
-        port=settings.recorder_port,
-        # No access log lines: the "access log" hook only records the HTTP metrics.
-        access_log_class=app[ACCESS_LOG_CLASS],
-        access_log=logging.getLogger("calltrail.http"),
-        print=None,
-        handle_signals=True,
-    )
+    serve(init_app(settings), settings.recorder_host, settings.recorder_port)
