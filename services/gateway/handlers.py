@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
 import orjson
+import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
@@ -28,6 +29,7 @@ log = get_logger(__name__)
 
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 512
+MAX_SID_LOGGED = 64
 FORM = "application/x-www-form-urlencoded"
 # The browser SDK passes Device.connect({params}) through Twilio under these names.
 BROWSER_CONTEXT_PARAMS = {"app_id": "AppId", "record_id": "RecordId"}
@@ -85,13 +87,42 @@ async def _read_form(request: web.Request) -> MultiDictProxy[str]:
     return MultiDictProxy(MultiDict(pairs))
 
 
+def _bind_call(form: MultiDictProxy[str]) -> None:
+    """Every later log line of this request names the call (aiohttp runs each request in a
+    task of its own, so the binding ends with the request). Cut short: the form is not
+    verified yet, and a forged field must not blow up a log line."""
+    call_sid = form.get("CallSid")
+    if call_sid is None:
+        return
+    parent = form.get("ParentCallSid")
+    if parent:
+        structlog.contextvars.bind_contextvars(
+            call_sid=call_sid[:MAX_SID_LOGGED], parent_call_sid=parent[:MAX_SID_LOGGED]
+        )
+    else:
+        structlog.contextvars.bind_contextvars(call_sid=call_sid[:MAX_SID_LOGGED])
+
+
 async def _twilio_form(request: web.Request, gateway: Gateway) -> MultiDictProxy[str]:
     form = await _read_form(request)
+    _bind_call(form)
     signature = request.headers.get("X-Twilio-Signature")
     if not gateway.signature.is_valid(request.raw_path, form, signature):
         gateway.metrics.rejected.labels("signature").inc()
+        # The usual cause is a PUBLIC_BASE_URL that is not the URL Twilio calls: say which
+        # URL the signature was checked against.
+        log.warning(
+            "twilio_signature_invalid",
+            url=gateway.signature.public_url(request.raw_path),
+            signed=signature is not None,
+        )
         raise _error(web.HTTPForbidden, "invalid or missing X-Twilio-Signature")
     return form
+
+
+def _bad_callback(exc: BadCallbackError) -> web.HTTPError:
+    log.info("callback_rejected", reason=str(exc))
+    return _error(web.HTTPBadRequest, str(exc))
 
 
 async def _publish(gateway: Gateway, event: CallEvent) -> None:
@@ -113,9 +144,10 @@ async def twilio_status(request: web.Request) -> web.Response:
     try:
         event = status_event(form, request.query, datetime.now(UTC))
     except BadCallbackError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise _bad_callback(exc) from None
     await _publish(gateway, event)
     gateway.metrics.callback(event.status.value).inc()
+    log.debug("status_callback", status=event.status.value, sequence=event.sequence)
     return web.Response(status=204)
 
 
@@ -129,25 +161,26 @@ async def twiml_voice(request: web.Request) -> web.Response:
     try:
         context = context_from(form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS)
     except BadCallbackError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise _bad_callback(exc) from None
     decision = twiml.decide_dial(form.get("To"), settings.dial_allowed_countries)
     if decision.number is None:
         gateway.metrics.dials.labels("refused").inc()
-        log.info("dial_refused", call_sid=form.get("CallSid"), reason=decision.refusal)
+        log.info("dial_refused", reason=decision.refusal)
         return _xml(twiml.refusal_twiml())
     try:
         event = call_event(
             EventKind.DIAL, form, context, datetime.now(UTC), to=decision.number.e164
         )
     except BadCallbackError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise _bad_callback(exc) from None
     try:
         await gateway.publisher.publish(event)
     except PublishError:
         # The call matters more than this early notice; its status callbacks carry the same
         # context, so the recorder still learns everything once the broker or spool is back.
-        log.error("dial_event_not_stored", call_sid=event.call_sid)
+        log.error("dial_event_not_stored")
     gateway.metrics.dials.labels("dialled").inc()
+    log.debug("dialling", destination_type=decision.number.destination_type().value)
     callback = twiml.status_callback_url(
         settings.public_base_url, context, settings.status_callback_overrides
     )
@@ -166,8 +199,9 @@ async def twiml_sip(request: web.Request) -> web.Response:
         context = CallContext(line_user_id=line_user.line_user_id)
         event = call_event(EventKind.SIP_INBOUND, form, context, datetime.now(UTC))
     except BadCallbackError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise _bad_callback(exc) from None
     await _publish(gateway, event)
+    log.debug("sip_inbound", line_user=context.line_user_id is not None)
     callback = twiml.status_callback_url(
         settings.public_base_url, context, settings.status_callback_overrides
     )

@@ -207,6 +207,15 @@ class RecorderConsumer:
         self._metrics.events.labels("new").inc(outcome.new_events)
         self._metrics.events.labels("duplicate").inc(outcome.duplicate_events)
         self._metrics.unrated.inc(len(outcome.unrated_legs))
+        for leg in outcome.unrated_legs:
+            # Rare, and the fix is in the tariff file: say which call and what was dialled.
+            log.warning(
+                "leg_unrated",
+                call_sid=leg.call_sid,
+                parent_call_sid=leg.parent_call_sid,
+                leg=leg.leg.value,
+                destination_type=leg.destination_type.value,
+            )
         return True
 
     async def _isolate(
@@ -238,7 +247,13 @@ class RecorderConsumer:
                 key=record.key,
                 headers=[("reason", item.reason.encode()), ("source", source.encode())],
             )
-            log.error("event_dead_lettered", reason=item.reason, source=source)
+            log.error(
+                "event_dead_lettered",
+                # The key is the call's root CallSid (the gateway's partitioning key).
+                call_sid=record.key.decode(errors="replace")[:64] if record.key else None,
+                reason=item.reason,
+                source=source,
+            )
         self._metrics.events.labels("dead_lettered").inc(len(poison))
 
     async def _commit(

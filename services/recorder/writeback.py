@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.logging import get_logger
@@ -276,9 +277,10 @@ class WritebackWorker:
                 else:
                     parked.append(call_sid)
             if parked:
-                await conn.exec_driver_sql(
-                    MARK_PARKED, (parked, "app or record id is not a number")
-                )
+                reason = "app or record id is not a number"
+                await conn.exec_driver_sql(MARK_PARKED, (parked, reason))
+                for call_sid in parked:
+                    log.error("kintone_call_parked", call_sid=call_sid, reason=reason)
         return jobs
 
     async def _summaries(self, jobs: Sequence[Job]) -> dict[str, CallSummary]:
@@ -298,20 +300,42 @@ class WritebackWorker:
             await conn.exec_driver_sql(sql, ([job.call_sid for job in jobs], *args))
 
     async def _settle(self, jobs: Sequence[Job], error: BaseException | None) -> None:
+        # One line per call, each with its call_sid, so one grep tells a call's whole story.
         if error is None:
             await self._mark(MARK_DONE, jobs)
+            for job in jobs:
+                log.info(
+                    "kintone_call_written",
+                    call_sid=job.call_sid,
+                    app=job.app_id,
+                    record=job.record_id,
+                    attempts=job.attempts,
+                )
         elif isinstance(error, ParkError) or (
             isinstance(error, KintoneError)
             and not error.retryable
             and not isinstance(error, KintoneConflictError)
         ):
-            log.error(
-                "kintone_writeback_parked", calls=[j.call_sid for j in jobs], reason=str(error)
-            )
             await self._mark(MARK_PARKED, jobs, str(error))
+            for job in jobs:
+                log.error(
+                    "kintone_call_parked",
+                    call_sid=job.call_sid,
+                    app=job.app_id,
+                    record=job.record_id,
+                    reason=str(error),
+                )
         else:
-            log.warning("kintone_writeback_retry", calls=len(jobs), reason=str(error))
             await self._mark(MARK_RETRY, jobs, str(error) or repr(error), MAX_RETRY_DELAY_S)
+            for job in jobs:
+                log.warning(
+                    "kintone_call_retry",
+                    call_sid=job.call_sid,
+                    app=job.app_id,
+                    record=job.record_id,
+                    attempts=job.attempts,
+                    reason=str(error) or repr(error),
+                )
 
     # --- subtable mode -------------------------------------------------------------------------
 
@@ -319,7 +343,9 @@ class WritebackWorker:
         self, app: int, record_id: int, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
     ) -> None:
         try:
-            await self.append_history(app, record_id, [summaries[j.call_sid] for j in jobs])
+            # The client's own lines (retries, 429s) then say which calls they carry.
+            with structlog.contextvars.bound_contextvars(call_sids=[j.call_sid for j in jobs]):
+                await self.append_history(app, record_id, [summaries[j.call_sid] for j in jobs])
         except (KintoneError, ParkError) as exc:
             await self._settle(jobs, exc)
         else:
@@ -374,7 +400,10 @@ class WritebackWorker:
             for job in jobs
         ]
         try:
-            await self._client.upsert_records(self._call_log_app, self._fields.call_sid, records)
+            with structlog.contextvars.bound_contextvars(call_sids=[j.call_sid for j in jobs]):
+                await self._client.upsert_records(
+                    self._call_log_app, self._fields.call_sid, records
+                )
         except KintoneValidationError as exc:
             if len(jobs) == 1:
                 await self._settle(jobs, exc)

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from services.common.events import CallEvent
 from services.devtools.call_flows import answered_call
@@ -162,7 +164,8 @@ async def test_replays_never_add_a_row_twice(make_harness) -> None:  # type: ign
 async def test_another_writer_between_read_and_write(make_harness) -> None:  # type: ignore[no-untyped-def]
     h: Harness = await make_harness()
     customer = h.customer()
-    await h.record_calls(one_call(customer))
+    call = one_call(customer)
+    await h.record_calls(call)
     read = h.client.get_record
     edits = 0
 
@@ -185,7 +188,8 @@ async def test_another_writer_between_read_and_write(make_harness) -> None:  # t
 async def test_write_applied_but_answer_lost(make_harness) -> None:  # type: ignore[no-untyped-def]
     h: Harness = await make_harness()
     customer = h.customer()
-    await h.record_calls(one_call(customer))
+    call = one_call(customer)
+    await h.record_calls(call)
     read = h.client.get_record
     armed = False
 
@@ -198,9 +202,16 @@ async def test_write_applied_but_answer_lost(make_harness) -> None:  # type: ign
         return result
 
     h.client.get_record = read_then_lose_the_next_answer  # type: ignore[method-assign]
-    await h.worker().run_once()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await h.worker().run_once()
     assert len(h.history(customer)) == 1
     assert await h.outbox() == {"done": 1}
+    # The client's retry line says which calls the request carried; the outcome names the call.
+    root = call[0].root_call_sid
+    (retry,) = [line for line in logs if line["event"] == "kintone_retry"]
+    assert retry["call_sids"] == [root]
+    (written,) = [line for line in logs if line["event"] == "kintone_call_written"]
+    assert (written["call_sid"], written["record"]) == (root, customer)
 
 
 async def test_call_log_app_upserts_a_hundred_calls_a_request(make_harness) -> None:  # type: ignore[no-untyped-def]
@@ -225,10 +236,15 @@ async def test_call_log_app_upserts_a_hundred_calls_a_request(make_harness) -> N
 async def test_unfixable_jobs_are_parked_and_do_not_block_the_rest(make_harness) -> None:  # type: ignore[no-untyped-def]
     h: Harness = await make_harness()
     customer = h.customer()
-    await h.record_calls(one_call(customer), one_call(99999))  # a record deleted since
-    await h.worker().run_once()
+    gone = one_call(99999)  # a record deleted since
+    await h.record_calls(one_call(customer), gone)
+    with capture_logs() as logs:
+        await h.worker().run_once()
     assert len(h.history(customer)) == 1
     assert await h.outbox() == {"done": 1, "parked": 1}
+    (parked,) = [line for line in logs if line["event"] == "kintone_call_parked"]
+    assert parked["call_sid"] == gone[0].root_call_sid
+    assert "GAIA_RE01" in parked["reason"]
     [(reason,)] = await h.sql(
         "SELECT last_error FROM kintone_outbox WHERE state = 'parked'",
     )
