@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,17 @@ VALUES
 """
 
 
+def dashboard_role_sql(database: str, role: str) -> str:
+    """The GRANTs docs/dashboards.md tells operators to give Grafana, for this database."""
+    doc = (GRAFANA.parent.parent / "docs" / "dashboards.md").read_text()
+    (block,) = re.findall(r"```sql\n(.*?)```", doc, re.DOTALL)
+    return (
+        block.replace("calltrail_dashboards", role)
+        .replace("DATABASE calltrail", f'DATABASE "{database}"')
+        .replace("'…'", "'unused'")
+    )
+
+
 def cost_queries() -> list[tuple[str, str]]:
     out = [(title, t["rawSql"]) for title, t in targets(load(COSTS))]
     assert len(out) >= 7
@@ -144,18 +156,25 @@ def cost_queries() -> list[tuple[str, str]]:
 
 async def test_every_cost_query_runs_on_the_schema_and_finds_the_rows(database_url: str) -> None:
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    # Roles are per cluster, and test runs may share one: a name of this run's own.
+    role = f"dashboards_{secrets.token_hex(4)}"
     try:
         await connection.execute(SEED)
+        database = await connection.fetchval("SELECT current_database()")
+        await connection.execute(dashboard_role_sql(database, role))
         results: dict[str, list[asyncpg.Record]] = {}
         for title, sql in cost_queries():
-            # Read-only: a dashboard query that writes fails here.
+            # Read-only, as the role the docs grant Grafana: a query that writes, or reads
+            # a table that role cannot see, fails here.
             async with connection.transaction(readonly=True):
+                await connection.execute(f"SET LOCAL ROLE {role}")
                 try:
                     results[title] = await connection.fetch(render_sql(sql))
                 except asyncpg.PostgresError as error:
                     pytest.fail(f"{title!r}: {error}\n{render_sql(sql)}")
             assert results[title], f"{title!r} found nothing in the seeded month"
     finally:
+        await connection.execute(f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}")
         await connection.close()
 
     # Spot-check that the numbers are the ones the rows make, not merely that SQL parses.

@@ -32,6 +32,7 @@ from services.recorder.settings import DatabaseSettings, RecorderSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
+GRAFANA = ROOT / "deploy" / "grafana"
 OVERLAYS = ("dev", "production")
 SECRET_NAME = "calltrail-secrets"
 CUSTOM_KINDS = {
@@ -245,6 +246,24 @@ def test_service_monitor_scrapes_both_services(docs: tuple[dict[str, Any], ...])
     assert scraped == {"calltrail-gateway", "calltrail-recorder"}
 
 
+def test_dashboards_are_provisioned_as_config_maps(docs: tuple[dict[str, Any], ...]) -> None:
+    """Each dashboard in deploy/grafana ships, byte for byte, in a ConfigMap the Grafana
+    sidecar picks up (label grafana_dashboard: "1"), under a name that does not change."""
+    files = sorted(GRAFANA.glob("*.json"))
+    assert len(files) == 2
+    shipped, names = {}, set()
+    for config_map in of_kind(docs, "ConfigMap"):
+        if config_map["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            assert config_map["metadata"]["annotations"]["grafana_folder"] == "calltrail"
+            shipped.update(config_map["data"])
+            names.add(config_map["metadata"]["name"])
+    assert sorted(shipped) == [path.name for path in files]
+    assert names == {"calltrail-dashboard-costs", "calltrail-dashboard-operations"}
+    for path in files:
+        assert shipped[path.name] == path.read_text(), f"{path.name} differs from the file"
+        assert json.loads(shipped[path.name])["uid"] == path.stem
+
+
 def test_yamllint_passes() -> None:
     result = subprocess.run(
         [
@@ -257,6 +276,7 @@ def test_yamllint_passes() -> None:
             "-c",
             str(K8S / ".yamllint"),
             str(K8S),
+            str(GRAFANA),
         ],
         capture_output=True,
         text=True,
