@@ -226,6 +226,28 @@ def test_kafka_topics_have_the_documented_fields(
     assert names == {settings.kafka_topic, settings.kafka_dlq_topic}
 
 
+STRIMZI_BOOTSTRAP = re.compile(
+    r"(?P<cluster>[a-z0-9-]+)-kafka-bootstrap(\.(?P<namespace>[a-z0-9-]+)(\.svc[.a-z]*)?)?:\d+"
+)
+
+
+def test_topics_belong_to_the_cluster_the_services_connect_to(
+    overlay: str, docs: tuple[dict[str, Any], ...]
+) -> None:
+    """Strimzi names the bootstrap Service <cluster>-kafka-bootstrap in the Kafka cluster's
+    namespace: the KafkaTopics must name that cluster, and live in that namespace if they say."""
+    bootstrap = resolved_env(docs, container_of(docs, "recorder"))["KAFKA_BOOTSTRAP"]
+    found = STRIMZI_BOOTSTRAP.fullmatch(bootstrap)
+    assert found, f"KAFKA_BOOTSTRAP={bootstrap} is not a Strimzi bootstrap Service"
+    for topic in of_kind(docs, "KafkaTopic"):
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == found["cluster"]
+        if "namespace" in topic["metadata"] or overlay == "production":
+            assert topic["metadata"]["namespace"] == found["namespace"]
+    if overlay == "production":
+        others = [doc for doc in docs if doc["kind"] != "KafkaTopic"]
+        assert {doc["metadata"]["namespace"] for doc in others} == {"calltrail"}
+
+
 def test_service_monitor_scrapes_both_services(docs: tuple[dict[str, Any], ...]) -> None:
     """ServiceMonitor v1: spec.selector, spec.endpoints[].port and path."""
     (monitor,) = of_kind(docs, "ServiceMonitor")
