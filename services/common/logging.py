@@ -87,5 +87,11 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
+def debug_enabled() -> bool:
+    """For debug lines on hot paths: one cached check, where a filtered-out structlog call
+    still costs a proxy lookup and its arguments (configure_logging sets both levels)."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)

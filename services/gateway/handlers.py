@@ -11,7 +11,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from services.common.events import CallContext, CallEvent, EventKind
-from services.common.logging import get_logger
+from services.common.logging import debug_enabled, get_logger
 from services.gateway import twiml
 from services.gateway.callbacks import (
     LINE_USER_HEADER,
@@ -147,7 +147,8 @@ async def twilio_status(request: web.Request) -> web.Response:
         raise _bad_callback(exc) from None
     await _publish(gateway, event)
     gateway.metrics.callback(event.status.value).inc()
-    log.debug("status_callback", status=event.status.value, sequence=event.sequence)
+    if debug_enabled():
+        log.debug("status_callback", status=event.status.value, sequence=event.sequence)
     return web.Response(status=204)
 
 
@@ -180,7 +181,8 @@ async def twiml_voice(request: web.Request) -> web.Response:
         # context, so the recorder still learns everything once the broker or spool is back.
         log.error("dial_event_not_stored")
     gateway.metrics.dials.labels("dialled").inc()
-    log.debug("dialling", destination_type=decision.number.destination_type().value)
+    if debug_enabled():
+        log.debug("dialling", destination_type=decision.number.destination_type().value)
     callback = twiml.status_callback_url(
         settings.public_base_url, context, settings.status_callback_overrides
     )
@@ -201,7 +203,8 @@ async def twiml_sip(request: web.Request) -> web.Response:
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
     await _publish(gateway, event)
-    log.debug("sip_inbound", line_user=context.line_user_id is not None)
+    if debug_enabled():
+        log.debug("sip_inbound", line_user=context.line_user_id is not None)
     callback = twiml.status_callback_url(
         settings.public_base_url, context, settings.status_callback_overrides
     )
