@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from aiohttp import web  # noqa: E402
 
+from services.common.logging import configure_logging  # noqa: E402
 from services.devtools.broker import free_port  # noqa: E402
 from services.devtools.call_flows import answered_call  # noqa: E402
 from services.devtools.kintone_standin import (  # noqa: E402
@@ -186,6 +187,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # As in production (JSON lines), but quiet: one line per call written would be 10,000.
+    configure_logging("WARNING")
     if args.serve:
         serve_standin(args.serve, args.records, args.latency)
         return 0
