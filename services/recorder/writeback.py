@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -111,6 +111,21 @@ class Job:
     app_id: int
     record_id: int
     attempts: int
+
+
+def _log_each(
+    method: Callable[..., Any], event: str, jobs: Iterable[Job], **fields: object
+) -> None:
+    """One line per call, each with its call_sid, so one grep tells a call's whole story."""
+    for job in jobs:
+        method(
+            event,
+            call_sid=job.call_sid,
+            app=job.app_id,
+            record=job.record_id,
+            attempts=job.attempts,
+            **fields,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,42 +315,20 @@ class WritebackWorker:
             await conn.exec_driver_sql(sql, ([job.call_sid for job in jobs], *args))
 
     async def _settle(self, jobs: Sequence[Job], error: BaseException | None) -> None:
-        # One line per call, each with its call_sid, so one grep tells a call's whole story.
         if error is None:
             await self._mark(MARK_DONE, jobs)
-            for job in jobs:
-                log.info(
-                    "kintone_call_written",
-                    call_sid=job.call_sid,
-                    app=job.app_id,
-                    record=job.record_id,
-                    attempts=job.attempts,
-                )
+            _log_each(log.info, "kintone_call_written", jobs)
         elif isinstance(error, ParkError) or (
             isinstance(error, KintoneError)
             and not error.retryable
             and not isinstance(error, KintoneConflictError)
         ):
             await self._mark(MARK_PARKED, jobs, str(error))
-            for job in jobs:
-                log.error(
-                    "kintone_call_parked",
-                    call_sid=job.call_sid,
-                    app=job.app_id,
-                    record=job.record_id,
-                    reason=str(error),
-                )
+            _log_each(log.error, "kintone_call_parked", jobs, reason=str(error))
         else:
-            await self._mark(MARK_RETRY, jobs, str(error) or repr(error), MAX_RETRY_DELAY_S)
-            for job in jobs:
-                log.warning(
-                    "kintone_call_retry",
-                    call_sid=job.call_sid,
-                    app=job.app_id,
-                    record=job.record_id,
-                    attempts=job.attempts,
-                    reason=str(error) or repr(error),
-                )
+            reason = str(error) or repr(error)
+            await self._mark(MARK_RETRY, jobs, reason, MAX_RETRY_DELAY_S)
+            _log_each(log.warning, "kintone_call_retry", jobs, reason=reason)
 
     # --- subtable mode -------------------------------------------------------------------------
 

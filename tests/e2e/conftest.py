@@ -65,24 +65,37 @@ class ServiceProcess:
         return code
 
 
-@pytest.fixture
-def gateway_process(
-    kafka_broker: LocalBroker, topic: str, tmp_path: Path
-) -> Iterator[tuple[ServiceProcess, str]]:
+def start_gateway(
+    bootstrap: str, topic: str, tmp_path: Path, **overrides: object
+) -> tuple[ServiceProcess, str]:
+    """The gateway process, ready (broker connected); returns it and its base URL."""
     port = free_port()
     env = settings_env(
         gateway_settings_values(
-            kafka_bootstrap=kafka_broker.bootstrap,
+            kafka_bootstrap=bootstrap,
             kafka_topic=topic,
             gateway_host="127.0.0.1",
             gateway_port=port,
             gateway_spool_path=tmp_path / "spool.sqlite3",
+            **overrides,
         )
     )
     service = ServiceProcess(["gateway"], env, tmp_path / "gateway.log")
     base = f"http://127.0.0.1:{port}"
     try:
         service.wait_ready(f"{base}/readyz")
+    except BaseException:
+        service.stop()
+        raise
+    return service, base
+
+
+@pytest.fixture
+def gateway_process(
+    kafka_broker: LocalBroker, topic: str, tmp_path: Path
+) -> Iterator[tuple[ServiceProcess, str]]:
+    service, base = start_gateway(kafka_broker.bootstrap, topic, tmp_path)
+    try:
         yield service, base
     finally:
         service.stop()

@@ -8,6 +8,7 @@ no secret appears anywhere, whatever the log level.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -33,9 +34,8 @@ from tests.conftest import (
     CALLER_ID,
     KINTONE_ORIGIN,
     TOKEN_KEY,
-    gateway_settings_values,
 )
-from tests.e2e.conftest import ServiceProcess, recorder_env, settings_env, start_recorder
+from tests.e2e.conftest import recorder_env, start_gateway, start_recorder
 from tests.integration.recorder_support import query
 
 APP = 12
@@ -85,20 +85,12 @@ async def test_every_line_is_json_names_its_call_and_hides_secrets(
 ) -> None:
     domain = KintoneDomain()
     add_customer_app(domain, APP, KINTONE_TOKEN, records=400)
-    port = free_port()
-    gateway_env = settings_env(
-        gateway_settings_values(
-            kafka_bootstrap=kafka_broker.bootstrap,
-            kafka_topic=topic,
-            gateway_host="127.0.0.1",
-            gateway_port=port,
-            gateway_spool_path=tmp_path / "spool.sqlite3",
-            log_level="DEBUG",
-        )
+    gateway, base = await asyncio.to_thread(
+        start_gateway, kafka_broker.bootstrap, topic, tmp_path, log_level="DEBUG"
     )
-    base = f"http://127.0.0.1:{port}"
-    gateway = ServiceProcess(["gateway"], gateway_env, tmp_path / "gateway.log")
-    async with KintoneStandin(domain) as kintone:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(asyncio.to_thread, gateway.stop)
+        kintone = await stack.enter_async_context(KintoneStandin(domain))
         recorder_settings = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port())
         env = recorder_settings | {
             "KINTONE_WRITEBACK": "subtable",
@@ -109,7 +101,6 @@ async def test_every_line_is_json_names_its_call_and_hides_secrets(
         }
         recorder = None
         try:
-            await asyncio.to_thread(gateway.wait_ready, f"{base}/readyz")
             recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
             # Calls to 050 numbers have no rate in the default tariff: some leg is unrated.
             calls = plan_calls(30, seed=21)
@@ -174,7 +165,6 @@ async def test_every_line_is_json_names_its_call_and_hides_secrets(
         finally:
             if recorder is not None:
                 await asyncio.to_thread(recorder.stop)
-            await asyncio.to_thread(gateway.stop)
 
     gateway_log = read_log(tmp_path / "gateway.log")
     recorder_log = read_log(tmp_path / "recorder.log")

@@ -70,8 +70,13 @@ def kubectl() -> str:
 
 @functools.cache
 def build(overlay: str) -> tuple[dict[str, Any], ...]:
+    return kustomize(K8S / "overlays" / overlay)
+
+
+def kustomize(directory: Path) -> tuple[dict[str, Any], ...]:
+    """The documents `kubectl kustomize` builds from a kustomization directory."""
     result = subprocess.run(
-        [kubectl(), "kustomize", str(K8S / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,

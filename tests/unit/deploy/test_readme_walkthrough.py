@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ from tests.unit.deploy.test_manifests import (
     ROOT,
     build,
     container_of,
-    kubectl,
+    kustomize,
     of_kind,
     one,
     resolved_env,
@@ -37,15 +36,7 @@ def build_readme_overlay(tmp_path: Path) -> tuple[dict[str, Any], ...]:
     overlay = yaml.safe_load(snippet)
     overlay["resources"] = [os.path.relpath(K8S / "overlays" / "production", tmp_path)]
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay, allow_unicode=True))
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    return kustomize(tmp_path)
 
 
 def test_the_example_overlay_builds_and_serves_its_public_url(tmp_path: Path) -> None:
