@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.devtools.twilio_player import new_sid, status_callback_form
-from services.gateway.callbacks import call_event, status_event
+from services.gateway.domain.callbacks import call_event, status_event
 
 PSTN_STATUSES = ("initiated", "ringing", "in-progress", "completed")
 ACCOUNT_SID = "AC" + "0" * 32

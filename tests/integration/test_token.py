@@ -111,13 +111,35 @@ async def test_rate_limited_per_identity(make_gateway: GatewayFactory) -> None:
     assert response.status == 200
 
 
-async def test_rate_limited_per_address_even_without_key(make_gateway: GatewayFactory) -> None:
+async def test_rate_limited_per_address_without_key(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway(token_rate_per_address=3)
     statuses = [
         (await gateway.post("/token", data={"identity": f"u_{i}"}, headers={})).status
         for i in range(4)
     ]
     assert statuses == [401, 401, 401, 429]
-    response = await gateway.post("/token", data={"identity": "u_1"}, headers=KEY)
+    response = await gateway.post("/token", data={"identity": "u_1"}, headers={})
     assert response.status == 429
     assert "Retry-After" in response.headers
+    # The address limit counts only requests without the right key (issue 9): kintone's
+    # proxy sends a whole company from a few addresses, so the right key still gets through.
+    response = await gateway.post("/token", data={"identity": "u_1"}, headers=KEY)
+    assert response.status == 200
+
+
+async def test_a_company_behind_one_proxy_address_each_gets_a_token(
+    make_gateway: GatewayFactory,
+) -> None:
+    """150 users through kintone's plugin proxy (one client address) each get their token;
+    the per-identity limit still holds for each of them."""
+    gateway = await make_gateway()  # default limits: 60/min per address, 10 per identity
+    statuses = [
+        (await gateway.post("/token", json={"identity": f"kintone_{i}"}, headers=KEY)).status
+        for i in range(1, 151)
+    ]
+    assert statuses == [200] * 150
+    again = [
+        (await gateway.post("/token", json={"identity": "kintone_1"}, headers=KEY)).status
+        for _ in range(10)
+    ]
+    assert again[-1] == 429  # kintone_1 had one already: the 11th in a minute is refused

@@ -17,7 +17,7 @@ from services.devtools.simulate import (
     plan_calls,
     pstn_statuses,
 )
-from services.gateway.callbacks import CALL_SID, status_event
+from services.gateway.domain.callbacks import CALL_SID, status_event
 from services.recorder.domain.legs import Leg, apply_event
 from tests.conftest import ACCOUNT_SID, CALLER_ID
 

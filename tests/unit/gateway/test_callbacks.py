@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from services.common.events import CallContext, CallEvent, CallStatus, EventKind, decode_event
 from services.devtools.twilio_player import new_sid, status_callback_form, voice_request_form
-from services.gateway.callbacks import (
+from services.gateway.domain.callbacks import (
     LINE_USER_HEADER,
     MAX_COUNTER,
     BadCallbackError,

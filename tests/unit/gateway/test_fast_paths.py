@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from services.gateway.handlers import MAX_FIELDS, parse_form
-from services.gateway.security import TwilioSignature
+from services.gateway.domain.security import TwilioSignature
+from services.gateway.entrypoints.handlers import MAX_FIELDS, parse_form
 
 TOKEN = "unit-auth-token-0123456789abcdef"
 BASE = "https://calltrail.example.com"

@@ -15,14 +15,14 @@ from services.devtools.twilio_player import (
     status_callback_form,
     voice_request_form,
 )
-from services.gateway.security import (
+from services.gateway.domain.security import (
     RateLimiter,
     TwilioSignature,
     client_address,
     keys_match,
     retry_after_header,
 )
-from services.gateway.twiml import status_callback_url
+from services.gateway.domain.twiml import status_callback_url
 from tests.conftest import (
     ACCOUNT_SID,
     APP_SID,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gateway.tokens import IDENTITY_PATTERN, is_valid_identity, issue_access_token
+from services.gateway.domain.tokens import IDENTITY_PATTERN, is_valid_identity, issue_access_token
 from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, APP_SID
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.devtools.twilio_player import status_callback_form
-from services.gateway.callbacks import call_event, status_event
+from services.gateway.domain.callbacks import call_event, status_event
 from services.recorder.domain.legs import CallLeg, apply_event
 from tests.conftest import ACCOUNT_SID, CALLER_ID
 

@@ -12,18 +12,19 @@ from multidict import MultiDict, MultiDictProxy
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.common.logging import debug_enabled, get_logger
-from services.gateway import twiml
-from services.gateway.callbacks import (
+from services.gateway.adapters.publisher import PublishError
+from services.gateway.bootstrap import GATEWAY, Gateway
+from services.gateway.domain import twiml
+from services.gateway.domain.callbacks import (
     LINE_USER_HEADER,
     BadCallbackError,
     call_event,
     context_from,
     status_event,
 )
-from services.gateway.publisher import PublishError
-from services.gateway.resources import GATEWAY, Gateway
-from services.gateway.security import client_address, keys_match, retry_after_header
-from services.gateway.tokens import is_valid_identity, issue_access_token
+from services.gateway.domain.dial_policy import decide_dial
+from services.gateway.domain.security import client_address, keys_match, retry_after_header
+from services.gateway.domain.tokens import is_valid_identity, issue_access_token
 
 log = get_logger(__name__)
 
@@ -163,7 +164,7 @@ async def twiml_voice(request: web.Request) -> web.Response:
         context = context_from(form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS)
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
-    decision = twiml.decide_dial(form.get("To"), settings.dial_allowed_countries)
+    decision = decide_dial(form.get("To"), settings.dial_allowed_countries)
     if decision.number is None:
         gateway.metrics.dials.labels("refused").inc()
         log.info("dial_refused", reason=decision.refusal)
@@ -261,19 +262,21 @@ async def issue_token(request: web.Request) -> web.Response:
     address = client_address(
         request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxy_hops
     )
-    # The address limit comes before the key check, so it also slows down key guessing.
-    wait = gateway.address_limiter.acquire(address)
-    if wait:
-        gateway.metrics.rejected.labels("rate_limit_address").inc()
-        raise _error(
-            web.HTTPTooManyRequests,
-            "too many requests",
-            **{"Retry-After": retry_after_header(wait)},
-            **cors,
-        )
     if not keys_match(
         request.headers.get("X-Calltrail-Key"), settings.calltrail_token_key.get_secret_value()
     ):
+        # Only requests without the right key count against their address: the limit is
+        # there to slow key guessing, and through kintone's plugin proxy a whole company's
+        # users (and other kintone customers) share kintone's few server addresses.
+        wait = gateway.address_limiter.acquire(address)
+        if wait:
+            gateway.metrics.rejected.labels("rate_limit_address").inc()
+            raise _error(
+                web.HTTPTooManyRequests,
+                "too many requests",
+                **{"Retry-After": retry_after_header(wait)},
+                **cors,
+            )
         gateway.metrics.rejected.labels("token_key").inc()
         raise _error(web.HTTPUnauthorized, "missing or wrong X-Calltrail-Key", **cors)
     identity = await _identity_from(request)

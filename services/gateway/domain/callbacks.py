@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from services.common.events import CallContext, CallEvent, CallStatus, EventKind
-from services.gateway.tokens import IDENTITY_PATTERN
+from services.gateway.domain.tokens import IDENTITY_PATTERN
 
 CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
 KINTONE_ID = re.compile(r"[0-9]{1,20}")

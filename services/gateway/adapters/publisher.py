@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.common.events import CallEvent
 from services.common.logging import get_logger
+from services.gateway.adapters.spool import Spool, SpoolError
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.spool import Spool, SpoolError
 
 log = get_logger(__name__)
 
@@ -38,7 +39,29 @@ class PublishError(RuntimeError):
     """Neither the broker nor the spool could take the event."""
 
 
+class Publisher(Protocol):
+    """What the handlers need of a publisher (tests pass a fake that needs no broker)."""
+
+    @property
+    def broker_ok(self) -> bool: ...
+
+    @property
+    def spool_depth(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def publish(self, event: CallEvent) -> Stored:
+        """Store the event durably, or raise :class:`PublishError`."""
+        ...
+
+
 class EventPublisher:
+    """The broker (``acks=all``) when it answers, else the fsync'd spool."""
+
     def __init__(
         self,
         producer_factory: Callable[[], AIOKafkaProducer],

@@ -1,45 +1,19 @@
-"""TwiML answers and the dial policy. Pure: no I/O, so every rule is unit-tested."""
+"""TwiML answers: who Twilio dials or rings, with which callbacks. Pure: no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from services.common.events import CallContext
-from services.common.numbers import InvalidNumberError, PhoneNumber, parse_number
+from services.common.numbers import PhoneNumber
 
 STATUS_CALLBACK_PATH = "/twilio/status"
 STATUS_CALLBACK_EVENTS = "initiated ringing answered completed"
 REFUSAL_JA = "申し訳ありません。この番号には発信できません。"
 UNAVAILABLE_JA = "申し訳ありません。ただいま電話に出ることができません。"
-
-
-@dataclass(frozen=True, slots=True)
-class DialDecision:
-    number: PhoneNumber | None
-    refusal: str | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.number is not None
-
-
-def decide_dial(raw_to: str | None, allowed_regions: Sequence[str]) -> DialDecision:
-    """The toll-fraud gate: only valid numbers, in allowed countries, never premium-rate."""
-    if not raw_to:
-        return DialDecision(None, "no number given")
-    try:
-        number = parse_number(raw_to, default_region=allowed_regions[0])
-    except InvalidNumberError as exc:
-        return DialDecision(None, str(exc))
-    if number.region not in allowed_regions:
-        return DialDecision(None, f"country {number.region or 'unknown'} not allowed")
-    if number.is_premium:
-        return DialDecision(None, "premium-rate or shared-cost number")
-    return DialDecision(number)
 
 
 def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
