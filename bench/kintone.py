@@ -48,14 +48,13 @@ from services.devtools.kintone_standin import (  # noqa: E402
 from services.devtools.postgres import LocalPostgres  # noqa: E402
 from services.recorder.adapters.kintone import KintoneClient  # noqa: E402
 from services.recorder.adapters.migrations import upgrade  # noqa: E402
-from services.recorder.adapters.repository import (  # noqa: E402
-    CallRepository,
-    ReceivedEvent,
-    make_engine,
-)
+from services.recorder.adapters.outbox import KintoneOutbox  # noqa: E402
+from services.recorder.adapters.repository import CallRepository, make_engine  # noqa: E402
+from services.recorder.domain.batch import ReceivedEvent  # noqa: E402
 from services.recorder.domain.tariff import parse_tariffs  # noqa: E402
+from services.recorder.service_layer.recording import CallRecorder  # noqa: E402
+from services.recorder.service_layer.writeback import WritebackWorker  # noqa: E402
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings  # noqa: E402
-from services.recorder.writeback import WritebackWorker  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "kintone.json"
 CUSTOMERS, CALL_LOG = 10, 20
@@ -106,8 +105,8 @@ async def drain_mode(
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql("TRUNCATE calls, call_events, kintone_outbox")
-        repository = CallRepository(
-            engine,
+        recorder = CallRecorder(
+            CallRepository(engine),
             parse_tariffs(DEFAULT_TARIFF.read_text()),
             ZoneInfo("Asia/Tokyo"),
             writeback_delay_s=0,
@@ -125,7 +124,7 @@ async def drain_mode(
         ]
         for start in range(0, len(events), 6000):
             batch = events[start : start + 6000]
-            await repository.record([ReceivedEvent(e, e.encode().decode()) for e in batch])
+            await recorder.record_events([ReceivedEvent(e, e.encode().decode()) for e in batch])
         settings = KintoneSettings(
             kintone_writeback=mode,
             kintone_base_url=base,
@@ -138,8 +137,8 @@ async def drain_mode(
             nonlocal counted
             counted += 1
 
-        async with KintoneClient(base, settings.kintone_tokens, on_request=count) as client:  # type: ignore[arg-type]
-            worker = WritebackWorker(engine, client, settings)
+        async with KintoneClient(base, settings.kintone_tokens, on_request=count) as client:
+            worker = WritebackWorker(KintoneOutbox(engine), client, settings)
             started = time.perf_counter()
             while await worker.run_once():
                 pass

@@ -50,7 +50,7 @@ from services.devtools.twilio_player import (  # noqa: E402
     status_callback_form,
 )
 from services.recorder.adapters.migrations import upgrade  # noqa: E402
-from services.recorder.adapters.repository import event_key  # noqa: E402
+from services.recorder.domain.batch import event_key  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "recorder.json"
 PUBLIC_BASE_URL = "https://calltrail.example.com"
@@ -227,7 +227,8 @@ async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
     its charge in ``calls``) into empty tables of the same shape, in one transaction."""
     from zoneinfo import ZoneInfo
 
-    from services.recorder.adapters.repository import ALL_COLUMNS, CallRepository, ReceivedEvent
+    from services.recorder.adapters.repository import ALL_COLUMNS, leg_row
+    from services.recorder.domain.batch import ReceivedEvent, fold_events, price_leg
     from services.recorder.domain.tariff import parse_tariffs
     from services.recorder.settings import DEFAULT_TARIFF
 
@@ -248,11 +249,9 @@ async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
         for e in events
     ]
     # The legs exactly as the recorder computes them: the same domain code, no database.
-    repository = CallRepository(
-        None, parse_tariffs(DEFAULT_TARIFF.read_text()), ZoneInfo("Asia/Tokyo")
-    )  # type: ignore[arg-type]
-    prepared = repository.prepare([ReceivedEvent(e, "") for e in events])
-    leg_rows = [(*repository.leg_row(leg), now, now) for leg in prepared.partial_legs.values()]
+    tariffs, zone = parse_tariffs(DEFAULT_TARIFF.read_text()), ZoneInfo("Asia/Tokyo")
+    _unique, partial = fold_events([ReceivedEvent(e, "") for e in events])
+    leg_rows = [(*leg_row(price_leg(leg, tariffs, zone)), now, now) for leg in partial.values()]
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await connection.execute("CREATE TABLE bench_events (LIKE call_events INCLUDING ALL)")

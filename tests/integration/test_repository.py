@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.devtools.call_flows import answered_call
-from services.recorder.adapters.repository import CallRepository, ReceivedEvent, make_engine
+from services.recorder.adapters.repository import CallRepository, make_engine
+from services.recorder.domain.batch import ReceivedEvent
 from services.recorder.domain.tariff import parse_tariffs
+from services.recorder.service_layer.recording import BatchOutcome, CallRecorder, rerate_month
 from services.recorder.settings import DEFAULT_TARIFF
 from tests.integration.recorder_support import query
 
@@ -32,11 +34,29 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def make_repository(engine: AsyncEngine, tariff_text: str | None = None) -> CallRepository:
-    tariffs = parse_tariffs(tariff_text or DEFAULT_TARIFF.read_text())
-    repository = CallRepository(engine, tariffs, TOKYO)
-    await repository.store_tariffs()
-    return repository
+class Recording:
+    """The use case on the real repository, as the consumer and `calltrail rerate` use it."""
+
+    def __init__(self, engine: AsyncEngine, tariff_text: str | None) -> None:
+        self.repository = CallRepository(engine)
+        self.recorder = CallRecorder(
+            self.repository, parse_tariffs(tariff_text or DEFAULT_TARIFF.read_text()), TOKYO
+        )
+
+    async def record(self, items: list[ReceivedEvent]) -> BatchOutcome:
+        return await self.recorder.record_events(items)
+
+    async def rerate(self, month: date) -> tuple[int, int]:
+        return await rerate_month(self.repository, self.recorder.tariffs, TOKYO, month)
+
+    async def hold_number(self, e164: str, since: date) -> None:
+        await self.repository.hold_number(e164, since)
+
+
+async def make_repository(engine: AsyncEngine, tariff_text: str | None = None) -> Recording:
+    recording = Recording(engine, tariff_text)
+    await recording.repository.store_tariffs(recording.recorder.tariffs)
+    return recording
 
 
 async def test_any_order_any_repeats_same_rows_and_charges(

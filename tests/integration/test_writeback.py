@@ -23,10 +23,13 @@ from services.devtools.kintone_standin import (
     add_customer_app,
 )
 from services.recorder.adapters.kintone import KintoneClient
-from services.recorder.adapters.repository import CallRepository, ReceivedEvent, make_engine
+from services.recorder.adapters.outbox import KintoneOutbox
+from services.recorder.adapters.repository import CallRepository, make_engine
+from services.recorder.domain.batch import ReceivedEvent
 from services.recorder.domain.tariff import parse_tariffs
+from services.recorder.service_layer.recording import CallRecorder
+from services.recorder.service_layer.writeback import WritebackWorker
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings
-from services.recorder.writeback import WritebackWorker
 
 CUSTOMERS = 10
 CALL_LOG = 20
@@ -44,16 +47,16 @@ def kintone_domain() -> KintoneDomain:
 class Harness:
     domain: KintoneDomain
     engine: AsyncEngine
-    repository: CallRepository
+    recorder: CallRecorder
     client: KintoneClient
     settings: KintoneSettings
 
     def worker(self) -> WritebackWorker:
-        return WritebackWorker(self.engine, self.client, self.settings)
+        return WritebackWorker(KintoneOutbox(self.engine), self.client, self.settings)
 
     async def record_calls(self, *calls: list[CallEvent]) -> None:
         events = [e for call in calls for e in call]
-        await self.repository.record([ReceivedEvent(e, e.encode().decode()) for e in events])
+        await self.recorder.record_events([ReceivedEvent(e, e.encode().decode()) for e in events])
 
     def customer(self, name: str = "株式会社サンプル") -> int:
         return self.domain.add_record(CUSTOMERS, {"顧客名": {"value": name}})
@@ -95,13 +98,13 @@ async def make_harness(database_url: str) -> AsyncIterator:  # type: ignore[type
             standin.base_url, settings.kintone_tokens, backoff_base_s=0.01, backoff_max_s=0.05
         )
         clients.append(client)
-        repository = CallRepository(
-            engine,
+        recorder = CallRecorder(
+            CallRepository(engine),
             parse_tariffs(DEFAULT_TARIFF.read_text()),
             ZoneInfo("Asia/Tokyo"),
             writeback_delay_s=0,
         )
-        return Harness(domain, engine, repository, client, settings)
+        return Harness(domain, engine, recorder, client, settings)
 
     yield make
     for client in clients:

@@ -1,26 +1,26 @@
-"""Call legs in PostgreSQL: one transaction per batch of events, set-based statements.
+"""Call legs in PostgreSQL: set-based statements inside one transaction per batch.
 
-Per batch: insert the events (deduplicated by key; repeats are skipped), lock and load the
-legs they touch, merge in the pure domain, price the legs that ended, upsert them. Applying a
-batch twice changes nothing, so a crash between this commit and the Kafka offset commit only
-costs a replay.
+The use case (service_layer/recording.py) decides; this module only stores: the new events
+(repeats skipped by key), the legs it is handed (locked and loaded first, so the merge sees
+what is stored), and the write-back jobs. Applying a batch twice changes nothing, so a crash
+between this commit and the Kafka offset commit only costs a replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import date
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.common.database import async_url
-from services.common.events import CallEvent, CallStatus
+from services.common.events import CallStatus
 from services.common.numbers import DestinationType
-from services.recorder.domain.charges import billing_month, charge_leg, leg_started
-from services.recorder.domain.legs import CallLeg, Leg, apply_event, merge_legs
+from services.recorder.domain.batch import PricedLeg, ReceivedEvent
+from services.recorder.domain.legs import CallLeg, Leg
 from services.recorder.domain.tariff import TariffBook
 
 LEG_COLUMNS = (
@@ -63,7 +63,6 @@ _TYPES = {
     "billing_month": "date",
 }
 ALL_COLUMNS = LEG_COLUMNS + PRICE_COLUMNS
-CHARGE = ALL_COLUMNS.index("charge")
 
 # New events only: repeats are skipped by key. Payloads travel as text and are cast in SQL,
 # which spares a Python-level JSON encoder call per event.
@@ -103,46 +102,17 @@ ON CONFLICT (call_sid) DO NOTHING
 """
 
 
-@dataclass(slots=True)  # not frozen: one per consumed event (see CallLeg)
-class ReceivedEvent:
-    event: CallEvent
-    payload: str  # the event's JSON exactly as it came off the topic
+def make_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(async_url(database_url), pool_pre_ping=True, **kwargs)
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedBatch:
-    event_columns: tuple[list[object], ...]  # the distinct events, column by column (unnest)
-    partial_legs: dict[str, CallLeg]  # each leg as this batch's events describe it
-    received: int
-    unique: int
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    new_events: int = 0
-    duplicate_events: int = 0
-    legs_written: int = 0
-    ended_legs: list[CallLeg] = field(default_factory=list)  # ended in this batch
-    unrated_legs: list[CallLeg] = field(default_factory=list)  # of those, no rate
-
-
-def event_key(event: CallEvent) -> str:
-    """Twilio repeats callbacks verbatim; (leg, kind, status, sequence) identifies one."""
-    sequence = "-" if event.sequence is None else str(event.sequence)
-    return f"{event.call_sid}:{event.kind.value}:{event.status.value}:{sequence}"
-
-
-def make_engine(database_url: str, **kwargs: object) -> AsyncEngine:
-    return create_async_engine(async_url(database_url), pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
-
-
-def _leg_from_row(row: Sequence[object]) -> CallLeg:
-    values = dict(zip(LEG_COLUMNS, row, strict=True))
+def _leg_from_row(row: Sequence[Any]) -> CallLeg:
+    values: dict[str, Any] = dict(zip(LEG_COLUMNS, row, strict=True))
     values["leg"] = Leg(values["leg"])
     values["destination_type"] = DestinationType(values["destination_type"])
     values["status"] = CallStatus(values["status"])
     values["sequence"] = values.pop("status_sequence")
-    return CallLeg(**values)  # type: ignore[arg-type]
+    return CallLeg(**values)
 
 
 def _columns(rows: Iterable[tuple[object, ...]], width: int) -> list[list[object]]:
@@ -153,137 +123,108 @@ def _columns(rows: Iterable[tuple[object, ...]], width: int) -> list[list[object
     return columns
 
 
-class CallRepository:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        tariffs: TariffBook,
-        zone: ZoneInfo,
-        home_region: str = "JP",
-        *,
-        writeback_delay_s: float | None = None,
-    ) -> None:
-        """``writeback_delay_s``: when set, ended calls get a kintone write-back job, due that
-        many seconds later (so the call's last legs are in); None: write-back is off."""
-        self._engine = engine
-        self.tariffs = tariffs
-        self._zone = zone
-        self._home_region = home_region
-        self._writeback_delay_s = writeback_delay_s
+EventRows = tuple[list[object], ...]  # the distinct events, column by column (for unnest)
 
-    def prepare(self, received: Sequence[ReceivedEvent]) -> PreparedBatch:
-        """The CPU half of a batch, no I/O: so the consumer can do it for the next batch while
-        this one's transaction is in flight. Events are folded per leg here already, so the
-        transaction merges one partial leg per leg, not one event at a time."""
-        unique: dict[str, ReceivedEvent] = {}
-        for item in received:
-            unique.setdefault(event_key(item.event), item)
-        partial: dict[str, CallLeg] = {}
-        home = self._home_region
-        for item in unique.values():
-            event = item.event
-            partial[event.call_sid] = apply_event(partial.get(event.call_sid), event, home)
-        rows = [
-            (
-                key,
-                item.event.call_sid,
-                item.event.root_call_sid,
-                item.event.kind.value,
-                item.event.status.value,
-                item.event.sequence,
-                item.event.received_at,
-                item.payload,
-            )
-            for key, item in unique.items()
-        ]
-        return PreparedBatch(
-            event_columns=tuple(_columns(rows, 8)),
-            partial_legs=partial,
-            received=len(received),
-            unique=len(unique),
+
+def leg_row(priced: PricedLeg) -> tuple[object, ...]:
+    """The ``calls`` row for a priced leg (ALL_COLUMNS order)."""
+    leg, charge = priced.leg, priced.charge
+    return (
+        leg.call_sid,
+        leg.parent_call_sid,
+        leg.leg.value,
+        leg.destination_type.value,
+        leg.status.value,
+        leg.sequence,
+        leg.direction,
+        leg.from_number,
+        leg.to_number,
+        leg.started_at,
+        leg.answered_at,
+        leg.ended_at,
+        leg.duration_s,
+        leg.kintone_app_id,
+        leg.kintone_record_id,
+        leg.user_identity,
+        leg.line_user_id,
+        charge.billable_minutes if charge else None,
+        charge.amount if charge else None,
+        charge.currency if charge else None,
+        charge.rate if charge else None,
+        charge.tariff_from if charge else None,
+        priced.billing_month,
+    )
+
+
+def event_rows(unique: Mapping[str, ReceivedEvent]) -> EventRows:
+    """The ``call_events`` rows, column by column: pure CPU, built before the transaction."""
+    rows = [
+        (
+            key,
+            item.event.call_sid,
+            item.event.root_call_sid,
+            item.event.kind.value,
+            item.event.status.value,
+            item.event.sequence,
+            item.event.received_at,
+            item.payload,
         )
+        for key, item in unique.items()
+    ]
+    return tuple(_columns(rows, 8))
 
-    async def record(self, received: Sequence[ReceivedEvent]) -> BatchOutcome:
-        return await self.write(self.prepare(received))
 
-    async def write(self, batch: PreparedBatch) -> BatchOutcome:
-        """One transaction: store the new events, merge the legs they touch, price, upsert."""
-        outcome = BatchOutcome(duplicate_events=batch.received - batch.unique)
-        if not batch.unique:
-            return outcome
-        async with self._engine.begin() as conn:
-            result = await conn.exec_driver_sql(INSERT_EVENTS, batch.event_columns)
-            outcome.new_events = result.rowcount
-            outcome.duplicate_events += batch.unique - outcome.new_events
-            if not outcome.new_events:
-                return outcome  # a pure replay: every leg already has all of it
-            # Every leg of the batch is merged, even one whose events were all repeats: the
-            # merge is idempotent, and sorting out which legs had news would cost more.
-            touched = sorted(batch.partial_legs)
-            stored = await self._load_legs(conn, touched)
-            rows = []
-            for call_sid in touched:
-                before = stored.get(call_sid)
-                partial = batch.partial_legs[call_sid]
-                leg = partial if before is None else merge_legs(before, partial)
-                row = self.leg_row(leg)
-                rows.append(row)
-                if leg.ended and (before is None or not before.ended):
-                    outcome.ended_legs.append(leg)
-                    if row[CHARGE] is None:
-                        outcome.unrated_legs.append(leg)
-            await self._upsert(conn, rows)
-            outcome.legs_written = len(rows)
-            if self._writeback_delay_s is not None and outcome.ended_legs:
-                roots = sorted({leg.parent_call_sid or leg.call_sid for leg in outcome.ended_legs})
-                await conn.exec_driver_sql(INSERT_OUTBOX, (roots, self._writeback_delay_s))
-        return outcome
+class CallTransaction:
+    """The statements of one batch, inside one PostgreSQL transaction."""
 
-    def leg_row(self, leg: CallLeg) -> tuple[object, ...]:
-        """The ``calls`` row for a leg, priced (ALL_COLUMNS order)."""
-        charge = charge_leg(leg, self.tariffs, self._zone)
-        started = leg_started(leg)
-        month = billing_month(started, self._zone) if started else None
-        return (
-            leg.call_sid,
-            leg.parent_call_sid,
-            leg.leg.value,
-            leg.destination_type.value,
-            leg.status.value,
-            leg.sequence,
-            leg.direction,
-            leg.from_number,
-            leg.to_number,
-            leg.started_at,
-            leg.answered_at,
-            leg.ended_at,
-            leg.duration_s,
-            leg.kintone_app_id,
-            leg.kintone_record_id,
-            leg.user_identity,
-            leg.line_user_id,
-            charge.billable_minutes if charge else None,
-            charge.amount if charge else None,
-            charge.currency if charge else None,
-            charge.rate if charge else None,
-            charge.tariff_from if charge else None,
-            month,
-        )
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
-    async def _load_legs(self, conn: AsyncConnection, call_sids: list[str]) -> dict[str, CallLeg]:
-        result = await conn.exec_driver_sql(SELECT_LEGS, (call_sids,))
+    async def add_events(self, rows: EventRows) -> int:
+        """Insert the events; returns how many were new (repeats are skipped by key)."""
+        result = await self._conn.exec_driver_sql(INSERT_EVENTS, rows)
+        return int(result.rowcount)
+
+    async def load_legs(self, call_sids: Sequence[str]) -> dict[str, CallLeg]:
+        """The stored legs, locked until the transaction ends (FOR UPDATE)."""
+        result = await self._conn.exec_driver_sql(SELECT_LEGS, (list(call_sids),))
         return {row[0]: _leg_from_row(row) for row in result}
 
-    async def _upsert(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
-        await conn.exec_driver_sql(UPSERT_LEGS, tuple(_columns(rows, len(ALL_COLUMNS))))
+    async def month_legs(self, month: date) -> list[CallLeg]:
+        result = await self._conn.exec_driver_sql(SELECT_MONTH_LEGS, (month,))
+        return [_leg_from_row(row) for row in result]
 
-    # --- tariffs, numbers, re-rating -----------------------------------------------------
+    async def save_legs(self, legs: Sequence[PricedLeg]) -> None:
+        if legs:
+            columns = _columns((leg_row(leg) for leg in legs), len(ALL_COLUMNS))
+            await self._conn.exec_driver_sql(UPSERT_LEGS, tuple(columns))
 
-    async def store_tariffs(self) -> None:
+    async def add_writeback_jobs(self, roots: Sequence[str], delay_s: float) -> None:
+        """A job per call that has a kintone record (from any of its legs), due after
+        ``delay_s``; a call that has one already keeps it."""
+        await self._conn.exec_driver_sql(INSERT_OUTBOX, (list(roots), delay_s))
+
+
+class CallRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def event_rows(unique: Mapping[str, ReceivedEvent]) -> EventRows:
+        return event_rows(unique)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[CallTransaction]:
+        async with self._engine.begin() as conn:
+            yield CallTransaction(conn)
+
+    # --- tariffs and numbers ---------------------------------------------------------------
+
+    async def store_tariffs(self, tariffs: TariffBook) -> None:
         """Replace the ``tariffs`` table with the tariff file's content (the file is the source)."""
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql("DELETE FROM tariffs")
-            for tariff in self.tariffs.tariffs:
+            for tariff in tariffs.tariffs:
                 await conn.exec_driver_sql(
                     "INSERT INTO tariffs (effective_from, currency, per_minute,"
                     " number_rental_per_month) VALUES ($1, $2, $3::jsonb, $4)",
@@ -302,16 +243,3 @@ class CallRepository:
                 " ON CONFLICT (e164) DO NOTHING",
                 (e164, since, note),
             )
-
-    async def rerate(self, month: date) -> tuple[int, int]:
-        """Price a month's ended legs again with the current tariffs; (legs, still unrated)."""
-        async with self._engine.begin() as conn:
-            result = await conn.exec_driver_sql(SELECT_MONTH_LEGS, (month,))
-            legs = [_leg_from_row(row) for row in result]
-            rows = [self.leg_row(leg) for leg in legs]
-            if rows:
-                await self._upsert(conn, rows)
-        unrated = sum(
-            1 for leg, row in zip(legs, rows, strict=True) if leg.ended and row[CHARGE] is None
-        )
-        return len(rows), unrated

@@ -402,7 +402,10 @@ def test_ports_and_probes_match_the_code(docs: tuple[dict[str, Any], ...]) -> No
         env = resolved_env(docs, container)
         port = int(env.get(field.upper(), default_port))
         assert container["ports"] == [{"name": port_name, "containerPort": port, "protocol": "TCP"}]
-        routes = (ROOT / "services" / command / "app.py").read_text(encoding="utf-8")
+        routes = "".join(
+            path.read_text(encoding="utf-8")
+            for path in sorted((ROOT / "services" / command).rglob("*.py"))
+        )
         for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
             get = container[probe]["httpGet"]
             assert get["path"] == path

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.recorder.costs import MonthCosts, UsageLine, parse_month, render
+from services.recorder.service_layer.costs import MonthCosts, UsageLine, parse_month, render
 from tests.conftest import CALLER_ID
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.recorder.kintone_admin import check_fields
+from services.recorder.domain import kintone_fields
+from services.recorder.domain.kintone_fields import Finding
 from services.recorder.settings import KintoneSettings
 
 INNER = {
@@ -16,6 +17,15 @@ INNER = {
     "担当者": {"type": "SINGLE_LINE_TEXT"},
     "CallSid": {"type": "SINGLE_LINE_TEXT"},
 }
+
+
+def check_fields(properties: dict[str, Any], settings: KintoneSettings) -> list[Finding]:
+    return kintone_fields.check_fields(
+        properties,
+        settings.kintone_writeback,
+        settings.kintone_history_table,
+        settings.history_fields(),
+    )
 
 
 def settings(mode: str, **overrides: Any) -> KintoneSettings:

@@ -1,5 +1,5 @@
-"""``calltrail kintone status | retry | check``: watch the write-back, re-queue parked jobs
-after a fix, and check a kintone app's fields against the settings."""
+"""What the write-back needs of a kintone app, field by field (``calltrail kintone check``).
+Pure: it reads the form fields API's ``properties``, already fetched."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from services.recorder.settings import KintoneSettings, WritebackMode
-from services.recorder.writeback import Fields
+from services.recorder.domain.history import HistoryFields, WritebackMode
 
 TEXT = ("SINGLE_LINE_TEXT",)
 NUMBER = ("NUMBER",)
@@ -27,7 +24,7 @@ class Finding:
         return f"{'ok     ' if self.ok else 'PROBLEM'}  {self.code}: {self.message}"
 
 
-def _expected(fields: Fields) -> list[tuple[str, tuple[str, ...], str]]:
+def _expected(fields: HistoryFields) -> list[tuple[str, tuple[str, ...], str]]:
     return [
         (fields.datetime, ("DATETIME",), "when the call started (UTC)"),
         (fields.number, (*TEXT, "LINK"), "the number called, E.164"),
@@ -49,10 +46,11 @@ def _check(properties: Mapping[str, Any], code: str, types: Sequence[str], what:
     return Finding(code, True, f"{prop.get('type')} ({what})")
 
 
-def check_fields(properties: Mapping[str, Any], settings: KintoneSettings) -> list[Finding]:
+def check_fields(
+    properties: Mapping[str, Any], mode: WritebackMode, table_code: str, fields: HistoryFields
+) -> list[Finding]:
     """Field by field, what the write-back needs of the app (form fields API ``properties``)."""
-    fields = Fields.from_settings(settings)
-    if settings.kintone_writeback is WritebackMode.APP:
+    if mode is WritebackMode.APP:
         findings = [_check(properties, c, t, w) for c, t, w in _expected(fields)]
         findings.append(
             _check(
@@ -65,7 +63,6 @@ def check_fields(properties: Mapping[str, Any], settings: KintoneSettings) -> li
                 Finding(fields.call_sid, False, "must prohibit duplicate values (upsert key)")
             )
         return findings
-    table_code = settings.kintone_history_table
     table = properties.get(table_code)
     if not isinstance(table, Mapping) or table.get("type") != "SUBTABLE":
         found = "missing" if not isinstance(table, Mapping) else f"a {table.get('type')}"
@@ -74,48 +71,3 @@ def check_fields(properties: Mapping[str, Any], settings: KintoneSettings) -> li
     findings = [Finding(table_code, True, "SUBTABLE (the call history)")]
     findings += [_check(inner, c, t, w) for c, t, w in _expected(fields)]
     return findings
-
-
-async def outbox_status(engine: AsyncEngine) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        counts = dict(
-            tuple(row)
-            for row in await conn.exec_driver_sql(
-                "SELECT state, count(*) FROM kintone_outbox GROUP BY state"
-            )
-        )
-        reasons = [
-            tuple(row)
-            for row in await conn.exec_driver_sql(
-                "SELECT last_error, count(*) FROM kintone_outbox WHERE state = 'parked'"
-                " GROUP BY last_error ORDER BY count(*) DESC"
-            )
-        ]
-        oldest = (
-            await conn.exec_driver_sql(
-                "SELECT min(created_at) FROM kintone_outbox WHERE state = 'pending'"
-            )
-        ).scalar()
-    return {
-        "pending": counts.get("pending", 0),
-        "parked": counts.get("parked", 0),
-        "done": counts.get("done", 0),
-        "parked_reasons": reasons,
-        "oldest_pending": oldest,
-    }
-
-
-async def retry_parked(engine: AsyncEngine, call_sids: Sequence[str] = ()) -> int:
-    """Put parked jobs back in the queue (all, or the ones named)."""
-    sql = (
-        "UPDATE kintone_outbox SET state = 'pending', available_at = now(), attempts = 0,"
-        " leased_until = NULL, last_error = NULL WHERE state = 'parked'"
-    )
-    async with engine.begin() as conn:
-        if call_sids:
-            result = await conn.exec_driver_sql(
-                sql + " AND call_sid = ANY($1::text[])", (list(call_sids),)
-            )
-        else:
-            result = await conn.exec_driver_sql(sql)
-        return result.rowcount

@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.recorder.adapters.repository import make_engine
+from services.recorder.settings import DatabaseSettings
+
 MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 USAGE = """
 SELECT leg, destination_type, currency, count(*) AS legs,
@@ -80,6 +83,15 @@ async def month_costs(engine: AsyncEngine, month: date) -> MonthCosts:
         costs.usage_charge, costs.rental_charge, costs.total, currency, costs.unrated_legs = totals
         costs.currency = costs.currency or currency
     return costs
+
+
+async def costs_report(settings: DatabaseSettings, month: date) -> MonthCosts:
+    """``calltrail costs``: the month's costs from the database ``settings`` name."""
+    engine = make_engine(settings.database_url)
+    try:
+        return await month_costs(engine, month)
+    finally:
+        await engine.dispose()
 
 
 def _money(value: Decimal | None) -> str:

@@ -3,10 +3,13 @@
 At-least-once delivery is made exactly-once in effect by idempotent writes (see the
 repository). Failure handling:
 
-- an event that cannot be decoded or stored goes to ``<topic>.dlq`` with the reason, and the
-  rest of its batch is recorded;
+- an event that cannot be decoded or stored goes to ``<topic>.dlq`` with the reason (durably,
+  before the offset commit), and the rest of its batch is recorded;
 - while PostgreSQL is away, the batch is retried with backoff and no offset moves, so nothing
-  is lost and consumption resumes where it stopped.
+  is lost and consumption resumes where it stopped;
+- anything else is a bug: the batch stays uncommitted and :meth:`RecorderConsumer.run` raises,
+  which stops the process non-zero (Kubernetes restarts it, and the bug shows in its logs)
+  instead of a partition that stalls quietly.
 """
 
 from __future__ import annotations
@@ -16,26 +19,22 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from sqlalchemy.exc import DBAPIError
 
 from services.common.events import EventDecodeError, decode_event
 from services.common.logging import get_logger
-from services.recorder.adapters.repository import (
-    CallRepository,
-    PreparedBatch,
-    ReceivedEvent,
-)
+from services.recorder.adapters.storage import is_data_error, is_outage
+from services.recorder.domain.batch import ReceivedEvent
 from services.recorder.metrics import RecorderMetrics
+from services.recorder.service_layer.recording import CallRecorder, PreparedBatch
 
 log = get_logger(__name__)
 
 INT32_MAX = 2**31 - 1
 MAX_BACKOFF_S = 10.0
-# SQLSTATE classes that mean "this data cannot be stored" rather than "the database is away".
-DATA_ERROR_CLASSES = ("22", "23")
 
 
 class PoisonEventError(ValueError):
@@ -49,6 +48,7 @@ class Poison:
 
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +76,6 @@ def to_received(record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
     return ReceivedEvent(event, raw.decode())
 
 
-def _is_data_error(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
-        return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
-    return str(code)[:2] in DATA_ERROR_CLASSES
-
-
 class RecorderConsumer:
     def __init__(
         self,
@@ -90,14 +83,14 @@ class RecorderConsumer:
         consumer_factory: Callable[[], AIOKafkaConsumer],
         dlq_producer_factory: Callable[[], AIOKafkaProducer],
         dlq_topic: str,
-        repository: CallRepository,
+        recorder: CallRecorder,
         metrics: RecorderMetrics,
         batch_max: int,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._dlq_producer_factory = dlq_producer_factory
         self._dlq_topic = dlq_topic
-        self._repository = repository
+        self._recorder = recorder
         self._metrics = metrics
         self._batch_max = batch_max
         self._consumer: AIOKafkaConsumer | None = None
@@ -148,7 +141,9 @@ class RecorderConsumer:
             await self._commit(batch)
         return stored
 
-    async def _start(self, factory, stopping: asyncio.Event):  # type: ignore[no-untyped-def]
+    async def _start(
+        self, factory: Callable[[], KafkaClient], stopping: asyncio.Event
+    ) -> KafkaClient | None:
         backoff = 0.5
         while not stopping.is_set():
             client = factory()
@@ -175,7 +170,7 @@ class RecorderConsumer:
                 except PoisonEventError as exc:
                     poison.append(Poison(record, str(exc)))
         self._metrics.batch_size.observe(len(good) + len(poison))
-        return Prepared(good, poison, self._repository.prepare([item for _, item in good]))
+        return Prepared(good, poison, self._recorder.prepare([item for _, item in good]))
 
     async def _store(self, prepared: Prepared, stopping: asyncio.Event) -> bool:
         """Store a batch, retrying while PostgreSQL is away. False only if stopping cut the
@@ -185,16 +180,20 @@ class RecorderConsumer:
         while True:
             try:
                 started = time.perf_counter()
-                outcome = await self._repository.write(batch)
+                outcome = await self._recorder.record(batch)
                 self._metrics.db_write.observe(time.perf_counter() - started)
                 break
             except Exception as exc:
-                if _is_data_error(exc):
+                if is_data_error(exc):
                     # Some event cannot be stored: find it, dead-letter it, record the rest.
                     good, more_poison = await self._isolate(good)
                     poison.extend(more_poison)
-                    batch = self._repository.prepare([item for _, item in good])
+                    batch = self._recorder.prepare([item for _, item in good])
                     continue
+                if not is_outage(exc):
+                    # A bug, not an outage: retrying would stall the partition quietly.
+                    log.error("batch_failed", error=repr(exc), events=len(good))
+                    raise
                 self._metrics.db_failures.inc()
                 log.warning("batch_not_recorded_retrying", error=repr(exc), events=len(good))
                 with contextlib.suppress(TimeoutError):
@@ -225,9 +224,9 @@ class RecorderConsumer:
         good, bad = [], []
         for record, item in pairs:
             try:
-                await self._repository.record([item])
+                await self._recorder.record_events([item])
             except Exception as exc:
-                if not _is_data_error(exc):
+                if not is_data_error(exc):
                     raise
                 bad.append(Poison(record, f"not storable: {getattr(exc, 'orig', exc)}"))
             else:

@@ -1,0 +1,168 @@
+"""The kintone outbox in PostgreSQL: claim due jobs with a lease, read their calls' legs,
+settle them; and the counts ``calltrail kintone status`` shows.
+
+Jobs are written in the recorder's batch transaction (adapters/repository.py); this module
+is everything the write-back worker and the admin commands do with them afterwards. Claims use
+``FOR UPDATE SKIP LOCKED`` and a lease, so several recorders share the work and a job whose
+worker died is claimed again once its lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.recorder.domain.outbox import Job, OutboxState
+
+# The f-strings below only join constants of this module and OutboxState's values: nothing
+# from outside reaches them.
+
+
+def _due(o: str = "") -> str:
+    """A pending job whose time has come and whose lease (if any) ran out."""
+    return (
+        f"{o}state = '{OutboxState.PENDING}' AND {o}available_at <= now()"
+        f" AND ({o}leased_until IS NULL OR {o}leased_until < now())"
+    )
+
+
+_LEASE = """
+UPDATE kintone_outbox o
+SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+WHERE o.call_sid IN (SELECT call_sid FROM claimed)
+RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts
+"""
+# The f-strings below only join constants of this module: nothing from outside reaches them.
+# Call-log app mode: the oldest due jobs (500, a multiple of 100: full upserts).
+CLAIM_OLDEST = f"""
+WITH claimed AS (
+    SELECT call_sid FROM kintone_outbox WHERE {_due()}
+    ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+{_LEASE}"""  # noqa: S608
+# Subtable mode: the oldest due jobs, plus every other due job for the same kintone records,
+# so that calls ending on one record go out in one update (time order still decides which
+# records go first, so none starves).
+CLAIM_BY_RECORD = f"""
+WITH oldest AS (
+    SELECT call_sid, kintone_app_id, kintone_record_id FROM kintone_outbox WHERE {_due()}
+    ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), same_record AS (
+    SELECT o.call_sid FROM kintone_outbox o
+    JOIN (SELECT DISTINCT kintone_app_id, kintone_record_id FROM oldest) r
+      USING (kintone_app_id, kintone_record_id)
+    WHERE {_due("o.")}
+    LIMIT $1 * 4 FOR UPDATE OF o SKIP LOCKED
+), claimed AS (
+    SELECT call_sid FROM oldest UNION SELECT call_sid FROM same_record
+)
+{_LEASE}"""  # noqa: S608
+LEGS = """
+SELECT call_sid, parent_call_sid, leg, status, to_number, started_at, duration_s, charge,
+       user_identity
+FROM calls WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
+"""
+MARK_DONE = f"""
+UPDATE kintone_outbox
+SET state = '{OutboxState.DONE}', done_at = now(), leased_until = NULL, last_error = NULL
+WHERE call_sid = ANY($1::text[])
+"""  # noqa: S608
+MARK_RETRY = """
+UPDATE kintone_outbox
+SET available_at = now() + make_interval(secs => least(power(2, attempts), $3)),
+    leased_until = NULL, last_error = $2
+WHERE call_sid = ANY($1::text[])
+"""
+MARK_PARKED = f"""
+UPDATE kintone_outbox SET state = '{OutboxState.PARKED}', leased_until = NULL, last_error = $2
+WHERE call_sid = ANY($1::text[])
+"""  # noqa: S608
+STATE_COUNTS = "SELECT state, count(*) FROM kintone_outbox GROUP BY state"
+PARKED_REASONS = f"""
+SELECT last_error, count(*) FROM kintone_outbox WHERE state = '{OutboxState.PARKED}'
+GROUP BY last_error ORDER BY count(*) DESC
+"""  # noqa: S608
+OLDEST_PENDING = f"SELECT min(created_at) FROM kintone_outbox WHERE state = '{OutboxState.PENDING}'"  # noqa: S608
+REQUEUE_PARKED = f"""
+UPDATE kintone_outbox SET state = '{OutboxState.PENDING}', available_at = now(), attempts = 0,
+    leased_until = NULL, last_error = NULL
+WHERE state = '{OutboxState.PARKED}' AND ($1::text[] IS NULL OR call_sid = ANY($1::text[]))
+"""  # noqa: S608
+NOT_A_NUMBER = "app or record id is not a number"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    counts: dict[OutboxState, int]
+    parked_reasons: list[tuple[str, int]] = field(default_factory=list)
+    oldest_pending: datetime | None = None
+
+
+class KintoneOutbox:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def claim(
+        self, *, by_record: bool, limit: int, lease_s: float
+    ) -> tuple[list[Job], list[str]]:
+        """Lease the due jobs: the oldest ``limit`` (and, ``by_record``, every other due job of
+        the same records). Returns the jobs, and the CallSids parked because their ids are not
+        kintone ids."""
+        claim = CLAIM_BY_RECORD if by_record else CLAIM_OLDEST
+        async with self._engine.begin() as conn:
+            rows = await conn.exec_driver_sql(claim, (limit, lease_s))
+            jobs: list[Job] = []
+            parked: list[str] = []
+            for call_sid, app, record, attempts in rows:
+                if app.isdigit() and record.isdigit():
+                    jobs.append(Job(call_sid, int(app), int(record), attempts))
+                else:
+                    parked.append(call_sid)
+            if parked:
+                await conn.exec_driver_sql(MARK_PARKED, (parked, NOT_A_NUMBER))
+        return jobs, parked
+
+    async def legs_of(self, roots: Sequence[str]) -> list[dict[str, Any]]:
+        """Every leg of these calls (root CallSids), as mappings of column → value."""
+        async with self._engine.connect() as conn:
+            result = await conn.exec_driver_sql(LEGS, (list(roots),))
+            return [dict(row._mapping) for row in result]
+
+    async def mark_done(self, call_sids: Sequence[str]) -> None:
+        await self._execute(MARK_DONE, list(call_sids))
+
+    async def mark_retry(self, call_sids: Sequence[str], reason: str, max_delay_s: int) -> None:
+        await self._execute(MARK_RETRY, list(call_sids), reason, max_delay_s)
+
+    async def mark_parked(self, call_sids: Sequence[str], reason: str) -> None:
+        await self._execute(MARK_PARKED, list(call_sids), reason)
+
+    async def _execute(self, sql: str, *args: object) -> None:
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(sql, tuple(args))
+
+    async def status(self) -> OutboxStatus:
+        async with self._engine.connect() as conn:
+            counts = {
+                OutboxState(state): count
+                for state, count in await conn.exec_driver_sql(STATE_COUNTS)
+            }
+            reasons = [
+                (reason, count) for reason, count in await conn.exec_driver_sql(PARKED_REASONS)
+            ]
+            oldest = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
+        return OutboxStatus(
+            counts={state: counts.get(state, 0) for state in OutboxState},
+            parked_reasons=reasons,
+            oldest_pending=oldest,
+        )
+
+    async def requeue_parked(self, call_sids: Sequence[str] = ()) -> int:
+        """Put parked jobs back in the queue (all, or the ones named)."""
+        async with self._engine.begin() as conn:
+            result = await conn.exec_driver_sql(REQUEUE_PARKED, (list(call_sids) or None,))
+            return int(result.rowcount)

@@ -1,0 +1,24 @@
+"""The kintone write-back outbox: one job per call, and the states a job moves through."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class OutboxState(enum.StrEnum):
+    """``kintone_outbox.state``: every module that reads or writes a state uses these."""
+
+    PENDING = "pending"  # waiting for its time, or for a retry
+    DONE = "done"  # on kintone
+    PARKED = "parked"  # retrying cannot fix it; `calltrail kintone retry` after a fix
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed write-back job: the call (its root CallSid) and the record it goes onto."""
+
+    call_sid: str
+    app_id: int
+    record_id: int
+    attempts: int

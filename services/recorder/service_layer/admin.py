@@ -1,0 +1,94 @@
+"""The operator's use cases behind ``calltrail migrate | rerate | kintone status|retry|check``:
+each takes its settings, opens what it needs, and returns a result for the CLI to print."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from services.recorder.adapters import migrations
+from services.recorder.adapters.kintone import KintoneClient, KintoneError
+from services.recorder.adapters.outbox import KintoneOutbox, OutboxStatus
+from services.recorder.adapters.repository import CallRepository, make_engine
+from services.recorder.domain.history import WritebackMode
+from services.recorder.domain.kintone_fields import Finding, check_fields
+from services.recorder.domain.tariff import TariffBook
+from services.recorder.service_layer.recording import rerate_month
+from services.recorder.settings import DatabaseSettings, KintoneSettings
+
+
+def migrate(settings: DatabaseSettings) -> None:
+    """``alembic upgrade head``; runs its own event loop (call it from sync code)."""
+    migrations.upgrade(settings.database_url)
+
+
+async def rerate(settings: DatabaseSettings, tariffs: TariffBook, month: date) -> tuple[int, int]:
+    """Store the tariff file and price the month's legs again: (legs, still unrated)."""
+    engine = make_engine(settings.database_url)
+    try:
+        repository = CallRepository(engine)
+        await repository.store_tariffs(tariffs)
+        return await rerate_month(repository, tariffs, settings.zone, month)
+    finally:
+        await engine.dispose()
+
+
+async def kintone_status(settings: DatabaseSettings) -> OutboxStatus:
+    engine = make_engine(settings.database_url)
+    try:
+        return await KintoneOutbox(engine).status()
+    finally:
+        await engine.dispose()
+
+
+async def retry_parked(settings: DatabaseSettings, call_sids: Sequence[str] = ()) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        return await KintoneOutbox(engine).requeue_parked(call_sids)
+    finally:
+        await engine.dispose()
+
+
+class CheckRefusedError(ValueError):
+    """``kintone check`` cannot run with these settings (the message says why)."""
+
+
+class CheckFailedError(RuntimeError):
+    """kintone did not answer the form fields request (the message says which app and why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppCheck:
+    app: int
+    mode: WritebackMode
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> int:
+        return sum(1 for finding in self.findings if not finding.ok)
+
+
+async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCheck:
+    """The app's fields against what the write-back needs. Raises :class:`CheckRefusedError`, or
+    the kintone client's errors."""
+    mode = settings.kintone_writeback
+    if mode is WritebackMode.OFF:
+        raise CheckRefusedError("KINTONE_WRITEBACK is off; nothing to check")
+    target = settings.kintone_call_log_app if mode is WritebackMode.APP else app
+    if target is None:
+        raise CheckRefusedError("subtable mode needs --app (the customer app's id)")
+    assert settings.kintone_base_url is not None  # required by KintoneSettings when not off
+    async with KintoneClient(
+        settings.kintone_base_url,
+        settings.kintone_tokens,
+        guest_space_id=settings.kintone_guest_space,
+    ) as client:
+        try:
+            properties = await client.get_form_fields(target)
+        except KintoneError as exc:
+            raise CheckFailedError(f"app {target}: {exc}") from None
+    findings = check_fields(
+        properties, mode, settings.kintone_history_table, settings.history_fields()
+    )
+    return AppCheck(target, mode, findings)
