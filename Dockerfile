@@ -16,17 +16,16 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/ services/
 COPY migrations/ migrations/
+# `pip install .` (no extras): the wheel carries the services and their migrations, never the
+# local stand-ins (services/devtools) or their packages (the `dev` extra).
 RUN python -m pip install --upgrade pip \
-    && python -m pip install . \
-    && python -m compileall -q services migrations
+    && python -m pip install .
 
-# --- final: only the venv and the source, as an unprivileged user ---------------------------
+# --- final: only the venv, as an unprivileged user -------------------------------------------
 FROM python:3.11-slim AS final
 
-# The source tree next to migrations/ comes first on the path: the migration runner finds
-# migrations/ at the repository root next to services/ (services/recorder/adapters/migrations.py).
+# The installed package finds its migrations itself (services.recorder.migrations).
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GATEWAY_SPOOL_PATH=/var/lib/calltrail/gateway-spool.sqlite3
@@ -39,8 +38,6 @@ RUN groupadd --system --gid 10001 calltrail \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-COPY --from=builder --chown=root:root /src/services/ /app/services/
-COPY --from=builder --chown=root:root /src/migrations/ /app/migrations/
 
 USER 10001:10001
 EXPOSE 8080 8081

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -19,14 +19,18 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/calltrail dev
 
-## make test: lint, then unit, integration (real broker) and end-to-end tests
-test: $(STAMP)
-	$(BIN)/ruff check services tests bench
+PY_SOURCES := services tests bench migrations
+
+## make test: lint, types and walls, then unit, integration (real broker) and end-to-end tests
+test: lint
 	$(BIN)/python -m pytest
 
+## make lint: ruff (rules and format), mypy --strict, the import contracts (pyproject.toml)
 lint: $(STAMP)
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make bench: the performance benchmarks (not part of the test suite)
 bench: $(STAMP)

@@ -6,6 +6,7 @@ Subcommands import their service lazily, so ``calltrail gateway`` never loads th
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -22,7 +23,10 @@ def _gateway(_args: argparse.Namespace) -> int:
     from services.gateway.settings import GatewaySettings
 
     settings = load_settings(GatewaySettings, "gateway")
-    configure_logging(settings.log_level, secrets=settings.secret_values())
+    # The publisher reports broker outages itself; aiokafka's per-reconnect errors are noise.
+    configure_logging(
+        settings.log_level, secrets=settings.secret_values(), kafka_level=logging.CRITICAL
+    )
     run(settings)
     return 0
 

@@ -11,14 +11,52 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from services.recorder.adapters.tables import MONTHLY_CHARGES_VIEW
-
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 TZ = sa.DateTime(timezone=True)
+
+# The view as this revision created it. A migration never imports live code: a later change to
+# the view is a later migration, and this one keeps building the same schema.
+MONTHLY_CHARGES_VIEW = """
+CREATE VIEW monthly_charges AS
+WITH usage AS (
+    SELECT billing_month AS month, currency,
+           sum(charge) AS usage_charge,
+           count(*) FILTER (WHERE charge IS NULL) AS unrated_legs
+    FROM calls
+    WHERE billing_month IS NOT NULL AND currency IS NOT NULL
+    GROUP BY billing_month, currency
+),
+held AS (
+    SELECT n.e164, m.month::date AS month
+    FROM numbers n
+    CROSS JOIN LATERAL generate_series(
+        date_trunc('month', n.held_from),
+        date_trunc('month', coalesce(n.held_until, current_date)),
+        interval '1 month'
+    ) AS m(month)
+),
+rental AS (
+    SELECT h.month, t.currency, sum(t.number_rental_per_month) AS rental_charge
+    FROM held h
+    JOIN LATERAL (
+        SELECT currency, number_rental_per_month FROM tariffs
+        WHERE effective_from <= h.month ORDER BY effective_from DESC LIMIT 1
+    ) t ON t.number_rental_per_month IS NOT NULL
+    GROUP BY h.month, t.currency
+)
+SELECT coalesce(u.month, r.month) AS month,
+       coalesce(u.usage_charge, 0) AS usage_charge,
+       coalesce(r.rental_charge, 0) AS rental_charge,
+       coalesce(u.usage_charge, 0) + coalesce(r.rental_charge, 0) AS total,
+       coalesce(u.currency, r.currency) AS currency,
+       coalesce(u.unrated_legs, 0) AS unrated_legs
+FROM usage u
+FULL JOIN rental r ON r.month = u.month AND r.currency = u.currency
+"""
 
 
 def upgrade() -> None:

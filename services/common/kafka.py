@@ -13,7 +13,7 @@ from services.common.settings import KafkaSettings
 
 @functools.lru_cache(maxsize=16_384)
 def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 def key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
@@ -43,4 +43,4 @@ def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProdu
         "partitioner": key_partitioner,
     }
     config.update(overrides)
-    return AIOKafkaProducer(**config)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**config)

@@ -49,8 +49,14 @@ class SecretRedactor:
         return event_dict
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """JSON lines on stderr; stdlib loggers (aiohttp, aiokafka) go through the same pipeline."""
+def configure_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), *, kafka_level: int = logging.WARNING
+) -> None:
+    """JSON lines on stderr; stdlib loggers (aiohttp, aiokafka) go through the same pipeline.
+
+    ``kafka_level``: aiokafka's own lines from this level up. The gateway passes CRITICAL: it
+    reports broker outages itself (broker_unavailable, spooling), and aiokafka would add a
+    line per failed reconnect; the recorder keeps WARNING, its only word on the broker."""
     redactor = SecretRedactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -83,8 +89,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka logs every failed reconnect at ERROR; the publisher reports outages itself.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("aiokafka").setLevel(kafka_level)
 
 
 def debug_enabled() -> bool:
@@ -94,4 +99,5 @@ def debug_enabled() -> bool:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -239,11 +239,11 @@ class KintoneDomain:
 
     def add_record(self, app: int, record: Mapping[str, Any]) -> int:
         """Add a record directly, fields in request shape ``{code: {"value": …}}``."""
-        return self._direct(app, _Item(record=record, insert=True))["id"]
+        return int(self._direct(app, _Item(record=record, insert=True))["id"])
 
     def edit_record(self, app: int, record_id: int, record: Mapping[str, Any]) -> int:
         """Edit as another user would (kintone's rules apply); returns the new revision."""
-        return self._direct(app, _Item(record=record, record_id=record_id))["revision"]
+        return int(self._direct(app, _Item(record=record, record_id=record_id))["revision"])
 
     def _direct(self, app: int, item: _Item) -> dict[str, Any]:
         try:

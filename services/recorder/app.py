@@ -29,11 +29,13 @@ from services.common.observability import (
 )
 from services.recorder.adapters.storage import is_outage
 from services.recorder.bootstrap import Recorder, bootstrap
+from services.recorder.entrypoints.consumer import RecorderConsumer
 from services.recorder.settings import RecorderSettings
 
 log = get_logger(__name__)
 
 RECORDER = web.AppKey("recorder", Recorder)
+CONSUMER = web.AppKey("consumer", RecorderConsumer)
 
 
 def init_app(settings: RecorderSettings, recorder: Recorder | None = None) -> web.Application:
@@ -41,6 +43,14 @@ def init_app(settings: RecorderSettings, recorder: Recorder | None = None) -> we
     recorder = recorder or bootstrap(settings)
     app = web.Application()
     app[RECORDER] = recorder
+    app[CONSUMER] = RecorderConsumer(
+        consumer_factory=recorder.consumer_factory,
+        dlq_producer_factory=recorder.dlq_producer_factory,
+        dlq_topic=settings.kafka_dlq_topic,
+        recorder=recorder.recorder,
+        metrics=recorder.metrics,
+        batch_max=settings.recorder_batch_max,
+    )
     app[REGISTRY] = recorder.registry
     app[ACCESS_LOG_CLASS] = HttpMetrics(recorder.registry).access_logger()
     app[FAILURES] = []
@@ -82,7 +92,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def consume() -> None:
         await prepare_database(recorder)
-        await recorder.consumer.run(recorder.stopping)
+        await app[CONSUMER].run(recorder.stopping)
 
     task = asyncio.create_task(consume(), name="recorder-consumer")
     stop_if_it_fails(app, task)
@@ -115,8 +125,9 @@ async def _writeback_ctx(app: web.Application) -> AsyncIterator[None]:
 async def readyz(request: web.Request) -> web.Response:
     recorder = request.app[RECORDER]
     database = await _database_answers(recorder.engine)
-    body = {"consuming": recorder.consumer.running, "database": database}
-    ready = recorder.consumer.running and database
+    consuming = request.app[CONSUMER].running
+    body = {"consuming": consuming, "database": database}
+    ready = consuming and database
     return web.json_response(
         {"status": "ready" if ready else "unavailable", **body}, status=200 if ready else 503
     )

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +20,6 @@ from services.recorder.adapters.outbox import KintoneOutbox
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.history import WritebackMode
 from services.recorder.domain.tariff import TariffBook, parse_tariffs
-from services.recorder.entrypoints.consumer import RecorderConsumer
 from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.service_layer.writeback import WritebackWorker
@@ -37,7 +36,9 @@ class Recorder:
     engine: AsyncEngine
     repository: CallRepository
     tariffs: TariffBook
-    consumer: RecorderConsumer
+    recorder: CallRecorder
+    consumer_factory: Callable[[], AIOKafkaConsumer]
+    dlq_producer_factory: Callable[[], AIOKafkaProducer]
     writeback: WritebackWorker | None  # None: KINTONE_WRITEBACK=off
     kintone: KintoneClient | None
     stopping: asyncio.Event
@@ -93,14 +94,6 @@ def bootstrap(
         settings.home_region,
         writeback_delay_s=settings.kintone_writeback_delay_s if writeback else None,
     )
-    consumer = RecorderConsumer(
-        consumer_factory=consumer_factory or (lambda: make_consumer(settings)),
-        dlq_producer_factory=lambda: make_producer(settings, client_id="calltrail-recorder-dlq"),
-        dlq_topic=settings.kafka_dlq_topic,
-        recorder=recorder,
-        metrics=metrics,
-        batch_max=settings.recorder_batch_max,
-    )
     client = worker = None
     if writeback:
         client = kintone_client or make_kintone_client(settings, metrics)
@@ -112,7 +105,9 @@ def bootstrap(
         engine=engine,
         repository=repository,
         tariffs=tariffs,
-        consumer=consumer,
+        recorder=recorder,
+        consumer_factory=consumer_factory or (lambda: make_consumer(settings)),
+        dlq_producer_factory=lambda: make_producer(settings, client_id="calltrail-recorder-dlq"),
         writeback=worker,
         kintone=client,
         stopping=asyncio.Event(),

@@ -11,8 +11,12 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class SpoolError(OSError):
@@ -52,7 +56,7 @@ class Spool:
             self._db = db
         return self._db
 
-    def _run(self, fn):  # type: ignore[no-untyped-def]
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
                 return fn(self._connect())

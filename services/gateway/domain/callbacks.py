@@ -28,7 +28,7 @@ def status_event(
     form: Mapping[str, str], query: Mapping[str, str], received_at: datetime
 ) -> CallEvent:
     """A status callback of any leg (browser, PSTN or SIP)."""
-    call_sid = _call_sid(form, "CallSid", required=True)
+    call_sid = _required_call_sid(form, "CallSid")
     return CallEvent(
         kind=EventKind.STATUS,
         received_at=received_at,
@@ -56,7 +56,7 @@ def call_event(
     return CallEvent(
         kind=kind,
         received_at=received_at,
-        call_sid=_call_sid(form, "CallSid", required=True),
+        call_sid=_required_call_sid(form, "CallSid"),
         parent_call_sid=_call_sid(form, "ParentCallSid"),
         status=_status(form, default=CallStatus.RINGING),
         direction=form.get("Direction"),
@@ -100,21 +100,28 @@ def context_from(
     )
 
 
-def _call_sid(form: Mapping[str, str], name: str, *, required: bool = False) -> str | None:
+def _call_sid(form: Mapping[str, str], name: str) -> str | None:
     value = form.get(name)
     if not value:
-        if required:
-            raise BadCallbackError(f"missing {name}")
         return None
     if CALL_SID.fullmatch(value) is None:
         raise BadCallbackError(f"malformed {name}")
     return value
 
 
+def _required_call_sid(form: Mapping[str, str], name: str) -> str:
+    value = _call_sid(form, name)
+    if value is None:
+        raise BadCallbackError(f"missing {name}")
+    return value
+
+
 def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallStatus:
     value = form.get("CallStatus")
-    if value is None and default is not None:
-        return default
+    if value is None:
+        if default is not None:
+            return default
+        raise BadCallbackError("missing or unknown CallStatus")
     try:
         return CallStatus(value)
     except ValueError:

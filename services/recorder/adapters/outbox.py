@@ -117,7 +117,7 @@ class KintoneOutbox:
             rows = await conn.exec_driver_sql(claim, (limit, lease_s))
             jobs: list[Job] = []
             parked: list[str] = []
-            for call_sid, app, record, attempts in rows:
+            for call_sid, app, record, attempts in map(tuple, rows):
                 if app.isdigit() and record.isdigit():
                     jobs.append(Job(call_sid, int(app), int(record), attempts))
                 else:
@@ -147,13 +147,10 @@ class KintoneOutbox:
 
     async def status(self) -> OutboxStatus:
         async with self._engine.connect() as conn:
-            counts = {
-                OutboxState(state): count
-                for state, count in await conn.exec_driver_sql(STATE_COUNTS)
-            }
-            reasons = [
-                (reason, count) for reason, count in await conn.exec_driver_sql(PARKED_REASONS)
-            ]
+            rows = await conn.exec_driver_sql(STATE_COUNTS)
+            counts = {OutboxState(state): count for state, count in map(tuple, rows)}
+            rows = await conn.exec_driver_sql(PARKED_REASONS)
+            reasons = [(reason, count) for reason, count in map(tuple, rows)]
             oldest = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
         return OutboxStatus(
             counts={state: counts.get(state, 0) for state in OutboxState},

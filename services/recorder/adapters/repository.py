@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from services.common.database import async_url
 from services.common.events import CallStatus
 from services.common.numbers import DestinationType
-from services.recorder.domain.batch import PricedLeg, ReceivedEvent
+from services.recorder.domain.batch import EventRows, PricedLeg, ReceivedEvent
 from services.recorder.domain.legs import CallLeg, Leg
 from services.recorder.domain.tariff import TariffBook
 
@@ -121,9 +121,6 @@ def _columns(rows: Iterable[tuple[object, ...]], width: int) -> list[list[object
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
-
-
-EventRows = tuple[list[object], ...]  # the distinct events, column by column (for unnest)
 
 
 def leg_row(priced: PricedLeg) -> tuple[object, ...]:

@@ -18,6 +18,10 @@ from services.recorder.domain.charges import Charge, billing_month, charge_leg, 
 from services.recorder.domain.legs import CallLeg, apply_event, merge_legs
 from services.recorder.domain.tariff import TariffBook
 
+# A batch's distinct events as the store inserts them: column by column (for unnest), built
+# with the rest of the CPU work before the transaction.
+EventRows = tuple[list[object], ...]
+
 
 @dataclass(slots=True)  # not frozen: one per consumed event (see CallLeg)
 class ReceivedEvent:

@@ -77,20 +77,22 @@ def _number(value: int | Decimal | None) -> str:
 
 
 def history_row(summary: CallSummary, fields: HistoryFields) -> dict[str, Any]:
+    return {"value": _cells(summary, fields)}
+
+
+def _cells(summary: CallSummary, fields: HistoryFields) -> dict[str, Any]:
     return {
-        "value": {
-            fields.datetime: {"value": kintone_datetime(summary.started_at)},
-            fields.number: {"value": summary.number or ""},
-            fields.result: {"value": summary.result},
-            fields.seconds: {"value": _number(summary.seconds)},
-            fields.charge: {"value": _number(summary.charge)},
-            fields.user: {"value": summary.user or ""},
-            fields.call_sid: {"value": summary.call_sid},
-        }
+        fields.datetime: {"value": kintone_datetime(summary.started_at)},
+        fields.number: {"value": summary.number or ""},
+        fields.result: {"value": summary.result},
+        fields.seconds: {"value": _number(summary.seconds)},
+        fields.charge: {"value": _number(summary.charge)},
+        fields.user: {"value": summary.user or ""},
+        fields.call_sid: {"value": summary.call_sid},
     }
 
 
 def call_log_record(summary: CallSummary, record_id: int, fields: HistoryFields) -> dict[str, Any]:
-    cells = history_row(summary, fields)["value"]
+    cells = _cells(summary, fields)
     cells[fields.customer_record] = {"value": str(record_id)}
     return cells

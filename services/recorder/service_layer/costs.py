@@ -74,13 +74,15 @@ async def month_costs(engine: AsyncEngine, month: date) -> MonthCosts:
     costs = MonthCosts(month=month.strftime("%Y-%m"))
     async with engine.connect() as conn:
         for row in await conn.exec_driver_sql(USAGE, (month,)):
-            leg, destination, currency, legs, minutes, charge, unrated = row
+            leg, destination, currency, legs, minutes, charge, unrated = tuple(row)
             costs.currency = costs.currency or currency
             costs.usage.append(UsageLine(leg, destination, legs, minutes, charge, unrated))
         costs.numbers = [row[0] for row in await conn.exec_driver_sql(NUMBERS, (month,))]
         totals = (await conn.exec_driver_sql(TOTALS, (month,))).first()
     if totals is not None:
-        costs.usage_charge, costs.rental_charge, costs.total, currency, costs.unrated_legs = totals
+        (costs.usage_charge, costs.rental_charge, costs.total, currency, costs.unrated_legs) = (
+            tuple(totals)
+        )
         costs.currency = costs.currency or currency
     return costs
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from services.recorder.domain.batch import (
+    EventRows,
     PricedLeg,
     ReceivedEvent,
     fold_batch,
@@ -24,8 +25,6 @@ from services.recorder.domain.batch import (
 )
 from services.recorder.domain.legs import CallLeg
 from services.recorder.domain.tariff import TariffBook
-
-EventRows = object  # whatever the store makes of a batch's events before its transaction
 
 
 class LegTransaction(Protocol):

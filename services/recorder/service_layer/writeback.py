@@ -37,12 +37,13 @@ from services.recorder.adapters.outbox import NOT_A_NUMBER, KintoneOutbox
 from services.recorder.adapters.storage import is_outage
 from services.recorder.domain.history import (
     CallSummary,
+    WritebackMode,
     call_log_record,
     history_row,
     summarise,
 )
 from services.recorder.domain.outbox import Job
-from services.recorder.settings import KintoneSettings, WritebackMode
+from services.recorder.settings import KintoneSettings
 
 log = get_logger(__name__)
 

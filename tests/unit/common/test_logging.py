@@ -207,6 +207,17 @@ def test_level_filters_structlog_and_stdlib(capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_aiokafka_reconnect_noise_is_silenced(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("INFO", SECRETS)
+    """The gateway's setting: its publisher reports broker outages itself."""
+    configure_logging("INFO", SECRETS, kafka_level=logging.CRITICAL)
     logging.getLogger("aiokafka.conn").error("Unable to connect to node")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_aiokafka_warnings_are_kept_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """The recorder's setting: aiokafka's warnings are its only word on the broker."""
+    configure_logging("INFO", SECRETS)
+    logging.getLogger("aiokafka.conn").info("connected")
+    logging.getLogger("aiokafka.conn").warning("Unable to connect to node")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["Unable to connect to node"]
