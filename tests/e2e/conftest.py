@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.devtools.broker import LocalBroker, free_port
-from tests.conftest import gateway_settings_values
+from tests.factories import gateway_settings_values
 
 
 def settings_env(values: Mapping[str, object]) -> dict[str, str]:

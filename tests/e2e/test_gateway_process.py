@@ -10,8 +10,9 @@ from pathlib import Path
 import aiohttp
 
 from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TOKEN_KEY, ReadEvents, gateway_settings_values
+from tests.conftest import ReadEvents
 from tests.e2e.conftest import ServiceProcess, settings_env
+from tests.factories import ACCOUNT_SID, AUTH_TOKEN, TOKEN_KEY, gateway_settings_values
 
 
 async def test_sigterm_under_load_loses_no_accepted_callback(

@@ -16,8 +16,8 @@ from services.devtools.kintone_standin import (
 )
 from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
-from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.integration.recorder_support import query
 
 APP = 12  # simulate places its calls from app 12, records 1..400

@@ -26,7 +26,8 @@ from services.devtools.twilio_player import (
     status_callback_form,
     voice_request_form,
 )
-from tests.conftest import (
+from tests.e2e.conftest import recorder_env, start_gateway, start_recorder
+from tests.factories import (
     ACCOUNT_SID,
     API_SECRET,
     APP_SID,
@@ -35,7 +36,6 @@ from tests.conftest import (
     KINTONE_ORIGIN,
     TOKEN_KEY,
 )
-from tests.e2e.conftest import recorder_env, start_gateway, start_recorder
 from tests.integration.recorder_support import query
 
 APP = 12

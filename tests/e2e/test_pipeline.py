@@ -17,8 +17,8 @@ from services.devtools.broker import LocalBroker, free_port
 from services.devtools.simulate import PlannedCall, SimulationSummary, Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
 from services.recorder.domain.charges import billable_minutes
-from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.integration.recorder_support import query
 
 RATES = {"mobile": Decimal("16.2"), "landline": Decimal("5.4"), "client": Decimal("0.25")}

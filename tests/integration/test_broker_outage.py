@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from services.devtools.broker import LocalBroker, free_port
 from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
-from tests.conftest import ACCOUNT_SID
+from tests.factories import ACCOUNT_SID
 from tests.integration.conftest import GatewayFactory, wait_broker
 
 

@@ -6,7 +6,8 @@ from aiohttp.test_utils import TestClient
 
 from services.common.events import CallStatus, EventKind
 from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER_ID, PUBLIC_BASE_URL, ReadEvents
+from tests.conftest import ReadEvents
+from tests.factories import ACCOUNT_SID, AUTH_TOKEN, CALLER_ID, PUBLIC_BASE_URL
 
 
 async def test_signed_callback_is_published_keyed_by_root_call(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import API_KEY, API_SECRET, APP_SID, KINTONE_ORIGIN, TOKEN_KEY
+from tests.factories import API_KEY, API_SECRET, APP_SID, KINTONE_ORIGIN, TOKEN_KEY
 from tests.integration.conftest import GatewayFactory
 
 KEY = {"X-Calltrail-Key": TOKEN_KEY}

@@ -14,7 +14,8 @@ from services.devtools.twilio_player import (
     status_callback_form,
     voice_request_form,
 )
-from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID, PUBLIC_BASE_URL, ReadEvents
+from tests.conftest import ReadEvents
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID, PUBLIC_BASE_URL
 from tests.integration.conftest import GatewayFactory
 
 

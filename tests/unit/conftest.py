@@ -9,7 +9,7 @@ import pytest
 
 from services.common.settings import ServiceSettings, SettingsError, load_settings
 from services.gateway.settings import GatewaySettings
-from tests.conftest import API_SECRET, AUTH_TOKEN, TOKEN_KEY, gateway_settings_values
+from tests.factories import API_SECRET, AUTH_TOKEN, TOKEN_KEY, gateway_settings_values
 
 SECRETS = (AUTH_TOKEN, API_SECRET, TOKEN_KEY)
 

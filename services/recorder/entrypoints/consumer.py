@@ -86,7 +86,11 @@ class RecorderConsumer:
         recorder: CallRecorder,
         metrics: RecorderMetrics,
         batch_max: int,
+        retry_backoff_s: float = 0.2,
     ) -> None:
+        """``retry_backoff_s``: the first wait before storing a batch again while PostgreSQL
+        is away; it doubles up to MAX_BACKOFF_S."""
+        self._retry_backoff_s = retry_backoff_s
         self._consumer_factory = consumer_factory
         self._dlq_producer_factory = dlq_producer_factory
         self._dlq_topic = dlq_topic
@@ -176,7 +180,7 @@ class RecorderConsumer:
         """Store a batch, retrying while PostgreSQL is away. False only if stopping cut the
         retries short (then the offsets must not move)."""
         good, poison, batch = prepared.good, list(prepared.poison), prepared.batch
-        backoff = 0.2
+        backoff = self._retry_backoff_s
         while True:
             try:
                 started = time.perf_counter()

@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from services.common.logging import REDACTED, SecretRedactor, configure_logging, get_logger
-from tests.conftest import API_SECRET, AUTH_TOKEN, TOKEN_KEY
+from tests.factories import API_SECRET, AUTH_TOKEN, TOKEN_KEY
 
 SECRETS = (AUTH_TOKEN, API_SECRET, TOKEN_KEY)
 

@@ -13,7 +13,7 @@ from services.common.settings import (
     load_settings,
 )
 from services.gateway.settings import GatewaySettings
-from tests.conftest import AUTH_TOKEN, PUBLIC_BASE_URL
+from tests.factories import AUTH_TOKEN, PUBLIC_BASE_URL
 from tests.unit.conftest import SettingsErrorOf
 
 

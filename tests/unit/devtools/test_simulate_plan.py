@@ -19,7 +19,7 @@ from services.devtools.simulate import (
 )
 from services.gateway.domain.callbacks import CALL_SID, status_event
 from services.recorder.domain.legs import Leg, apply_event
-from tests.conftest import ACCOUNT_SID, CALLER_ID
+from tests.factories import ACCOUNT_SID, CALLER_ID
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 SEED = 20261102

@@ -19,7 +19,7 @@ from services.gateway.domain.callbacks import (
     context_from,
     status_event,
 )
-from tests.conftest import ACCOUNT_SID, APP_SID, CALLER_ID
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 
 RECEIVED_AT = datetime(2024, 5, 1, 9, 30, 15, 123000, tzinfo=UTC)
 QUERY = {"app_id": "12", "record_id": "345", "identity": "u_123"}

@@ -23,14 +23,7 @@ from services.gateway.domain.security import (
     retry_after_header,
 )
 from services.gateway.domain.twiml import status_callback_url
-from tests.conftest import (
-    ACCOUNT_SID,
-    APP_SID,
-    AUTH_TOKEN,
-    CALLER_ID,
-    PUBLIC_BASE_URL,
-    TOKEN_KEY,
-)
+from tests.factories import ACCOUNT_SID, APP_SID, AUTH_TOKEN, CALLER_ID, PUBLIC_BASE_URL, TOKEN_KEY
 
 PATH_QS = "/twilio/status?app_id=12&record_id=345&identity=u_123"
 FRAGMENT = "rc=3&rp=all"

@@ -6,7 +6,7 @@ import pytest
 
 from services.common.settings import load_settings
 from services.gateway.settings import GatewaySettings
-from tests.conftest import ACCOUNT_SID, CALLER_ID, KINTONE_ORIGIN, PUBLIC_BASE_URL
+from tests.factories import ACCOUNT_SID, CALLER_ID, KINTONE_ORIGIN, PUBLIC_BASE_URL
 from tests.unit.conftest import SECRETS, SettingsErrorOf
 
 

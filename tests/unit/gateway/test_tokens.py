@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.gateway.domain.tokens import IDENTITY_PATTERN, is_valid_identity, issue_access_token
-from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, APP_SID
+from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET, APP_SID
 
 
 def _issue(identity: str = "u_123", ttl_s: int = 600) -> str:

@@ -19,7 +19,7 @@ from services.gateway.domain.twiml import (
     sip_inbound_twiml,
     status_callback_url,
 )
-from tests.conftest import CALLER_ID, PUBLIC_BASE_URL
+from tests.factories import CALLER_ID, PUBLIC_BASE_URL
 
 CONTEXT = CallContext(app_id="12", record_id="345", identity="u_123")
 CALLBACK = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}?app_id=12&record_id=345&identity=u_123"

@@ -10,7 +10,7 @@ from services.common.events import CallContext, CallEvent, EventKind
 from services.devtools.twilio_player import status_callback_form
 from services.gateway.domain.callbacks import call_event, status_event
 from services.recorder.domain.legs import CallLeg, apply_event
-from tests.conftest import ACCOUNT_SID, CALLER_ID
+from tests.factories import ACCOUNT_SID, CALLER_ID
 
 T0 = datetime(2026, 11, 2, 1, 0, 0, tzinfo=UTC)  # 10:00 in Tokyo
 MOBILE = "+819012345678"

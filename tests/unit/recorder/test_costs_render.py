@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from services.recorder.service_layer.costs import MonthCosts, UsageLine, parse_month, render
-from tests.conftest import CALLER_ID
+from tests.factories import CALLER_ID
 
 
 def _costs(unrated_legs: int = 1) -> MonthCosts:

@@ -23,7 +23,7 @@ from services.recorder.domain.legs import (
     event_time,
     merge_legs,
 )
-from tests.conftest import CALLER_ID
+from tests.factories import CALLER_ID
 from tests.unit.recorder.support import (
     IP_PHONE,
     LANDLINE,
