@@ -44,23 +44,6 @@ async def test_signed_callback_is_published_keyed_by_root_call(
     assert event.params == form
 
 
-async def test_unsigned_callback_is_refused_and_not_published(
-    gateway: TestClient, topic: str, read_events: ReadEvents
-) -> None:
-    form = status_callback_form(
-        account_sid=ACCOUNT_SID,
-        call_sid=new_sid(),
-        status="ringing",
-        sequence=1,
-        from_="client:u_1",
-        to="+819012345678",
-        direction="inbound",
-    )
-    response = await gateway.post("/twilio/status", data=form)
-    assert response.status == 403
-    assert await read_events(topic, 0) == []
-
-
 def ringing_form(**overrides: str) -> dict[str, str]:
     form = status_callback_form(
         account_sid=ACCOUNT_SID,
@@ -73,6 +56,14 @@ def ringing_form(**overrides: str) -> dict[str, str]:
     )
     form.update(overrides)
     return form
+
+
+async def test_unsigned_callback_is_refused_and_not_published(
+    gateway: TestClient, topic: str, read_events: ReadEvents
+) -> None:
+    response = await gateway.post("/twilio/status", data=ringing_form())
+    assert response.status == 403
+    assert await read_events(topic, 0) == []
 
 
 async def test_bad_requests_get_their_4xx_and_nothing_is_published(
