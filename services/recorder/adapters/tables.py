@@ -89,7 +89,7 @@ tariffs = Table(
 )
 
 #: The transactional outbox for kintone write-back: one job per call, written in the same
-#: transaction that records the call's end; a worker drains it (services/recorder/writeback.py).
+#: transaction that records the call's end; a worker drains it (service_layer/writeback.py).
 kintone_outbox = Table(
     "kintone_outbox",
     metadata,
