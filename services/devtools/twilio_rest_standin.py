@@ -76,6 +76,7 @@ class Fault:
     method: str | None = None  # only requests with this method
     path: str | None = None  # only paths containing this
     after_apply: bool = False  # drop after the change is made (the answer is lost)
+    code: int | None = None  # the Twilio error code to answer with (default: status × 100)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
@@ -281,11 +282,13 @@ class TwilioAccount:
         path: str | None = None,
         drop: bool = False,
         after_apply: bool = False,
+        code: int | None = None,
     ) -> None:
-        """The next ``times`` matching requests get ``status`` (or a dropped connection)."""
+        """The next ``times`` matching requests get ``status`` with Twilio error ``code`` (or a
+        dropped connection, before the change is made or, ``after_apply``, after it)."""
         for _ in range(times):
             self.faults.append(
-                Fault("drop" if drop else "status", status, method, path, after_apply)
+                Fault("drop" if drop else "status", status, method, path, after_apply, code)
             )
 
     def count(self, method: str, path_suffix: str) -> int:
@@ -459,7 +462,7 @@ def init_app(account: TwilioAccount) -> web.Application:
                     request.transport.close()
                 raise web.HTTPServiceUnavailable  # never reaches the client
             log(fault.status)
-            response = _error_body(fault.status, fault.status * 100, "stand-in fault")
+            response = _error_body(fault.status, fault.code or fault.status * 100, "stand-in fault")
             if fault.status == 429:
                 response = _error_body(429, 20429, "Too Many Requests")
                 response.headers["Retry-After"] = "1"

@@ -74,7 +74,7 @@ async def observe(rest: TwilioRest, desired: Desired) -> Observed:
     return Observed(apps, numbers, domain, acls, addresses, mapped)
 
 
-def explain(error: TwilioError, desired: Desired) -> str:
+def explain(error: TwilioError, desired: Desired | None = None) -> str:
     """A Twilio error in words, with its code."""
     code = f"Twilio error {error.code}" if error.code else f"HTTP {error.status}"
     if error.auth_failed:
@@ -83,8 +83,9 @@ def explain(error: TwilioError, desired: Desired) -> str:
             "TWILIO_API_SECRET for TWILIO_ACCOUNT_SID; check the three settings"
         )
     if error.code == 21232:
+        name = desired.sip_domain if desired is not None else "TWILIO_SIP_DOMAIN"
         return (
-            f"SIP domain name {desired.sip_domain} is taken ({code}): names are global across "
+            f"SIP domain name {name} is taken ({code}): names are global across "
             "Twilio; choose another TWILIO_SIP_DOMAIN"
         )
     if error.code == 21231:
