@@ -844,3 +844,31 @@ def seeded_account(
     account.taken_domain_names.add("taken.sip.twilio.com")
     account.number_rental = ("108", "JPY")
     return account
+
+
+def try_it_line(base_url: str, public_base_url: str) -> str:
+    """The command an operator runs to try ``provision`` against the dev stand-in."""
+    return (
+        f"TWILIO_API_BASE_URL={base_url} TWILIO_ACCOUNT_SID={DEV_ACCOUNT_SID} "
+        f"TWILIO_API_KEY={DEV_API_KEY} TWILIO_API_SECRET={DEV_API_SECRET} "
+        f"TWILIO_CALLER_ID={DEV_CALLER_ID} PUBLIC_BASE_URL={public_base_url} "
+        "TWILIO_SIP_DOMAIN=dev-line.sip.twilio.com LINE_SIP_IPS=203.0.113.10 "
+        ".venv/bin/calltrail twilio provision"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the seeded dev account until SIGINT/SIGTERM (``calltrail dev`` starts this)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the Twilio REST stand-in, dev account")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    web.run_app(
+        init_app(seeded_account()), host=args.host, port=args.port, print=None, access_log=None
+    )
+
+
+if __name__ == "__main__":
+    main()
