@@ -254,7 +254,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from services.recorder.costs import parse_month
     from services.recorder.service_layer.reconcile import reconcile_month
-    from services.recorder.settings import DatabaseSettings, TwilioAccountSettings
+    from services.recorder.settings import DatabaseSettings, TwilioApiSettings
 
     try:
         month = parse_month(args.month)
@@ -262,7 +262,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(f"calltrail reconcile: {exc}", file=sys.stderr)
         return 2
     database = load_settings(DatabaseSettings, "reconcile")
-    twilio = load_settings(TwilioAccountSettings, "reconcile")
+    twilio = load_settings(TwilioApiSettings, "reconcile")
     return asyncio.run(reconcile_month(database, twilio, month, args.format))
 
 

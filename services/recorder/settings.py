@@ -143,28 +143,47 @@ def _https_url(value: str) -> str:
     return value.rstrip("/")
 
 
-class TwilioAccountSettings(ServiceSettings):
-    """What ``calltrail twilio …`` and ``calltrail reconcile`` need to talk to Twilio's REST API
-    (CONTRACT.md section 10): an API key on the account (never the auth token), and the URLs
-    and SIP settings that say what Twilio should hold."""
+def _check_sid(value: str, info: ValidationInfo) -> str:
+    prefix = _SID[str(info.field_name)]
+    if re.fullmatch(prefix + "[0-9a-fA-F]{32}", value) is None:
+        raise ValueError(f"must be {prefix} followed by 32 hexadecimal digits")
+    return value
+
+
+class TwilioApiSettings(ServiceSettings):
+    """Twilio's REST API as ``calltrail reconcile`` reads it (CONTRACT.md section 10): an API
+    key on the account, never the auth token."""
 
     twilio_account_sid: str
     twilio_api_key: str
     twilio_api_secret: SecretStr
+    twilio_api_base_url: str = "https://api.twilio.com"
+
+    @field_validator("twilio_account_sid", "twilio_api_key")
+    @classmethod
+    def _sid(cls, value: str, info: ValidationInfo) -> str:
+        return _check_sid(value, info)
+
+    @field_validator("twilio_api_base_url")
+    @classmethod
+    def _api_base_url(cls, value: str) -> str:
+        return _https_url(value)
+
+
+class TwilioAccountSettings(TwilioApiSettings):
+    """What ``calltrail twilio status|provision`` need: the API, and the URLs and SIP settings
+    that say what Twilio should hold."""
+
     twilio_twiml_app_sid: str | None = None  # empty: the one app named "calltrail"
     twilio_caller_id: str
     public_base_url: str
     twilio_sip_domain: str | None = None  # <name>.sip.twilio.com, for LINE
     line_sip_ips: CsvList = Field(default_factory=list)  # LINE's SIP addresses, IPv4
-    twilio_api_base_url: str = "https://api.twilio.com"
 
-    @field_validator("twilio_account_sid", "twilio_api_key", "twilio_twiml_app_sid")
+    @field_validator("twilio_twiml_app_sid")
     @classmethod
-    def _sid(cls, value: str | None, info: ValidationInfo) -> str | None:
-        prefix = _SID[str(info.field_name)]
-        if value is not None and re.fullmatch(prefix + "[0-9a-fA-F]{32}", value) is None:
-            raise ValueError(f"must be {prefix} followed by 32 hexadecimal digits")
-        return value
+    def _app_sid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_sid(value, info)
 
     @field_validator("twilio_caller_id")
     @classmethod
@@ -176,11 +195,6 @@ class TwilioAccountSettings(ServiceSettings):
     @field_validator("public_base_url")
     @classmethod
     def _public_base_url(cls, value: str) -> str:
-        return _https_url(value)
-
-    @field_validator("twilio_api_base_url")
-    @classmethod
-    def _api_base_url(cls, value: str) -> str:
         return _https_url(value)
 
     @field_validator("twilio_sip_domain")

@@ -54,7 +54,7 @@ from services.recorder.domain.provisioning import (
     SipDomain,
 )
 from services.recorder.domain.reconcile import TwilioCall, UsageRecord
-from services.recorder.settings import TwilioAccountSettings
+from services.recorder.settings import TwilioApiSettings
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ class TwilioRest:
     @classmethod
     def from_settings(
         cls,
-        settings: TwilioAccountSettings,
+        settings: TwilioApiSettings,
         *,
         timeout_s: float = 15.0,
         retry: RetryPolicy | None = None,

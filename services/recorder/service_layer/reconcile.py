@@ -39,7 +39,7 @@ from services.recorder.domain.reconcile import (
 )
 from services.recorder.domain.reconcile import month_window as calls_window
 from services.recorder.service_layer.provisioning import explain
-from services.recorder.settings import DatabaseSettings, TwilioAccountSettings
+from services.recorder.settings import DatabaseSettings, TwilioApiSettings
 
 Write = Callable[[str], None]
 
@@ -115,7 +115,7 @@ async def run_reconcile(
 
 async def reconcile_month(
     database: DatabaseSettings,
-    twilio: TwilioAccountSettings,
+    twilio: TwilioApiSettings,
     month: date,
     fmt: str,
     *,
