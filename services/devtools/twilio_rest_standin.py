@@ -45,12 +45,12 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
-from multidict import MultiDictProxy
 
 API = "/2010-04-01"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 Json = dict[str, object]
+Form = Mapping[str, object]  # a posted form (aiohttp's MultiDictProxy)
 
 
 def rfc2822(moment: datetime) -> str:
@@ -378,7 +378,7 @@ def _page(
     )
 
 
-def _form_value(form: MultiDictProxy[str | bytes | web.FileField], name: str) -> str | None:
+def _form_value(form: Form, name: str) -> str | None:
     value = form.get(name)
     return value if isinstance(value, str) else None
 
@@ -415,9 +415,7 @@ DOMAIN_PARAMS = {
 METHODS = frozenset({"GET", "POST"})
 
 
-def _apply(
-    resource: Json, form: MultiDictProxy[str | bytes | web.FileField], params: Mapping[str, str]
-) -> None:
+def _apply(resource: Json, form: Form, params: Mapping[str, str]) -> None:
     for param, prop in params.items():
         value = _form_value(form, param)
         if value is None:
@@ -454,6 +452,7 @@ def init_app(account: TwilioAccount) -> web.Application:
         def log(status: int) -> None:
             account.requests.append(LoggedRequest(request.method, path, status, user))
 
+        response: web.StreamResponse
         fault = account._take_fault(request.method, path, after_apply=False)
         if fault is not None:
             if fault.kind == "drop":
@@ -702,7 +701,7 @@ def init_app(account: TwilioAccount) -> web.Application:
                 )
             )
         if account.number_rental is not None:
-            price, unit = account.number_rental
+            rental, unit = account.number_rental
             held = Decimal(len(account.numbers))
             records.append(
                 _usage_record(
@@ -714,7 +713,7 @@ def init_app(account: TwilioAccount) -> web.Application:
                     "numbers",
                     held,
                     "numbers",
-                    held * Decimal(price),
+                    held * Decimal(rental),
                     unit,
                 )
             )

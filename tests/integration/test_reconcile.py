@@ -107,7 +107,7 @@ async def _stored(database_url: str) -> dict[str, tuple[Decimal | None, str | No
             rows = await conn.exec_driver_sql(
                 "SELECT call_sid, twilio_price, twilio_price_unit FROM calls"
             )
-            return {row[0]: (row[1], row[2]) for row in rows}
+            return {sid: (price, unit) for sid, price, unit in (tuple(row) for row in rows)}
     finally:
         await engine.dispose()
 

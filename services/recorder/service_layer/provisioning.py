@@ -21,6 +21,7 @@ from services.recorder.domain.provisioning import (
     APP_NAME,
     LINE_ACL_NAME,
     Action,
+    Application,
     Change,
     Desired,
     Observed,
@@ -54,6 +55,7 @@ def desired_from(settings: TwilioAccountSettings) -> Desired:
 
 async def observe(rest: TwilioRest, desired: Desired) -> Observed:
     """Everything Twilio has that calltrail needs, looked up before anything is changed."""
+    apps: tuple[Application, ...]
     if desired.app_sid is not None:
         app = await rest.application(desired.app_sid)
         apps = (app,) if app is not None else ()

@@ -75,9 +75,11 @@ async def run_reconcile(
     engine: AsyncEngine, rest: TwilioRest, month: date, zone: ZoneInfo
 ) -> Reconciliation:
     async with engine.connect() as conn:
-        ours = [OurLeg(*row) for row in await conn.exec_driver_sql(LEGS, (month,))]
+        # tuple(row): SQLAlchemy types a raw row as a 1-tuple
+        ours = [OurLeg(*tuple(row)) for row in await conn.exec_driver_sql(LEGS, (month,))]
         by_category: dict[str, list[int | Decimal | None]] = {}
-        for leg, direction, legs, minutes, charge in await conn.exec_driver_sql(USAGE, (month,)):
+        for row in await conn.exec_driver_sql(USAGE, (month,)):
+            leg, direction, legs, minutes, charge = tuple(row)
             line = by_category.setdefault(usage_category(leg, direction), [0, 0, None])
             line[0] = int(line[0] or 0) + legs
             line[1] = int(line[1] or 0) + minutes
