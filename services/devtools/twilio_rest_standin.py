@@ -74,7 +74,7 @@ class Fault:
     kind: Literal["status", "drop"]
     status: int = 503
     method: str | None = None  # only requests with this method
-    path: str | None = None  # only paths containing this
+    path: str | None = None  # only paths (with their query string) containing this
     after_apply: bool = False  # drop after the change is made (the answer is lost)
     code: int | None = None  # the Twilio error code to answer with (default: status × 100)
 
@@ -453,7 +453,9 @@ def init_app(account: TwilioAccount) -> web.Application:
             account.requests.append(LoggedRequest(request.method, path, status, user))
 
         response: web.StreamResponse
-        fault = account._take_fault(request.method, path, after_apply=False)
+        # Faults match the path with its query string, so a test can aim at a later page.
+        target = f"{path}?{request.query_string}" if request.query_string else path
+        fault = account._take_fault(request.method, target, after_apply=False)
         if fault is not None:
             if fault.kind == "drop":
                 log(0)
@@ -485,7 +487,7 @@ def init_app(account: TwilioAccount) -> web.Application:
         except web.HTTPNotFound:
             log(404)
             return _error_body(404, 20404, f"The requested resource {request.path} was not found")
-        after = account._take_fault(request.method, path, after_apply=True)
+        after = account._take_fault(request.method, target, after_apply=True)
         if after is not None:
             log(0)
             if request.transport is not None:

@@ -182,3 +182,67 @@ async def test_reconcile_cli_formats(database_url: str, standin: TwilioStandin) 
     )
     assert ran.code == 2
     assert "authentication failed" in ran.stderr
+
+
+async def test_many_legs_are_read_a_page_at_a_time(
+    database_url: str, standin: TwilioStandin
+) -> None:
+    count = 2500
+    start = datetime(2026, 11, 2, tzinfo=TOKYO)
+    sids = [f"CA{i:032x}" for i in range(100, 100 + count)]
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                """
+                INSERT INTO calls (call_sid, leg, destination_type, status, status_sequence,
+                                   started_at, billable_minutes, charge, currency, billing_month)
+                SELECT s, 'pstn', 'mobile', 'completed', 3, $2, 1, 16.2, 'JPY', $3
+                FROM unnest($1::text[]) AS s
+                """,
+                (sids, start, NOVEMBER),
+            )
+    finally:
+        await engine.dispose()
+    for s in sids:
+        standin.account.add_call(s, start, price="-16.2", price_unit="JPY")
+    # The first page fails once, the second twice: retried, not skipped.
+    standin.account.fail_next(502, method="GET", path="Calls.json?")
+    standin.account.fail_next(502, method="GET", path="PageToken=PT1000", times=2)
+    twilio = settings_for(standin)
+    printed = lines()
+    code = await reconcile_month(
+        DatabaseSettings(database_url=database_url),
+        twilio,
+        NOVEMBER,
+        "json",
+        rest=rest_for(twilio),
+        out=printed.write_out,
+        err=printed.write_err,
+    )
+    assert code == 0, printed.err
+    doc = json.loads("".join(printed.out))
+    assert doc["legs_compared"] == count
+    assert doc["legs_differing"] == []
+    assert Decimal(doc["total_twilio"]) == Decimal("16.2") * count
+    pages = [r for r in standin.account.requests if r.path == "Calls.json"]
+    assert [r.status for r in pages] == [502, 200, 502, 502, 200, 200]
+
+
+async def test_twilio_unreachable_is_one_line(database_url: str, standin: TwilioStandin) -> None:
+    twilio = settings_for(standin)
+    standin.account.fail_next(method="GET", path="Calls.json", drop=True, times=10)
+    printed = lines()
+    code = await reconcile_month(
+        DatabaseSettings(database_url=database_url),
+        twilio,
+        NOVEMBER,
+        "table",
+        rest=rest_for(twilio),
+        out=printed.write_out,
+        err=printed.write_err,
+    )
+    assert code == 1
+    (line,) = printed.err
+    assert line.startswith("calltrail reconcile: ")
+    assert printed.out == []

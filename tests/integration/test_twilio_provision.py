@@ -334,3 +334,10 @@ async def test_cli_wrong_key(standin: TwilioStandin) -> None:
     assert ran.code == 2
     assert "authentication failed" in ran.stderr
     assert "wrong-secret" not in ran.stdout + ran.stderr
+
+
+async def test_a_dropped_lookup_is_retried(standin: TwilioStandin) -> None:
+    standin.account.fail_next(method="GET", path="SIP/Domains.json", drop=True)
+    code, printed = await _status(settings_for(standin))
+    assert code == 1, printed.text  # a fresh account: missing, but answered
+    assert standin.account.count("GET", "SIP/Domains.json") == 2
