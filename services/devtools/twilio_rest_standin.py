@@ -50,6 +50,9 @@ API = "/2010-04-01"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 Json = dict[str, object]
+# Twilio's generic "Bad Request" (Error and Warning Dictionary, 20001): used for every
+# malformed request, where Twilio's exact per-parameter code is not documented (a guess).
+BAD_REQUEST = 20001
 Form = Mapping[str, object]  # a posted form (aiohttp's MultiDictProxy)
 
 
@@ -348,7 +351,7 @@ def _page(
         token = query.get("PageToken", "")
         offset = int(token[2:]) if token.startswith("PT") else number * size
     except ValueError:
-        raise TwilioRejectError(400, 20001, "Invalid paging parameter") from None
+        raise TwilioRejectError(400, BAD_REQUEST, "Invalid paging parameter") from None
     size = max(size, 1)
     chunk = records[offset : offset + size]
     filters = {
@@ -422,7 +425,7 @@ def _apply(resource: Json, form: Form, params: Mapping[str, str]) -> None:
             continue
         if prop.endswith("_method"):
             if value.upper() not in METHODS:
-                raise TwilioRejectError(400, 21205, f"{param} must be GET or POST")
+                raise TwilioRejectError(400, BAD_REQUEST, f"{param} must be GET or POST")
             value = value.upper()
         resource[prop] = value or None
     resource["date_updated"] = rfc2822(datetime.now(UTC))
@@ -435,7 +438,7 @@ def _when(text: str) -> datetime:
             return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
-        raise TwilioRejectError(400, 20001, f"Invalid StartTime filter {text!r}") from None
+        raise TwilioRejectError(400, BAD_REQUEST, f"Invalid StartTime filter {text!r}") from None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -553,7 +556,7 @@ def init_app(account: TwilioAccount) -> web.Application:
         form = await request.post()
         name = (_form_value(form, "DomainName") or "").lower()
         if not name:
-            raise TwilioRejectError(400, 21201, "Missing required parameter DomainName")
+            raise TwilioRejectError(400, BAD_REQUEST, "Missing required parameter DomainName")
         ours = {str(d["domain_name"]) for d in account.sip_domains.values()}
         if name in ours or name in account.taken_domain_names:
             raise TwilioRejectError(400, 21232, f"Domain name {name} is not available")
@@ -594,7 +597,9 @@ def init_app(account: TwilioAccount) -> web.Application:
         found(account.sip_domains, domain_sid, request)
         acl_sid = _form_value(await request.post(), "IpAccessControlListSid") or ""
         if not acl_sid:
-            raise TwilioRejectError(400, 21201, "Missing required parameter IpAccessControlListSid")
+            raise TwilioRejectError(
+                400, BAD_REQUEST, "Missing required parameter IpAccessControlListSid"
+            )
         acl = found(account.acls, acl_sid, request)
         if acl_sid in account.call_auth_mappings[domain_sid]:
             raise TwilioRejectError(400, 21231, "Domain Validation Error")
@@ -618,7 +623,7 @@ def init_app(account: TwilioAccount) -> web.Application:
     async def create_acl(request: web.Request) -> web.Response:
         name = _form_value(await request.post(), "FriendlyName")
         if not name:
-            raise TwilioRejectError(400, 21201, "Missing required parameter FriendlyName")
+            raise TwilioRejectError(400, BAD_REQUEST, "Missing required parameter FriendlyName")
         return _json(account.acls[account.add_acl(name)], 201)
 
     async def get_acl(request: web.Request) -> web.Response:
@@ -639,9 +644,9 @@ def init_app(account: TwilioAccount) -> web.Application:
             ipaddress.ip_address(ip)
             prefix = int(_form_value(form, "CidrPrefixLength") or 32)
         except ValueError:
-            raise TwilioRejectError(400, 21201, "IpAddress must be an IP address") from None
+            raise TwilioRejectError(400, BAD_REQUEST, "IpAddress must be an IP address") from None
         if not name:
-            raise TwilioRejectError(400, 21201, "Missing required parameter FriendlyName")
+            raise TwilioRejectError(400, BAD_REQUEST, "Missing required parameter FriendlyName")
         sid = account.add_address(acl_sid, ip, prefix, name)
         return _json(account.acl_addresses[acl_sid][sid], 201)
 
@@ -675,7 +680,7 @@ def init_app(account: TwilioAccount) -> web.Application:
             start = date.fromisoformat(query.get("StartDate", "1970-01-01"))
             end = date.fromisoformat(query.get("EndDate", "9999-12-31"))
         except ValueError:
-            raise TwilioRejectError(400, 20001, "Invalid StartDate or EndDate") from None
+            raise TwilioRejectError(400, BAD_REQUEST, "Invalid StartDate or EndDate") from None
         sums: dict[str, list[Decimal]] = {}
         units: dict[str, str] = {}
         for call in account.calls:
