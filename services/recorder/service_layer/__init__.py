@@ -1,0 +1,1 @@
+"""Use cases: what the commands do, on top of the domain and the adapters."""

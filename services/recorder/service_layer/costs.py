@@ -96,7 +96,7 @@ async def costs_report(settings: DatabaseSettings, month: date) -> MonthCosts:
         await engine.dispose()
 
 
-def _money(value: Decimal | None) -> str:
+def money(value: Decimal | None) -> str:
     return "unrated" if value is None else f"{value:,.2f}"
 
 
@@ -148,14 +148,14 @@ def render(costs: MonthCosts, fmt: str) -> str:
             line.destination_type,
             str(line.legs),
             str(line.billable_minutes),
-            _money(line.charge),
+            money(line.charge),
         )
     table.add_section()
-    table.add_row("usage", "", "", "", _money(costs.usage_charge))
+    table.add_row("usage", "", "", "", money(costs.usage_charge))
     table.add_row(
-        "number rental", ", ".join(costs.numbers) or "-", "", "", _money(costs.rental_charge)
+        "number rental", ", ".join(costs.numbers) or "-", "", "", money(costs.rental_charge)
     )
-    table.add_row("total", "", "", "", _money(costs.total))
+    table.add_row("total", "", "", "", money(costs.total))
     console = Console(record=True, width=100)
     with console.capture() as capture:
         console.print(table)
