@@ -12,7 +12,7 @@ from services.devtools.twilio_rest_standin import TwilioAccount, TwilioStandin
 from services.recorder.domain.provisioning import APP_NAME, LINE_ACL_NAME
 from services.recorder.service_layer.provisioning import provision, twilio_status
 from services.recorder.settings import TwilioAccountSettings
-from tests.conftest import API_SECRET, APP_SID, CALLER_ID, PUBLIC_BASE_URL
+from tests.factories import API_SECRET, APP_SID, CALLER_ID, PUBLIC_BASE_URL
 from tests.integration.twilio_support import (
     LINE_IPS,
     SIP_DOMAIN,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from services.devtools.twilio_rest_standin import TwilioAccount, TwilioStandin, seeded_account
 from services.recorder.adapters.twilio_rest import RetryPolicy, TwilioRest
 from services.recorder.settings import TwilioAccountSettings
-from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, CALLER_ID, PUBLIC_BASE_URL
+from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET, CALLER_ID, PUBLIC_BASE_URL
 
 SIP_DOMAIN = "acme-line.sip.twilio.com"
 LINE_IPS = ("203.0.113.10", "203.0.113.11")
