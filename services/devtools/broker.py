@@ -64,6 +64,9 @@ class LocalBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: a terminal's Ctrl-C goes to whoever started it (calltrail dev, a
+            # test run), which stops the broker last, after the clients that still use it.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while not port_open("127.0.0.1", self.port, timeout=0.2):

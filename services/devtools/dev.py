@@ -118,15 +118,16 @@ def run_dev(gateway_port: int | None = None) -> int:
         env["DATABASE_URL"], postgres, database_note = _database(env)
         upgrade(env["DATABASE_URL"])
 
-        for service in ("gateway", "recorder"):
+        # Each child in a session of its own: Ctrl-C reaches calltrail dev alone, which stops
+        # the services (SIGTERM, graceful) before the broker and the database they still use.
+        for command in (
+            ["-m", "services.cli", "gateway"],
+            ["-m", "services.cli", "recorder"],
+            ["-m", TWILIO_STANDIN, "--port", str(twilio_port)],
+        ):
             children.append(
-                subprocess.Popen([sys.executable, "-m", "services.cli", service], env=env)  # noqa: S603
+                subprocess.Popen([sys.executable, *command], env=env, start_new_session=True)  # noqa: S603
             )
-        children.append(
-            subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", TWILIO_STANDIN, "--port", str(twilio_port)], env=env
-            )
-        )
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", children[0])
         _wait_healthy(f"http://127.0.0.1:{recorder_port}/healthz", children[1])
         base = env["PUBLIC_BASE_URL"]
