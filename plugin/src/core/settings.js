@@ -55,14 +55,15 @@ export function blankSpaces(layout) {
 /**
  * Problems of a save, [{name, key}] (name: the input's name; key: the i18n message key).
  * form: {tokenUrl, apiKey, phoneField, spaceElementId}; context: {keySet (a key is stored for
- * this URL), urlChanged, previousKeySet, fieldCodes, spaceIds}.
+ * the new URL), urlChanged, previousKeySet (a key is stored for the old URL), fieldCodes, spaceIds}.
  */
 export function settingsProblems(form, context) {
   const problems = [];
   const urlKey = tokenUrlProblem(form.tokenUrl);
   if (urlKey) problems.push({ name: 'tokenUrl', key: urlKey });
   const apiKey = typeof form.apiKey === 'string' ? form.apiKey.trim() : '';
-  const hasStoredKey = context.urlChanged ? context.previousKeySet : context.keySet;
+  // A blank key keeps the stored one; after a URL change the old URL's key moves to the new one.
+  const hasStoredKey = context.keySet || (context.urlChanged && context.previousKeySet);
   if (apiKey === '' && !hasStoredKey) problems.push({ name: 'apiKey', key: 'keyMissing' });
   if (apiKey !== '' && !/^[\x21-\x7e]+$/.test(apiKey)) {
     problems.push({ name: 'apiKey', key: 'keyInvalid' });
