@@ -33,6 +33,7 @@ export function createDeviceManager({
   let expiresAt = 0;
   let refreshTimer = null;
   let expiryTimer = null;
+  let sdkTokenErrors = 0;
   let last = null; // the last ready/unavailable event, replayed to late subscribers
 
   const emit = (event) => {
@@ -52,8 +53,13 @@ export function createDeviceManager({
   function onDeviceError(error) {
     const cls = errorClassOf(error);
     emit({ type: 'problem', problem: problemOf(cls, error && error.code) });
-    // The SDK refused our token (expired, invalid): fetch a new one rather than wait.
-    if (cls === ErrorClass.TOKEN) refresh();
+    // The SDK refused our token (expired, invalid): fetch a new one at once the first time,
+    // then with backoff, so a token Twilio keeps refusing cannot make a request loop.
+    if (cls === ErrorClass.TOKEN) {
+      sdkTokenErrors += 1;
+      if (sdkTokenErrors === 1) refresh();
+      else schedule(retryDelayMs(sdkTokenErrors - 1, null, random()));
+    }
   }
 
   function createDevice(answer) {

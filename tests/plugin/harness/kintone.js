@@ -194,7 +194,7 @@
     readyAt: null,
     boot() {
       renderRecord();
-      if (S.page === 'record') return detailShow();
+      if (S.page === 'record' || S.page === 'mobile') return detailShow();
     },
     next() {
       index = (index + 1) % S.records.length;

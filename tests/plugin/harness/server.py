@@ -123,6 +123,7 @@ class Tenant:
     records: list[dict[str, Any]] = field(default_factory=default_records)
     record_index: int = 0
     real_sdk: bool = False
+    sdk_supported: bool = True  # the stand-in's Twilio.Device.isSupported
     proxy_delay_s: float = 0.0
     # kintone's server side
     proxy_config: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -179,8 +180,8 @@ class KintoneHarness:
         r.add_post("/t/{tid}/api/proxy-config", self._set_proxy_config)
         r.add_post("/t/{tid}/api/proxy", self._proxy)
         r.add_route("*", "/t/{tid}/api/rest/{path:.+}", self._rest)
-        r.add_post("/upstream/status/{code}", self._upstream_status)
-        r.add_post("/upstream/html", self._upstream_html)
+        r.add_post("/upstream/status/{code}/token", self._upstream_status)
+        r.add_post("/upstream/html/token", self._upstream_html)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -204,8 +205,8 @@ class KintoneHarness:
         return f"{self.base_url}/t/{tenant.id}/{page}"
 
     def upstream(self, what: str) -> str:
-        """A token URL that answers badly: 'status/401', 'status/429', 'status/503', 'html'."""
-        return f"{self.base_url}/upstream/{what}"
+        """A token URL that answers badly: 'status/429', 'status/503', 'html'."""
+        return f"{self.base_url}/upstream/{what}/token"
 
     def _tenant(self, request: web.Request) -> Tenant:
         tenant = self.tenants.get(request.match_info["tid"])
@@ -248,6 +249,7 @@ class KintoneHarness:
             "records": tenant.records,
             "recordIndex": tenant.record_index,
             "requiredParams": self.required_params,
+            "twilioSupported": tenant.sdk_supported,
         }
         body = f"window.__KINTONE_STATE__ = {json.dumps(state, ensure_ascii=False)};"
         return web.Response(text=body, content_type="text/javascript")

@@ -9,7 +9,7 @@
 (function () {
   'use strict';
   const log = { devices: [], connects: [], disconnects: 0, tokenUpdates: [], registers: 0, destroyed: 0 };
-  const control = { log, supported: true, connectDelayMs: 30, answerAfterMs: null, connectError: null, calls: [] };
+  const control = { log, supported: (window.__KINTONE_STATE__ || {}).twilioSupported !== false, connectDelayMs: 30, answerAfterMs: null, connectError: null, calls: [] };
 
   class Emitter {
     constructor() { this._l = new Map(); }

@@ -1,0 +1,151 @@
+"""Tokens through kintone's proxy: the key stays on kintone's side, failures are one message and
+a later retry (no loop), and the token is renewed before it expires."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.conftest import TOKEN_KEY
+from tests.plugin.conftest import Recorded
+from tests.plugin.harness.server import KintoneHarness, Tenant
+from tests.plugin.pages import BUTTON, button, call_control, open_record, standin, wait_ready
+
+
+def wait_for_requests(tenant: Tenant, count: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while tenant.tokens_requested() < count:
+        assert time.monotonic() < deadline, f"{tenant.tokens_requested()} token requests"
+        time.sleep(0.05)
+
+
+def test_the_key_never_reaches_the_browser(
+    page: Page, harness: KintoneHarness, tenant: Tenant, recorded: Recorded
+) -> None:
+    open_record(page, harness, tenant)
+    wait_ready(page)
+    page.click(BUTTON)
+    page.wait_for_selector(f"{BUTTON}[data-action='hangup']")
+    call_control(page, "_answer")
+    page.click(BUTTON)
+    page.wait_for_selector(f"{BUTTON}[data-action='call']")
+    # kintone's server added it to the request it forwarded …
+    assert tenant.proxy_log[0]["headers"]["X-Calltrail-Key"] == TOKEN_KEY
+    # … and nothing the browser sent or holds carries it.
+    assert recorded.requests
+    for request in recorded.requests:
+        assert TOKEN_KEY not in json.dumps(request["headers"]), request["url"]
+        assert TOKEN_KEY not in request["body"], request["url"]
+        assert "x-calltrail-key" not in {h.lower() for h in request["headers"]}
+    assert TOKEN_KEY not in page.content()
+    storage = page.evaluate(
+        """() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage),
+                 document.cookie, kintone.plugin.app.getConfig(kintone.$PLUGIN_ID)])"""
+    )
+    assert TOKEN_KEY not in storage
+    assert set(tenant.config) == {"tokenUrl", "phoneField", "spaceElementId"}
+
+
+def test_a_refused_key_is_one_message_then_a_later_retry(
+    page: Page, harness: KintoneHarness, tenant: Tenant
+) -> None:
+    """The real gateway answers 401 to a wrong key; fixing the key heals the page."""
+    token_url = tenant.config["tokenUrl"]
+    tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": "wrong-key"})
+    page.clock.install()
+    open_record(page, harness, tenant)
+    page.wait_for_selector("#calltrail-message:has-text('キーを受け付けませんでした')")
+    assert tenant.proxy_log[0]["status"] == 401
+    assert button(page)["disabled"] is True
+    page.wait_for_timeout(1500)
+    assert tenant.tokens_requested() == 1  # no loop
+    tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": TOKEN_KEY})
+    page.clock.fast_forward(6_100)  # the first retry: 5 s + up to 20 % jitter
+    wait_for_requests(tenant, 2)
+    wait_ready(page)
+    assert button(page)["message"] == ""
+    assert len(standin(page)["devices"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ("status/429", "混み合っています"),
+        ("status/503", "応答しません"),
+        ("status/500", "応答しません"),
+        ("html", "応答を読めませんでした"),
+    ],
+)
+def test_a_bad_token_url_is_one_message_retried_with_backoff(
+    page: Page, harness: KintoneHarness, tenant: Tenant, upstream: str, message: str
+) -> None:
+    tenant.config = {**tenant.config, "tokenUrl": harness.upstream(upstream)}
+    page.clock.install()
+    open_record(page, harness, tenant)
+    page.wait_for_selector(f"#calltrail-message:has-text('{message}')")
+    page.wait_for_timeout(1000)
+    assert tenant.tokens_requested() == 1
+    page.clock.fast_forward(6_100)
+    wait_for_requests(tenant, 2)
+    page.clock.fast_forward(6_100)  # the second retry waits 10 s: not yet
+    page.wait_for_timeout(300)
+    assert tenant.tokens_requested() == 2
+    page.clock.fast_forward(6_100)
+    wait_for_requests(tenant, 3)
+    state = button(page)
+    assert state["disabled"] is True
+    assert state["messages"] == 1
+    assert message in state["message"]
+    assert standin(page)["devices"] == []
+
+
+def test_the_token_is_renewed_before_it_expires(
+    page: Page, harness: KintoneHarness, tenant: Tenant
+) -> None:
+    """The gateway's ttl is 600 s: renewal at the latest min(60 s, ttl/4) = 60 s before."""
+    page.clock.install()
+    open_record(page, harness, tenant)
+    wait_ready(page)
+    page.clock.fast_forward(530_000)
+    page.wait_for_timeout(200)
+    assert tenant.tokens_requested() == 1
+    page.clock.fast_forward(10_500)  # 540.5 s after the request
+    wait_for_requests(tenant, 2)
+    page.wait_for_function("() => window.__twilioStandin.log.tokenUpdates.length === 1")
+    counts = standin(page)
+    assert len(counts["devices"]) == 1  # the same Device, with a new token
+    assert button(page)["disabled"] is False
+
+
+def test_the_sdk_warning_also_renews(page: Page, harness: KintoneHarness, tenant: Tenant) -> None:
+    open_record(page, harness, tenant)
+    wait_ready(page)
+    page.evaluate("() => window.__twilioStandin._device.emit('tokenWillExpire')")
+    page.evaluate("() => window.__twilioStandin._device.emit('tokenWillExpire')")
+    wait_for_requests(tenant, 2)
+    page.wait_for_function("() => window.__twilioStandin.log.tokenUpdates.length === 1")
+    page.wait_for_timeout(300)
+    assert tenant.tokens_requested() == 2  # one request in flight at a time
+
+
+def test_sdk_token_errors_renew_once_then_back_off(
+    page: Page, harness: KintoneHarness, tenant: Tenant
+) -> None:
+    page.clock.install()
+    open_record(page, harness, tenant)
+    wait_ready(page)
+    page.evaluate("() => window.__twilioStandin.deviceError(20104)")
+    wait_for_requests(tenant, 2)
+    assert "通話の認証に失敗しました" in button(page)["message"]
+    for _ in range(5):
+        page.evaluate("() => window.__twilioStandin.deviceError(31205)")
+    page.wait_for_timeout(500)
+    assert tenant.tokens_requested() == 2  # later ones wait for the backoff …
+    page.clock.fast_forward(30_000)
+    page.wait_for_timeout(300)
+    assert tenant.tokens_requested() == 2  # … which grows with every refusal (6th: 80 s)
+    page.clock.fast_forward(70_000)
+    wait_for_requests(tenant, 3)
