@@ -237,3 +237,21 @@ def test_not_configured_says_so(page: Page, harness: KintoneHarness, tenant: Ten
     page.wait_for_selector("#calltrail-message:has-text('設定が終わっていません')")
     assert button(page)["disabled"] is True
     assert tenant.tokens_requested() == 0
+
+
+def test_a_device_error_while_connecting_ends_the_attempt(
+    page: Page, harness: KintoneHarness, tenant: Tenant
+) -> None:
+    """The real SDK leaves connect() pending while its signalling fails (31005, retried): the
+    page gives up on that attempt, and hangs up a Call that still arrives later."""
+    open_record(page, harness, tenant)
+    wait_ready(page)
+    page.evaluate("() => { window.__twilioStandin.connectDelayMs = 1500; }")
+    page.click(BUTTON)
+    assert button(page)["text"] == "接続中…"
+    page.evaluate("() => window.__twilioStandin.deviceError(31005)")
+    page.wait_for_selector(f"{BUTTON}[data-action='call']:not([disabled])")
+    assert button(page)["message"].startswith("ネットワークにつながりません")
+    page.wait_for_function("() => window.__twilioStandin.log.disconnects === 1")  # the late Call
+    assert button(page)["action"] == "call"
+    assert len(standin(page)["connects"]) == 1

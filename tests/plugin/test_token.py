@@ -123,8 +123,10 @@ def test_the_token_is_renewed_before_it_expires(
 def test_the_sdk_warning_also_renews(page: Page, harness: KintoneHarness, tenant: Tenant) -> None:
     open_record(page, harness, tenant)
     wait_ready(page)
-    page.evaluate("() => window.__twilioStandin._device.emit('tokenWillExpire')")
-    page.evaluate("() => window.__twilioStandin._device.emit('tokenWillExpire')")
+    page.evaluate(  # twice in one turn: the second finds the first request in flight
+        """() => { const d = window.__twilioStandin._device;
+                   d.emit('tokenWillExpire'); d.emit('tokenWillExpire'); }"""
+    )
     wait_for_requests(tenant, 2)
     page.wait_for_function("() => window.__twilioStandin.log.tokenUpdates.length === 1")
     page.wait_for_timeout(300)
@@ -138,14 +140,15 @@ def test_sdk_token_errors_renew_once_then_back_off(
     open_record(page, harness, tenant)
     wait_ready(page)
     page.evaluate("() => window.__twilioStandin.deviceError(20104)")
-    wait_for_requests(tenant, 2)
+    wait_for_requests(tenant, 2)  # the first refusal: a new token at once
+    page.wait_for_function("() => window.__twilioStandin.log.tokenUpdates.length === 1")
     assert "通話の認証に失敗しました" in button(page)["message"]
-    for _ in range(5):
-        page.evaluate("() => window.__twilioStandin.deviceError(31205)")
+    page.evaluate(  # the SDK refusing again and again
+        "() => { for (let i = 0; i < 5; i++) window.__twilioStandin.deviceError(31205); }"
+    )
     page.wait_for_timeout(500)
-    assert tenant.tokens_requested() == 2  # later ones wait for the backoff …
-    page.clock.fast_forward(30_000)
-    page.wait_for_timeout(300)
-    assert tenant.tokens_requested() == 2  # … which grows with every refusal (6th: 80 s)
-    page.clock.fast_forward(70_000)
+    assert tenant.tokens_requested() == 2  # later ones wait for the backoff (5 s + jitter)
+    page.clock.fast_forward(6_100)
     wait_for_requests(tenant, 3)
+    page.wait_for_timeout(500)
+    assert tenant.tokens_requested() == 3  # one retry, not one per refusal

@@ -7,6 +7,10 @@ import { t } from '../core/i18n.js';
 import { formatDuration, initialState, reduce, view } from '../core/state.js';
 
 const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject'];
+// The real SDK keeps connect()'s Promise pending while its signalling connection fails (it emits
+// 31005 on the Device and retries): a Device error, or this long without an answer, ends the
+// attempt, and a Call that still arrives later is hung up at once.
+const CONNECT_TIMEOUT_MS = 30_000;
 
 function el(doc, tag, attrs = {}) {
   const node = doc.createElement(tag);
@@ -24,6 +28,8 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
   let context = { appId: '', recordId: '', phoneLabel: '' };
   let call = null; // the Call while one is up
   let ticker = null;
+  let attempt = 0; // which connect() the page still waits for
+  let connectTimer = null;
 
   const root = el(doc, 'div', { id: 'calltrail', class: 'calltrail' });
   const button = el(doc, 'button', { id: 'calltrail-call', type: 'button', class: 'calltrail-call', 'aria-describedby': 'calltrail-reason calltrail-message' });
@@ -53,14 +59,22 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
       return;
     }
     const params = { To: effect.to, AppId: String(context.appId), RecordId: String(context.recordId) };
+    const mineAttempt = ++attempt;
     let promise;
     try {
       promise = Promise.resolve(manager.connect(params));
     } catch (error) {
       promise = Promise.reject(error);
     }
+    timers.clearTimeout(connectTimer);
+    connectTimer = timers.setTimeout(() => abandon({ key: 'network', args: [] }), CONNECT_TIMEOUT_MS);
     promise.then(
       (newCall) => {
+        if (mineAttempt !== attempt || state.call !== 'connecting') {
+          newCall.disconnect(); // an abandoned attempt connected after all
+          return;
+        }
+        timers.clearTimeout(connectTimer);
         call = newCall;
         const mine = (handler) => (...args) => {
           if (call === newCall) handler(...args);
@@ -75,8 +89,20 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
         newCall.on('error', mine((error) => end(problemOfError(error))));
         dispatch({ type: 'connected' });
       },
-      (error) => dispatch({ type: 'ended', problem: problemOfError(error) }),
+      (error) => {
+        if (mineAttempt !== attempt || state.call !== 'connecting') return;
+        timers.clearTimeout(connectTimer);
+        dispatch({ type: 'ended', problem: problemOfError(error) });
+      },
     );
+  }
+
+  /** Give up on the pending connect(): ready again, with the message. */
+  function abandon(problem) {
+    if (state.call !== 'connecting') return;
+    timers.clearTimeout(connectTimer);
+    attempt += 1;
+    dispatch({ type: 'ended', problem });
   }
 
   function render() {
@@ -111,7 +137,10 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
   manager.subscribe((event) => {
     if (event.type === 'ready') dispatch({ type: 'deviceReady' });
     else if (event.type === 'unavailable') dispatch({ type: 'deviceUnavailable', problem: event.problem });
-    else if (event.type === 'problem') dispatch({ type: 'problem', problem: event.problem });
+    else if (event.type === 'problem') {
+      if (state.call === 'connecting') abandon(event.problem);
+      else dispatch({ type: 'problem', problem: event.problem });
+    }
   });
   render();
 

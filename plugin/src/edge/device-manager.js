@@ -41,8 +41,12 @@ export function createDeviceManager({
     for (const listener of listeners) listener(event);
   };
   const problemOf = (key, ...args) => ({ key, args });
-  const schedule = (ms) => {
+  let refreshDue = Infinity;
+  const schedule = (ms, { keepEarlier = false } = {}) => {
+    const due = now() + ms;
+    if (keepEarlier && refreshTimer !== null && refreshDue <= due) return;
     timers.clearTimeout(refreshTimer);
+    refreshDue = due;
     refreshTimer = timers.setTimeout(refresh, ms);
   };
 
@@ -58,7 +62,7 @@ export function createDeviceManager({
     if (cls === ErrorClass.TOKEN) {
       sdkTokenErrors += 1;
       if (sdkTokenErrors === 1) refresh();
-      else schedule(retryDelayMs(sdkTokenErrors - 1, null, random()));
+      else schedule(retryDelayMs(sdkTokenErrors - 1, null, random()), { keepEarlier: true });
     }
   }
 
@@ -75,6 +79,7 @@ export function createDeviceManager({
     if (inFlight) return;
     inFlight = true;
     timers.clearTimeout(refreshTimer);
+    refreshTimer = null;
     const requestedAt = now();
     let answer;
     try {
