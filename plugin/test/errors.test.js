@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ErrorClass, errorClassOf, knownCodes } from '../src/core/errors.js';
-import { LANGUAGES, messageKeys, t } from '../src/core/i18n.js';
+import { LANGUAGES, languageOf, messageKeys, t } from '../src/core/i18n.js';
 
 test('the brief\'s codes land in their class', () => {
   for (const code of [31401, 31402, 31208]) assert.equal(errorClassOf({ code }), ErrorClass.MICROPHONE);
@@ -32,4 +32,13 @@ test('both languages have the same keys; other languages fall back to English', 
   assert.deepEqual(messageKeys('ja').sort(), messageKeys('en').sort());
   assert.equal(t('zh', 'call'), t('en', 'call'));
   assert.throws(() => t('en', 'nope'));
+});
+
+test('the language follows kintone\'s user setting, or the browser for "auto"', () => {
+  assert.equal(languageOf({ language: 'ja' }), 'ja');
+  assert.equal(languageOf({ language: 'en' }), 'en');
+  assert.equal(languageOf({ language: 'zh' }), 'en');
+  assert.equal(languageOf({ language: 'auto' }, 'ja-JP'), 'ja');
+  assert.equal(languageOf({ language: 'auto' }, 'en-US'), 'en');
+  assert.equal(languageOf(null), 'en');
 });

@@ -61,9 +61,14 @@ const MESSAGES = {
   },
 };
 
-/** 'ja' for kintone users whose language is Japanese, else 'en'. */
-export function languageOf(loginUser) {
-  return loginUser && loginUser.language === 'ja' ? 'ja' : 'en';
+/**
+ * 'ja' for kintone users whose language is Japanese, else 'en'. A user whose kintone language is
+ * "auto" (follow the browser) gets the browser's.
+ */
+export function languageOf(loginUser, browserLanguage = globalThis.navigator?.language) {
+  const language = loginUser && loginUser.language;
+  if (language === 'auto') return String(browserLanguage ?? '').startsWith('ja') ? 'ja' : 'en';
+  return language === 'ja' ? 'ja' : 'en';
 }
 
 /** t(lang, key, ...args): the text, formatted. Unknown keys throw (a typo is a bug). */
