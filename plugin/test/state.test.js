@@ -115,3 +115,12 @@ test('durations', () => {
   assert.equal(formatDuration(65_400), '1:05');
   assert.equal(formatDuration(3_725_000), '1:02:05');
 });
+
+test('a new token clears token messages, not others', () => {
+  let { state } = run([...ready, { type: 'problem', problem: { key: 'token', args: [20104] } }, { type: 'deviceReady' }]);
+  assert.equal(state.problem, null);
+  ({ state } = run([{ type: 'problem', problem: { key: 'rateLimited' } }, { type: 'deviceReady' }], state));
+  assert.equal(state.problem, null);
+  ({ state } = run([{ type: 'problem', problem: { key: 'microphone' } }, { type: 'deviceReady' }], state));
+  assert.deepEqual(state.problem, { key: 'microphone' });
+});

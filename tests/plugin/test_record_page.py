@@ -3,6 +3,8 @@ regression tests."""
 
 from __future__ import annotations
 
+import threading
+
 import jwt
 import pytest
 from playwright.sync_api import Page
@@ -36,7 +38,7 @@ def test_clicks_before_the_token_arrives_do_nothing(
     page: Page, harness: KintoneHarness, tenant: Tenant
 ) -> None:
     """Walkthrough fault 1: the button could be clicked before the phone was ready."""
-    tenant.proxy_delay_s = 2.5
+    tenant.proxy_gate = threading.Event()  # the token is on its way until the test says
     open_record(page, harness, tenant)
     assert button(page)["disabled"] is True
     assert button(page)["text"] == "電話を準備中…"
@@ -48,6 +50,7 @@ def test_clicks_before_the_token_arrives_do_nothing(
     )
     assert standin(page)["devices"] == []  # the token is still on its way
     assert standin(page)["connects"] == []
+    tenant.proxy_gate.set()
     wait_ready(page)
     assert standin(page)["connects"] == []
 
@@ -246,12 +249,13 @@ def test_a_device_error_while_connecting_ends_the_attempt(
     page gives up on that attempt, and hangs up a Call that still arrives later."""
     open_record(page, harness, tenant)
     wait_ready(page)
-    page.evaluate("() => { window.__twilioStandin.connectDelayMs = 1500; }")
+    page.evaluate("() => { window.__twilioStandin.holdConnect = true; }")
     page.click(BUTTON)
     assert button(page)["text"] == "接続中…"
     page.evaluate("() => window.__twilioStandin.deviceError(31005)")
     page.wait_for_selector(f"{BUTTON}[data-action='call']:not([disabled])")
     assert button(page)["message"].startswith("ネットワークにつながりません")
-    page.wait_for_function("() => window.__twilioStandin.log.disconnects === 1")  # the late Call
+    page.evaluate("() => window.__twilioStandin.releaseConnect()")  # the Call arrives late
+    page.wait_for_function("() => window.__twilioStandin.log.disconnects === 1")
     assert button(page)["action"] == "call"
     assert len(standin(page)["connects"]) == 1

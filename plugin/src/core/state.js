@@ -15,6 +15,9 @@ export const Call = Object.freeze({
   ENDING: 'ending', // disconnect() called once; waiting for the SDK's 'disconnect'
 });
 
+// Messages about the token (its request, or the SDK refusing it): a new token makes them untrue.
+const TOKEN_PROBLEMS = new Set(['token', 'keyRefused', 'rateLimited', 'server', 'badAnswer', 'rejected', 'unreachable']);
+
 export const initialState = Object.freeze({
   device: Device.PREPARING,
   call: Call.IDLE,
@@ -38,10 +41,11 @@ export function reduce(state, event) {
     case 'record':
       return next({ phone: phoneOf(event.phone) });
     case 'deviceReady':
-      // A new token clears a token problem; an SDK problem from a call stays until replaced.
+      // A new token clears a token problem; another (microphone, a failed call) stays until
+      // replaced.
       return next({
         device: Device.READY,
-        problem: state.device === Device.READY ? state.problem : null,
+        problem: state.problem && TOKEN_PROBLEMS.has(state.problem.key) ? null : state.problem,
       });
     case 'deviceUnavailable':
       return next({ device: Device.UNAVAILABLE, problem: event.problem ?? state.problem });

@@ -125,6 +125,7 @@
     if (pluginId !== S.pluginId) throw new Error('unknown plugin id');
     const promise = jsonFetch('/proxy', { pluginId, url, method, headers, data }).then(async (r) => {
       const answer = await r.json();
+      window.__harness.proxyAnswers += 1; // the plugin's own continuation runs right after
       if (answer.failed) throw answer.body; // kintone: rejected with the response body (string)
       return [answer.body, answer.status, answer.headers];
     });
@@ -192,6 +193,7 @@
   window.__harness = {
     fired: [],
     readyAt: null,
+    proxyAnswers: 0,
     boot() {
       renderRecord();
       if (S.page === 'record' || S.page === 'mobile') return detailShow();

@@ -125,6 +125,8 @@ class Tenant:
     real_sdk: bool = False
     sdk_supported: bool = True  # the stand-in's Twilio.Device.isSupported
     proxy_delay_s: float = 0.0
+    # Set: token requests wait at kintone's relay until the test sets it (a slow token).
+    proxy_gate: threading.Event | None = None
     # kintone's server side
     proxy_config: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     proxy_log: list[dict[str, Any]] = field(default_factory=list)
@@ -332,6 +334,8 @@ class KintoneHarness:
             return web.json_response({"failed": True, "body": '{"code":"GAIA_PL18"}'})
         if tenant.proxy_delay_s:
             await asyncio.sleep(tenant.proxy_delay_s)
+        if tenant.proxy_gate is not None:
+            await asyncio.to_thread(tenant.proxy_gate.wait, 30)
         url, method = body["url"], body["method"]
         stored = tenant.proxy_config.get((url, method), {"headers": {}, "data": {}})
         headers = {k: v for k, v in body["headers"].items() if k.lower() not in HOP_HEADERS}

@@ -9,7 +9,7 @@
 (function () {
   'use strict';
   const log = { devices: [], connects: [], disconnects: 0, tokenUpdates: [], registers: 0, destroyed: 0 };
-  const control = { log, supported: (window.__KINTONE_STATE__ || {}).twilioSupported !== false, connectDelayMs: 30, answerAfterMs: null, connectError: null, calls: [] };
+  const control = { log, supported: (window.__KINTONE_STATE__ || {}).twilioSupported !== false, connectDelayMs: 30, holdConnect: false, releaseConnect: null, answerAfterMs: null, connectError: null, calls: [] };
 
   class Emitter {
     constructor() { this._l = new Map(); }
@@ -132,12 +132,17 @@
       const call = new Call(this, options.params);
       this.calls.push(call);
       control.calls.push(call);
-      return new Promise((resolve) => setTimeout(() => {
-        call._status = 'ringing';
-        resolve(call);
-        setTimeout(() => call.emit('ringing', false), 0);
-        if (control.answerAfterMs !== null) setTimeout(() => call._answer(), control.answerAfterMs);
-      }, control.connectDelayMs));
+      return new Promise((resolve) => {
+        const settle = () => {
+          call._status = 'ringing';
+          resolve(call);
+          setTimeout(() => call.emit('ringing', false), 0);
+          if (control.answerAfterMs !== null) setTimeout(() => call._answer(), control.answerAfterMs);
+        };
+        // holdConnect: connect() stays pending until the test calls releaseConnect().
+        if (control.holdConnect) control.releaseConnect = settle;
+        else setTimeout(settle, control.connectDelayMs);
+      });
     }
     disconnectAll() { for (const c of this.calls) c.disconnect(); }
     destroy() { log.destroyed += 1; this.disconnectAll(); this.state = 'destroyed'; this.emit('destroyed'); }
