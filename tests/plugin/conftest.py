@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
 from services.devtools.broker import LocalBroker
-from tests.conftest import TOKEN_KEY
 from tests.e2e.conftest import start_gateway
 from tests.plugin.harness.server import KintoneHarness, Tenant
+from tests.plugin.values import TOKEN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin"

@@ -9,9 +9,9 @@ import jwt
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import API_KEY, API_SECRET, APP_SID
 from tests.plugin.harness.server import KintoneHarness, Tenant
 from tests.plugin.pages import BUTTON, button, call_control, open_record, standin, wait_ready
+from tests.plugin.values import API_KEY, API_SECRET, APP_SID
 
 
 def test_button_gets_ready_with_a_real_token(

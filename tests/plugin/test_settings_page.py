@@ -8,10 +8,10 @@ import json
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import TOKEN_KEY
 from tests.plugin.conftest import Recorded
 from tests.plugin.harness.server import KintoneHarness, Tenant
 from tests.plugin.pages import open_record, wait_ready
+from tests.plugin.values import TOKEN_KEY
 
 KEY_HEADER = "X-Calltrail-Key"
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import TOKEN_KEY
 from tests.plugin.conftest import Recorded
 from tests.plugin.harness.server import KintoneHarness, Tenant
 from tests.plugin.pages import BUTTON, button, call_control, open_record, standin, wait_ready
+from tests.plugin.values import TOKEN_KEY
 
 
 def frozen_clock(page: Page) -> None:
