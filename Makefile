@@ -40,3 +40,30 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis var
+
+# --- the kintone plugin (plugin/, CONTRACT §8) ------------------------------------------------
+PLUGIN_STAMP := plugin/node_modules/.installed-$(shell cksum < plugin/package-lock.json | cut -d' ' -f1)
+
+.PHONY: plugin plugin-check chromium screenshots
+
+$(PLUGIN_STAMP): plugin/package-lock.json
+	cd plugin && npm ci --no-audit --no-fund
+	touch $(PLUGIN_STAMP)
+
+## make plugin: build and sign the kintone plugin → plugin/dist/calltrail.zip
+plugin: $(PLUGIN_STAMP)
+	cd plugin && npm run --silent build && npm run --silent pack
+
+# The browser tests drive Debian's Chromium (a Playwright browser download cannot work here).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+# `make test` also runs the plugin's unit tests, and builds what its browser tests load.
+test: plugin-check
+plugin-check: plugin chromium
+	cd plugin && node --test test/
+
+## make screenshots: the README's pictures of the plugin (docs/plugin/*.png)
+screenshots: $(STAMP) plugin chromium
+	@fc-list | grep -qi ipa || (apt-get update && apt-get install -y fonts-ipafont-gothic)
+	CALLTRAIL_SCREENSHOTS=docs/plugin $(BIN)/python -m pytest -q tests/plugin/test_screenshots.py

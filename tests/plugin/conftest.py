@@ -1,0 +1,182 @@
+"""The kintone plugin in a real browser: Debian's Chromium driven by Playwright, kintone played by
+the harness (harness/server.py), tokens from the real gateway process, Twilio's SDK played by
+harness/twilio_standin.js (one test loads the real SDK)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+
+from services.devtools.broker import LocalBroker
+from tests.e2e.conftest import start_gateway
+from tests.plugin.harness.server import KintoneHarness, Tenant
+from tests.plugin.values import TOKEN_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "plugin"
+ZIP = PLUGIN / "dist" / "calltrail.zip"
+CHROMIUM = "/usr/bin/chromium"
+# The flags this machine's closed network needs (machines/python-svc.md): no background calls.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SOURCES = ("src", "static", "scripts", "package.json", "package-lock.json")
+
+
+def plugin_id_of(pubkey: bytes) -> str:
+    """The plugin id as Cybozu's packer derives it: sha256 of PUBKEY, 32 hex digits as a–p."""
+    return "".join("abcdefghijklmnop"[int(c, 16)] for c in hashlib.sha256(pubkey).hexdigest()[:32])
+
+
+def _newest_source() -> float:
+    newest = 0.0
+    for name in SOURCES:
+        path = PLUGIN / name
+        files = path.rglob("*") if path.is_dir() else [path]
+        newest = max([newest, *(f.stat().st_mtime for f in files if f.is_file())])
+    return newest
+
+
+@pytest.fixture(scope="session")
+def plugin_zip() -> Path:
+    """dist/calltrail.zip, built (as `make plugin` does) when missing or older than its sources."""
+    if not ZIP.exists() or ZIP.stat().st_mtime < _newest_source():
+        if not (PLUGIN / "node_modules" / ".package-lock.json").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PLUGIN, check=True)
+        subprocess.run(["npm", "run", "--silent", "build"], cwd=PLUGIN, check=True)
+        subprocess.run(["npm", "run", "--silent", "pack"], cwd=PLUGIN, check=True)
+    return ZIP
+
+
+@pytest.fixture(scope="session")
+def plugin_id(plugin_zip: Path) -> str:
+    with zipfile.ZipFile(plugin_zip) as z:
+        return plugin_id_of(z.read("PUBKEY"))
+
+
+@pytest.fixture(scope="session")
+def manifest(plugin_zip: Path) -> dict[str, Any]:
+    from tests.plugin.harness.server import plugin_files
+
+    return json.loads(plugin_files(plugin_zip)["manifest.json"])
+
+
+@pytest.fixture(scope="session")
+def gateway_url(
+    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One real gateway process for the session. Its rate limits are raised: the suite asks for
+    many tokens from one address and a few identities, which the limits exist to stop."""
+    tmp = tmp_path_factory.mktemp("plugin-gateway")
+    service, base = start_gateway(
+        kafka_broker.bootstrap,
+        f"test.plugin.{uuid.uuid4().hex[:8]}",
+        tmp,
+        token_rate_per_identity=10_000,
+        token_rate_per_address=10_000,
+    )
+    try:
+        yield base
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def harness(plugin_zip: Path, manifest: dict[str, Any]) -> Iterator[KintoneHarness]:
+    server = KintoneHarness(plugin_zip, manifest["config"]["required_params"]).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Recorded:
+    """Every request the browser sent, with its headers and body."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def add(self, request: Request) -> None:
+        self.requests.append(
+            {
+                "url": request.url,
+                "method": request.method,
+                "headers": request.all_headers(),
+                "body": request.post_data or "",
+            }
+        )
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(locale="ja-JP", viewport={"width": 1100, "height": 640})
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def recorded(context: BrowserContext) -> Recorded:
+    rec = Recorded()
+    context.on("request", rec.add)
+    return rec
+
+
+@pytest.fixture
+def page(context: BrowserContext, recorded: Recorded) -> Page:
+    page = context.new_page()
+    page.set_default_timeout(5_000)
+    return page
+
+
+@pytest.fixture
+def tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+    """A configured app: settings saved, the key stored in kintone's proxy config."""
+    token_url = f"{gateway_url}/token"
+    tenant = harness.new_tenant(
+        plugin_id,
+        config={"tokenUrl": token_url, "phoneField": "phone", "spaceElementId": "calltrail_button"},
+    )
+    tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": TOKEN_KEY})
+    return tenant
+
+
+def screenshot_dir() -> Path | None:
+    """Screenshots for the README, only when CALLTRAIL_SCREENSHOTS=<dir> (make screenshots)."""
+    target = os.environ.get("CALLTRAIL_SCREENSHOTS")
+    if not target:
+        return None
+    path = Path(target)
+    if not path.is_absolute():
+        path = ROOT / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
