@@ -73,7 +73,13 @@ def test_encode_matches_the_contract_shape() -> None:
         "from": "+815012345678",
         "to": "+819012345678",
         "duration_s": 61,
-        "context": {"app_id": "12", "record_id": "345", "identity": "u_123", "line_user_id": None},
+        "context": {
+            "app_id": "12",
+            "record_id": "345",
+            "identity": "u_123",
+            "line_user_id": None,
+            "direction": None,
+        },
         "params": {"CallStatus": "completed"},
     }
 
@@ -137,6 +143,7 @@ _contexts = st.builds(
     record_id=_optional_text,
     identity=_optional_text,
     line_user_id=_optional_text,
+    direction=st.sampled_from([None, "inbound", "outbound"]),
 )
 _events = st.builds(
     CallEvent,
@@ -264,6 +271,11 @@ def test_missing_required_field(name: str) -> None:
         ({"context": {"app_id": 12}}, "app_id must be a string or null"),
         ({"context": {"identity": True}}, "identity must be a string or null"),
         ({"context": {"line_user_id": ["U1"]}}, "line_user_id must be a string or null"),
+        ({"context": {"direction": 1}}, "direction must be a string or null"),
+        ({"context": {"direction": "in"}}, "context.direction must be 'inbound', 'outbound'"),
+        ({"context": {"direction": "Inbound"}}, "context.direction must be 'inbound', 'outbound'"),
+        ({"context": {"direction": ""}}, "context.direction must be 'inbound', 'outbound'"),
+        ({"context": {"direction": "outbound-dial"}}, "context.direction must be"),
         ({"params": ["a", "b"]}, "params is not an object of strings"),
         ({"params": "a=b"}, "params is not an object of strings"),
         ({"params": {"a": 1}}, "params is not an object of strings"),
@@ -283,6 +295,17 @@ def test_falsy_values_of_the_wrong_type_are_refused_not_defaulted(
 ) -> None:
     with pytest.raises(EventDecodeError, match=f"{field_name} is not an object"):
         decode_event(_raw(_doc(**{field_name: value})))
+
+
+@pytest.mark.parametrize("direction", ["inbound", "outbound", None])
+def test_context_direction_decodes(direction: str | None) -> None:
+    event = decode_event(_raw(_doc(context={"identity": "u_1", "direction": direction})))
+    assert event.context == CallContext(identity="u_1", direction=direction)
+
+
+def test_an_event_from_before_direction_decodes_as_none() -> None:
+    old = {"app_id": "12", "record_id": "345", "identity": "u_123", "line_user_id": None}
+    assert decode_event(_raw(_doc(context=old))).context.direction is None
 
 
 @pytest.mark.parametrize("field_name", ["context", "params"])
