@@ -115,7 +115,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     _devtools("simulate")
     from services.devtools.dev import DEV_PLACEHOLDERS
-    from services.devtools.simulate import Simulator, plan_calls
+    from services.devtools.simulate import Simulator, plan_calls, plan_inbound_calls
     from services.devtools.twilio_player import TwilioSigner
 
     def setting(name: str) -> str:
@@ -130,12 +130,17 @@ def _simulate(args: argparse.Namespace) -> int:
         caller_id=setting("TWILIO_CALLER_ID"),
     )
     calls = plan_calls(args.calls, seed=args.seed)
-    summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency))
+    inbound_count = args.calls // 4 if args.inbound is None else args.inbound
+    inbound_seed = None if args.seed is None else args.seed + 1
+    inbound = plan_inbound_calls(inbound_count, seed=inbound_seed)
+    summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency, inbound=inbound))
     print(
         f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
         + "; destinations "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.destinations.items()))
+        + "; inbound "
+        + (", ".join(f"{k} {v}" for k, v in sorted(summary.inbound.items())) or "none")
     )
     for failure in summary.failures[:10]:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -286,7 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="play realistic, signed Twilio call flows into a running gateway"
     )
     simulate.add_argument("--gateway", required=True, help="the gateway's URL")
-    simulate.add_argument("--calls", type=int, default=10)
+    simulate.add_argument("--calls", type=int, default=10, help="outbound calls")
+    simulate.add_argument(
+        "--inbound",
+        type=int,
+        default=None,
+        help="inbound calls (to the number and through LINE) as well (default: calls / 4)",
+    )
     simulate.add_argument("--concurrency", type=int, default=8)
     simulate.add_argument("--seed", type=int, default=None, help="repeatable flows")
     simulate.add_argument(
