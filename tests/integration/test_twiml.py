@@ -122,6 +122,20 @@ async def test_allowed_countries_are_configurable(
     assert number.text == "+12025550123"
 
 
+async def test_the_browser_cannot_make_an_outbound_call_inbound(
+    gateway: TestClient, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    form = voice_form("09012345678", AppId="12", direction="inbound", line_user_id="U" + "0" * 32)
+    response = await post_signed(gateway, twilio, "/twiml/voice", form)
+    number = ET.fromstring(await response.text()).find("Dial/Number")
+    assert number is not None
+    query = parse_qs(urlsplit(number.get("statusCallback")).query)
+    assert query == {"app_id": ["12"], "identity": ["u_123"]}
+    [(_, event)] = await read_events(topic, 1)
+    assert event.context.direction == "outbound"
+    assert event.context.line_user_id is None
+
+
 async def test_voice_bad_requests(gateway: TestClient, twilio: TwilioSigner) -> None:
     form = voice_form("09012345678")
     response = await gateway.post("/twiml/voice", data=form)  # unsigned

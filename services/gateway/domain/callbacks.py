@@ -73,6 +73,7 @@ def context_from(
     caller: str | None = None,
     callee: str | None = None,
     names: Mapping[str, str] | None = None,
+    ours: bool = True,
 ) -> CallContext:
     """Validate the kintone app, record and user (and LINE user, and the call's direction)
     carried with a call.
@@ -84,7 +85,9 @@ def context_from(
     browser that called (``From=client:…``).
 
     A ``line_user_id`` that is not exactly a LINE user id is absent, not an error: the gateway
-    only ever writes valid ones, and a callback is never refused over it.
+    only ever writes valid ones, and a callback is never refused over it. Both it and
+    ``direction`` are read only from ``fields`` that are ``ours`` (our callback URL's query),
+    never from what a browser sends as custom parameters.
     """
     names = names or {}
 
@@ -96,14 +99,14 @@ def context_from(
             raise BadCallbackError(f"malformed {names.get(name, name)}")
         return value
 
-    direction = fields.get("direction") or None
+    direction = (fields.get("direction") or None) if ours else None
     if direction is not None and direction not in CALL_DIRECTIONS:
         raise BadCallbackError("malformed direction")
     identity = field("identity", IDENTITY_PATTERN)
     if identity is None:
         parties = (callee, caller) if direction == "inbound" else (caller,)
         identity = next(filter(None, map(_client_identity, parties)), None)
-    line_user_id = fields.get("line_user_id")
+    line_user_id = fields.get("line_user_id") if ours else None
     return CallContext(
         app_id=field("app_id", KINTONE_ID),
         record_id=field("record_id", KINTONE_ID),

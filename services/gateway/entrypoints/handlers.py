@@ -173,7 +173,9 @@ async def twiml_voice(request: web.Request) -> web.Response:
     settings = gateway.settings
     form = await _twilio_form(request, gateway)
     try:
-        context = context_from(form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS)
+        context = context_from(
+            form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS, ours=False
+        )
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
     decision = decide_dial(form.get("To"), settings.dial_allowed_countries)

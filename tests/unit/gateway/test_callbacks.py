@@ -302,6 +302,12 @@ def test_browser_custom_parameters() -> None:
     assert context == CallContext(app_id="12", record_id="345", identity="u_123")
 
 
+def test_a_browser_cannot_set_the_direction_or_a_line_user() -> None:
+    fields = {"AppId": "12", "direction": "nonsense", "line_user_id": LINE_ID}
+    context = context_from(fields, caller="client:u_1", names=BROWSER_NAMES, ours=False)
+    assert context == CallContext(app_id="12", identity="u_1")
+
+
 def test_browser_parameter_errors_use_the_browser_names() -> None:
     with pytest.raises(BadCallbackError, match=r"^malformed AppId$"):
         context_from({"AppId": "x"}, names=BROWSER_NAMES)
