@@ -33,7 +33,8 @@ class GatewayMetrics:
         )
         self.inbound = Counter(
             "calltrail_inbound_calls_total",
-            "Inbound calls by kind (number, line) and step: rung, answered, forwarded, unanswered.",
+            "Inbound calls by kind (number, line) and step: rung, answered, forwarded,"
+            " forward_answered, unanswered.",
             ["kind", "outcome"],
             registry=registry,
         )

@@ -358,6 +358,16 @@ async def test_simulated_inbound_flows_reach_the_broker_keyed_by_the_root_call(
     outcomes = {outcome.split()[1] for outcome in summary.inbound}
     assert outcomes == ({"answered", "forwarded", "missed"} if forward else {"answered", "missed"})
 
+    metrics = await (await gateway.get("/metrics")).text()
+    for kind in ("number", "line"):
+        rung = sum(c.kind == kind for c in calls)
+        answered = sum(c.kind == kind and c.answered for c in calls)
+        assert f'calltrail_inbound_calls_total{{kind="{kind}",outcome="rung"}} {rung}.0' in metrics
+        assert (
+            f'calltrail_inbound_calls_total{{kind="{kind}",outcome="answered"}} {answered}.0'
+            in metrics
+        )
+
     events = await read_events(topic, summary.callbacks + len(calls), timeout_s=30)
     assert len(events) == summary.callbacks + len(calls)
     by_call: dict[bytes, list[CallEvent]] = defaultdict(list)

@@ -230,9 +230,10 @@ def nobody_answered_twiml(
 
 
 class DialOutcome(enum.StrEnum):
-    ANSWERED = "answered"
-    FORWARDED = "forwarded"
-    UNANSWERED = "unanswered"
+    ANSWERED = "answered"  # a browser answered
+    FORWARDED = "forwarded"  # nobody did: on to the forward number
+    FORWARD_ANSWERED = "forward_answered"  # and that phone answered
+    UNANSWERED = "unanswered"  # nobody anywhere: the message
 
 
 def after_dial_twiml(
@@ -248,7 +249,8 @@ def after_dial_twiml(
     is not a plain miss) hangs up, never forwarded; a missed ring group goes to the forward
     number or the message; a missed forward gets the message."""
     if not is_missed(dial_call_status):
-        return DialOutcome.ANSWERED, hangup_twiml()
+        answered = DialOutcome.FORWARD_ANSWERED if after.forwarded else DialOutcome.ANSWERED
+        return answered, hangup_twiml()
     if after.forwarded or not forward_to:
         return DialOutcome.UNANSWERED, unanswered_twiml()
     twiml = nobody_answered_twiml(

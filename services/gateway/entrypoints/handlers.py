@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from services.common.events import CallContext, CallEvent, EventKind
+from services.common.events import CallEvent, EventKind
 from services.common.logging import debug_enabled, get_logger
 from services.gateway.adapters.publisher import PublishError
 from services.gateway.bootstrap import GATEWAY, Gateway
@@ -213,9 +213,8 @@ async def _ring(
     the group, go straight to what happens when nobody answers)."""
     gateway = request.app[GATEWAY]
     settings = gateway.settings
-    context = CallContext(line_user_id=call.line_user_id, direction="inbound")
     try:
-        event = call_event(kind, form, context, datetime.now(UTC))
+        event = call_event(kind, form, call.callback_context(), datetime.now(UTC))
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
     await _publish_early_notice(gateway, event)

@@ -268,7 +268,7 @@ def _after(
 def test_a_call_a_browser_answered_is_never_forwarded(status: str | None, forwarded: bool) -> None:
     query = {"kind": "number", **({"forwarded": "1"} if forwarded else {})}
     outcome, root = _after(query, status, "+81312345678")
-    assert outcome is DialOutcome.ANSWERED
+    assert outcome is (DialOutcome.FORWARD_ANSWERED if forwarded else DialOutcome.ANSWERED)
     assert [child.tag for child in root] == ["Hangup"]
 
 
