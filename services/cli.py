@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from services.common.logging import configure_logging
@@ -109,6 +109,10 @@ def _devtools(command: str) -> None:
             raise DevToolsMissingError(f"calltrail {command}: {DEV_EXTRA_HINT}")
 
 
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import asyncio
     import os
@@ -136,11 +140,11 @@ def _simulate(args: argparse.Namespace) -> int:
     summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency, inbound=inbound))
     print(
         f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "
-        + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+        + _counts(summary.outcomes)
         + "; destinations "
-        + ", ".join(f"{k} {v}" for k, v in sorted(summary.destinations.items()))
+        + _counts(summary.destinations)
         + "; inbound "
-        + (", ".join(f"{k} {v}" for k, v in sorted(summary.inbound.items())) or "none")
+        + _counts(summary.inbound)
     )
     for failure in summary.failures[:10]:
         print(f"  failed: {failure}", file=sys.stderr)
