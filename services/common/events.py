@@ -47,13 +47,14 @@ class EventDecodeError(ValueError):
 # dataclass costs nine times as much, and the recorder builds one per event it consumes.
 @dataclass(slots=True)
 class CallContext:
-    """Where a call came from: the kintone record and user, or the LINE user for SIP calls,
-    and which way it runs (``"inbound"``, ``"outbound"``, or None when the gateway did not say)."""
+    """Where a call came from: the kintone record and user, or the LINE user for SIP calls."""
 
     app_id: str | None = None
     record_id: str | None = None
     identity: str | None = None
     line_user_id: str | None = None
+    # "inbound" (a customer called the company number or LINE) or "outbound"; None in events
+    # from before the gateway said (the recorder then infers it from the leg).
     direction: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
@@ -116,7 +117,6 @@ def format_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-CALL_DIRECTIONS = frozenset({"inbound", "outbound"})
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 _STATUSES: dict[str, CallStatus] = {status.value: status for status in CallStatus}
 
@@ -168,7 +168,7 @@ def decode_event(raw: bytes) -> CallEvent:
                 record_id=_optional_str(context_doc, "record_id"),
                 identity=_optional_str(context_doc, "identity"),
                 line_user_id=_optional_str(context_doc, "line_user_id"),
-                direction=_call_direction(context_doc),
+                direction=_context_direction(context_doc),
             ),
             params=params,
         )
@@ -202,10 +202,13 @@ def _optional_str(doc: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _call_direction(context_doc: Mapping[str, Any]) -> str | None:
-    value = _optional_str(context_doc, "direction")
-    if value is not None and value not in CALL_DIRECTIONS:
-        raise EventDecodeError("context.direction must be 'inbound', 'outbound' or null")
+CONTEXT_DIRECTIONS = frozenset({"inbound", "outbound"})
+
+
+def _context_direction(context: Mapping[str, Any]) -> str | None:
+    value = _optional_str(context, "direction")
+    if value is not None and value not in CONTEXT_DIRECTIONS:
+        raise EventDecodeError("context.direction must be inbound, outbound or null")
     return value
 
 

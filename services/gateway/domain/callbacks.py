@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.common.events import CALL_DIRECTIONS, CallContext, CallEvent, CallStatus, EventKind
+from services.common.events import CONTEXT_DIRECTIONS, CallContext, CallEvent, CallStatus, EventKind
 from services.gateway.domain.line import is_line_user_id
 from services.gateway.domain.tokens import IDENTITY_PATTERN
 
@@ -100,7 +100,7 @@ def context_from(
         return value
 
     direction = (fields.get("direction") or None) if ours else None
-    if direction is not None and direction not in CALL_DIRECTIONS:
+    if direction is not None and direction not in CONTEXT_DIRECTIONS:
         raise BadCallbackError("malformed direction")
     identity = field("identity", IDENTITY_PATTERN)
     if identity is None:
