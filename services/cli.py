@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from services.common.logging import configure_logging
@@ -109,13 +109,17 @@ def _devtools(command: str) -> None:
             raise DevToolsMissingError(f"calltrail {command}: {DEV_EXTRA_HINT}")
 
 
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
     _devtools("simulate")
     from services.devtools.dev import DEV_PLACEHOLDERS
-    from services.devtools.simulate import Simulator, plan_calls
+    from services.devtools.simulate import Simulator, plan_calls, plan_inbound_calls
     from services.devtools.twilio_player import TwilioSigner
 
     def setting(name: str) -> str:
@@ -130,12 +134,17 @@ def _simulate(args: argparse.Namespace) -> int:
         caller_id=setting("TWILIO_CALLER_ID"),
     )
     calls = plan_calls(args.calls, seed=args.seed)
-    summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency))
+    inbound_count = args.calls // 4 if args.inbound is None else args.inbound
+    inbound_seed = None if args.seed is None else args.seed + 1
+    inbound = plan_inbound_calls(inbound_count, seed=inbound_seed)
+    summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency, inbound=inbound))
     print(
         f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "
-        + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+        + _counts(summary.outcomes)
         + "; destinations "
-        + ", ".join(f"{k} {v}" for k, v in sorted(summary.destinations.items()))
+        + _counts(summary.destinations)
+        + "; inbound "
+        + _counts(summary.inbound)
     )
     for failure in summary.failures[:10]:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -286,7 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="play realistic, signed Twilio call flows into a running gateway"
     )
     simulate.add_argument("--gateway", required=True, help="the gateway's URL")
-    simulate.add_argument("--calls", type=int, default=10)
+    simulate.add_argument("--calls", type=int, default=10, help="outbound calls")
+    simulate.add_argument(
+        "--inbound",
+        type=int,
+        default=None,
+        help="inbound calls (to the number and through LINE) as well (default: calls / 4)",
+    )
     simulate.add_argument("--concurrency", type=int, default=8)
     simulate.add_argument("--seed", type=int, default=None, help="repeatable flows")
     simulate.add_argument(

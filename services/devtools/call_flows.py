@@ -5,6 +5,7 @@ leg's completion, each built by the gateway's own parsers from a Twilio-shaped f
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.devtools.twilio_player import new_sid, status_callback_form
@@ -77,4 +78,197 @@ def answered_call(
         timestamp=stamp,
     )
     events.append(status_event(form, {}, stamp))
+    return events
+
+
+# --- inbound calls ---------------------------------------------------------------------------
+#
+# A customer calls the company number (voice URL /twiml/incoming) or calls through LINE (the
+# SIP domain's voice URL /twiml/sip). Twilio then: rings the browsers of the ring group, one
+# child leg per <Client>, each reporting to the callback URL of its <Client>; asks the <Dial>'s
+# action URL what next when the ring ends; maybe dials the forward number (another child leg);
+# and reports the parent leg once, when it ends, to the number's (or SIP domain's) status
+# callback, /twilio/status without a query.
+
+COMPANY_NUMBER = CALLER_ID
+LINE_SIP_DOMAIN = "acme-line.sip.twilio.com"
+LINE_SIP_FROM = "sip:line-call@line-sip.example.jp"
+LINE_SIP_TO = f"sip:calltrail@{LINE_SIP_DOMAIN}"
+LINE_USER_ID = "U" + "0123456789abcdef" * 2
+RING_STATUSES = {
+    "answered": ("initiated", "ringing", "in-progress", "completed"),
+    "canceled": ("initiated", "ringing", "canceled"),  # another browser answered
+    "no-answer": ("initiated", "ringing", "no-answer"),  # RING_TIMEOUT_S passed
+    "busy": ("initiated", "ringing", "busy"),  # declined in the browser
+}
+
+
+def ring_leg_forms(
+    *,
+    parent: str,
+    child: str,
+    caller: str,
+    identity: str,
+    outcome: str,
+    at: datetime,
+    ring_s: int = 6,
+    talk_s: int = 0,
+) -> list[dict[str, str]]:
+    """One ``<Client>`` leg's status callbacks: From the caller, To ``client:<identity>``;
+    ``outcome`` is how it ends (a key of RING_STATUSES)."""
+    forms = []
+    for sequence, status in enumerate(RING_STATUSES[outcome]):
+        moment = at + timedelta(seconds=min(sequence, 1))
+        duration = None
+        if status == "in-progress":
+            moment = at + timedelta(seconds=ring_s)
+        elif sequence == len(RING_STATUSES[outcome]) - 1:
+            answered = outcome == "answered"
+            moment = at + timedelta(seconds=ring_s + (talk_s if answered else 0))
+            duration = talk_s if answered else 0
+        forms.append(
+            status_callback_form(
+                account_sid=ACCOUNT_SID,
+                call_sid=child,
+                parent_call_sid=parent,
+                status=status,
+                sequence=sequence,
+                from_=caller,
+                to=f"client:{identity}",
+                direction="outbound-dial",
+                duration_s=duration,
+                timestamp=moment,
+            )
+        )
+    return forms
+
+
+def forward_leg_forms(
+    *,
+    parent: str,
+    child: str,
+    to: str,
+    answered: bool,
+    at: datetime,
+    ring_s: int = 8,
+    talk_s: int = 0,
+    caller_id: str = CALLER_ID,
+) -> list[dict[str, str]]:
+    """The forward ``<Number>`` leg's status callbacks (caller ID: the company's number)."""
+    statuses = PSTN_STATUSES if answered else ("initiated", "ringing", "no-answer")
+    forms = []
+    for sequence, status in enumerate(statuses):
+        terminal = sequence == len(statuses) - 1
+        offset = min(sequence, 1) if status in ("initiated", "ringing") else ring_s
+        forms.append(
+            status_callback_form(
+                account_sid=ACCOUNT_SID,
+                call_sid=child,
+                parent_call_sid=parent,
+                status=status,
+                sequence=sequence,
+                from_=caller_id,
+                to=to,
+                direction="outbound-dial",
+                duration_s=(talk_s if answered else 0) if terminal else None,
+                timestamp=at + timedelta(seconds=offset + (talk_s if terminal else 0)),
+            )
+        )
+    return forms
+
+
+def parent_leg_form(
+    *, parent: str, from_: str, to: str, duration_s: int, at: datetime
+) -> dict[str, str]:
+    """The inbound (parent) leg's one status callback, when it ends: the number's or the SIP
+    domain's status callback reports ``completed`` only, without a SequenceNumber."""
+    return status_callback_form(
+        account_sid=ACCOUNT_SID,
+        call_sid=parent,
+        status="completed",
+        sequence=None,
+        from_=from_,
+        to=to,
+        direction="inbound",
+        duration_s=duration_s,
+        timestamp=at,
+    )
+
+
+def _twilio_order(form: dict[str, str]) -> tuple[datetime, bool]:
+    return parsedate_to_datetime(form["Timestamp"]), form["CallStatus"] == "canceled"
+
+
+def inbound_call(
+    *,
+    kind: str = "number",
+    outcome: str = "answered",
+    identities: tuple[str, ...] = ("kintone_1", "kintone_2"),
+    answered_by: str | None = None,
+    caller: str = "+819012345678",
+    line_user_id: str | None = LINE_USER_ID,
+    forward_to: str = "+81312345678",
+    ring_s: int = 6,
+    talk_s: int = 61,
+    at: datetime | None = None,
+) -> list[CallEvent]:
+    """The distinct events of one inbound call, as the gateway publishes them, in Twilio's
+    order: the ``inbound`` (``kind="number"``) or ``sip-inbound`` (``kind="line"``) event,
+    every ``<Client>`` leg's callbacks, the forward leg's, and the parent leg's ``completed``.
+
+    ``outcome``: ``answered`` (by ``answered_by``, default the first identity; the other legs
+    are canceled), ``forwarded`` (nobody answered: every client leg ``no-answer``, then the
+    forward phone answers) or ``missed`` (nobody answered, nowhere to forward: a message)."""
+    if outcome not in ("answered", "forwarded", "missed"):
+        raise ValueError(f"unknown outcome {outcome!r}")
+    stamp = at or datetime.now(UTC)
+    parent = new_sid()
+    line = kind == "line"
+    from_, to = (LINE_SIP_FROM, LINE_SIP_TO) if line else (caller, COMPANY_NUMBER)
+    line_user_id = line_user_id if line else None
+    context = CallContext(line_user_id=line_user_id, direction="inbound")
+    query = {"direction": "inbound"}
+    if line_user_id is not None:
+        query["line_user_id"] = line_user_id
+    voice = {"CallSid": parent, "CallStatus": "ringing", "From": from_, "To": to}
+    events = [
+        call_event(EventKind.SIP_INBOUND if line else EventKind.INBOUND, voice, context, stamp)
+    ]
+    answerer = answered_by or identities[0]
+    leg_forms: list[dict[str, str]] = []
+    for identity in identities:
+        if outcome == "answered":
+            leg_outcome = "answered" if identity == answerer else "canceled"
+        else:
+            leg_outcome = "no-answer"
+        leg_forms += ring_leg_forms(
+            parent=parent,
+            child=new_sid(),
+            caller=from_,
+            identity=identity,
+            outcome=leg_outcome,
+            at=stamp,
+            ring_s=ring_s,
+            talk_s=talk_s,
+        )
+    ended = stamp + timedelta(seconds=ring_s + (talk_s if outcome == "answered" else 0))
+    if outcome == "forwarded":
+        leg_forms += forward_leg_forms(
+            parent=parent, child=new_sid(), to=forward_to, answered=True, at=ended, talk_s=talk_s
+        )
+        ended += timedelta(seconds=8 + talk_s)
+    elif outcome == "missed":
+        ended += timedelta(seconds=5)  # the message
+    # Twilio's order: by time; at the moment a browser answers, its leg first, then the
+    # others' cancellations.
+    leg_forms.sort(key=_twilio_order)
+    events += [status_event(form, query, stamp) for form in leg_forms]
+    duration = int((ended - stamp).total_seconds())
+    events.append(
+        status_event(
+            parent_leg_form(parent=parent, from_=from_, to=to, duration_s=duration, at=ended),
+            {},
+            stamp,
+        )
+    )
     return events

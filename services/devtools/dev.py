@@ -38,6 +38,12 @@ DEV_PLACEHOLDERS: Mapping[str, str] = {
     "CALLTRAIL_TOKEN_KEY": "dev-token-key-placeholder",
     "KINTONE_BASE_URL": "https://example.cybozu.com",
 }
+# A ring group and a forward number, so that `calltrail simulate`'s inbound calls ring, are
+# answered, forwarded and missed locally (no real browser or phone is ever reached).
+DEV_INBOUND: Mapping[str, str] = {
+    "RING_IDENTITIES": "kintone_1,kintone_2,kintone_3",
+    "INBOUND_FORWARD_TO": "+81312345678",
+}
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
@@ -82,6 +88,9 @@ def run_dev(gateway_port: int | None = None) -> int:
     placeholders = [name for name in DEV_PLACEHOLDERS if not env.get(name)]
     for name in placeholders:
         env[name] = DEV_PLACEHOLDERS[name]
+    if not (env.get("RING_IDENTITIES") or env.get("SIP_RING_IDENTITIES")):
+        env["RING_IDENTITIES"] = DEV_INBOUND["RING_IDENTITIES"]
+    env.setdefault("INBOUND_FORWARD_TO", DEV_INBOUND["INBOUND_FORWARD_TO"])
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)
     twilio_port = free_port()  # the Twilio REST stand-in, to try `calltrail twilio provision`
@@ -143,8 +152,11 @@ def run_dev(gateway_port: int | None = None) -> int:
             f"  recorder            http://127.0.0.1:{recorder_port}  (/healthz /readyz /metrics)\n"
             f"  kintone plugin      token URL      {base}/token\n"
             f"  Twilio TwiML App    voice URL      {base}/twiml/voice\n"
+            f"  Twilio number       voice URL      {base}/twiml/incoming\n"
             f"  Twilio SIP domain   voice URL      {base}/twiml/sip\n"
             f"  Twilio callbacks    status URL     {base}/twilio/status\n"
+            f"  ring group          {env.get('RING_IDENTITIES') or env.get('SIP_RING_IDENTITIES')}"
+            f", then {env['INBOUND_FORWARD_TO'] or 'a message'}\n"
             "\n  try it, in another terminal:\n"
             f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100\n"
             f"    {costs_env}.venv/bin/calltrail costs --month {month}\n"

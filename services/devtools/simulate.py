@@ -1,10 +1,18 @@
 """``calltrail simulate``: realistic, correctly signed Twilio call flows into a running gateway.
 
-Each call is what Twilio does when a kintone user clicks the button: the browser connects
-(``/twiml/voice``), Twilio dials the customer and reports the PSTN leg's progress to the
+An outbound call is what Twilio does when a kintone user clicks the button: the browser
+connects (``/twiml/voice``), Twilio dials the customer and reports the PSTN leg's progress to the
 callback URL from the TwiML, and finally reports the browser leg. Callbacks arrive out of
 order and repeat, as they do from real Twilio. Outcomes: answered, busy, no answer,
 canceled and failed; destinations: mobile, landline and 050 (IP phone).
+
+An inbound call is a customer calling the company number (``/twiml/incoming``) or calling
+through LINE (``/twiml/sip``, the LINE user id in a User-to-User header in one of its forms, or
+none): Twilio rings the browsers the gateway's TwiML names, reports each ``<Client>`` leg to its
+callback URL, asks the ``<Dial>``'s action what next, dials the forward number if that is the
+answer, and reports the parent leg to ``/twilio/status`` (the number's or SIP domain's status
+callback: no query). Which browsers ring and whether there is a forward number is the
+gateway's to say (``RING_IDENTITIES``, ``INBOUND_FORWARD_TO``); who answers is the plan's.
 """
 
 from __future__ import annotations
@@ -13,16 +21,31 @@ import asyncio
 import random
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from urllib.parse import quote
 
 import aiohttp
 from rich.progress import Progress
 
 from services.common.numbers import InvalidNumberError, parse_number
+from services.devtools.call_flows import (
+    COMPANY_NUMBER,
+    LINE_SIP_DOMAIN,
+    LINE_SIP_FROM,
+    LINE_SIP_TO,
+    forward_leg_forms,
+    parent_leg_form,
+    ring_leg_forms,
+)
 from services.devtools.twilio_player import (
     TwilioSigner,
+    dial_action_form,
+    incoming_voice_form,
     new_sid,
+    sip_voice_form,
     status_callback_form,
     voice_request_form,
 )
@@ -51,6 +74,24 @@ class PlannedCall:
     shuffle_seed: int
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedInbound:
+    """One inbound call as Twilio's side plays it; the gateway's TwiML says the rest."""
+
+    parent_sid: str
+    kind: str  # "number" (/twiml/incoming) or "line" (/twiml/sip)
+    caller: str  # From: the customer's number in E.164, a withheld one, or LINE's SIP URI
+    uui: str | None  # a LINE call's User-to-User header as sent (None: no header)
+    line_user_id: str | None  # the id in it, if it is a readable one
+    answered: bool  # a browser answers (else nobody does before RING_TIMEOUT_S)
+    answerer: int  # which of the rung browsers answers (modulo how many ring)
+    forward_answers: bool  # the forward phone answers, if the gateway forwards
+    ring_s: int
+    talk_s: int
+    started_at: datetime
+    shuffle_seed: int
+
+
 @dataclass(slots=True)
 class SimulationSummary:
     calls: int = 0
@@ -58,6 +99,7 @@ class SimulationSummary:
     failures: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     destinations: Counter[str] = field(default_factory=Counter)
+    inbound: Counter[str] = field(default_factory=Counter)  # "number answered", "line missed" …
 
 
 def _weighted(rng: random.Random, options):  # type: ignore[no-untyped-def]
@@ -162,14 +204,130 @@ def callback_forms(
             ),
         )
     )
-    # Separate HTTP requests overtake each other, and Twilio repeats some.
+    return jitter(forms, rng)
+
+
+T = TypeVar("T")
+
+
+def jitter(items: list[T], rng: random.Random) -> list[T]:
+    """As Twilio delivers status callbacks: separate HTTP requests overtake each other, and
+    Twilio repeats some."""
     for _ in range(2):
-        if rng.random() < 0.35:
-            i = rng.randrange(len(forms) - 1)
-            forms[i], forms[i + 1] = forms[i + 1], forms[i]
-    for _ in range(rng.choice((0, 0, 1, 2))):
-        forms.insert(rng.randrange(len(forms) + 1), rng.choice(forms))
-    return forms
+        if len(items) > 1 and rng.random() < 0.35:
+            i = rng.randrange(len(items) - 1)
+            items[i], items[i + 1] = items[i + 1], items[i]
+    for _ in range(rng.choice((0, 0, 1, 2)) if items else 0):
+        items.insert(rng.randrange(len(items) + 1), rng.choice(items))
+    return items
+
+
+# --- inbound calls -----------------------------------------------------------------------------
+
+INBOUND_KINDS = (("number", 70), ("line", 30))
+WITHHELD_CALLERS = ("anonymous", "+266696687")  # as Twilio posts a withheld caller ID
+ANSWERED_SHARE = 0.65
+
+
+def _uui(rng: random.Random, line_user_id: str) -> tuple[str | None, str | None]:
+    """A User-to-User header in one of the forms it comes in, and the id readable in it."""
+    hex_id = line_user_id.encode().hex()
+    form = rng.choices(
+        ["plain", "params", "hex", "percent", "none", "junk"], weights=[30, 15, 30, 10, 8, 7]
+    )[0]
+    if form == "plain":
+        return line_user_id, line_user_id
+    if form == "params":
+        return f"{line_user_id};purpose=isdn-uui;content=isdn-uui", line_user_id
+    if form == "hex":
+        return f"{hex_id};encoding=hex;purpose=isdn-uui", line_user_id
+    if form == "percent":
+        return quote(f"{hex_id};encoding=hex", safe=""), line_user_id
+    if form == "junk":
+        return rng.choice(["", "U123", "anonymous", line_user_id.upper(), f"{hex_id}"]), None
+    return None, None
+
+
+def plan_inbound_calls(
+    count: int, seed: int | None = None, start: datetime | None = None
+) -> list[PlannedInbound]:
+    rng = random.Random(seed)
+    start = start or datetime.now(UTC)
+    calls = []
+    for i in range(count):
+        kind = _weighted(rng, INBOUND_KINDS)[0]
+        uui = line_user_id = None
+        if kind == "line":
+            caller = LINE_SIP_FROM
+            uui, line_user_id = _uui(rng, "U" + "".join(rng.choices("0123456789abcdef", k=32)))
+        elif rng.random() < 0.05:
+            caller = rng.choice(WITHHELD_CALLERS)
+        else:
+            destination, _, prefixes = _weighted(rng, DESTINATIONS)
+            caller = parse_number(_domestic(rng, destination, prefixes)).e164
+        answered = rng.random() < ANSWERED_SHARE
+        calls.append(
+            PlannedInbound(
+                parent_sid=new_sid(),
+                kind=kind,
+                caller=caller,
+                uui=uui,
+                line_user_id=line_user_id,
+                answered=answered,
+                answerer=rng.randrange(10),
+                forward_answers=rng.random() < 0.7,
+                ring_s=rng.randint(2, 18) if answered else 20,
+                talk_s=rng.randint(5, 600),
+                started_at=start - timedelta(seconds=(count - i) * 11),
+                shuffle_seed=rng.randint(0, 2**31),
+            )
+        )
+    return calls
+
+
+def inbound_voice(call: PlannedInbound, account_sid: str) -> tuple[str, dict[str, str]]:
+    """The voice URL's path and form: the company number's, or the LINE SIP domain's."""
+    if call.kind == "line":
+        form = sip_voice_form(
+            account_sid=account_sid,
+            call_sid=call.parent_sid,
+            from_=call.caller,
+            to=LINE_SIP_TO,
+            sip_domain=LINE_SIP_DOMAIN,
+            uui=call.uui,
+        )
+        return "/twiml/sip", form
+    form = incoming_voice_form(
+        account_sid=account_sid, call_sid=call.parent_sid, from_=call.caller, to=COMPANY_NUMBER
+    )
+    return "/twiml/incoming", form
+
+
+def ring_forms(call: PlannedInbound, identities: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """(identity, form) of every ``<Client>`` leg, in the order Twilio might deliver them."""
+    answerer = identities[call.answerer % len(identities)] if call.answered else None
+    forms: list[tuple[str, dict[str, str]]] = []
+    for identity in identities:
+        if answerer is None:
+            outcome = "no-answer"
+        else:
+            outcome = "answered" if identity == answerer else "canceled"
+        leg = ring_leg_forms(
+            parent=call.parent_sid,
+            child=new_sid(),
+            caller=call.caller,
+            identity=identity,
+            outcome=outcome,
+            at=call.started_at,
+            ring_s=call.ring_s,
+            talk_s=call.talk_s,
+        )
+        forms += [(identity, form) for form in leg]
+    return jitter(forms, random.Random(call.shuffle_seed))
+
+
+def _answered_leg(forms: list[tuple[str, dict[str, str]]]) -> str | None:
+    return next((f["CallSid"] for _, f in forms if f["CallStatus"] == "in-progress"), None)
 
 
 class Simulator:
@@ -237,19 +395,135 @@ class Simulator:
         summary.outcomes[call.outcome] += 1
         summary.destinations[call.destination] += 1
 
+    def _path(self, url: str | None) -> str:
+        """A URL from the TwiML as the path to post to (connection overrides are no part of
+        the request)."""
+        return (url or "").split("#", 1)[0].removeprefix(self._signer.public_base_url)
+
+    async def _callbacks(
+        self,
+        session: aiohttp.ClientSession,
+        forms: list[tuple[str, dict[str, str]]],
+        summary: SimulationSummary,
+    ) -> None:
+        for path, form in forms:
+            status, _ = await self._post(session, path, form)
+            summary.callbacks += 1
+            if status != 204:
+                summary.failures.append(f"{form['CallSid']} {form['CallStatus']}: {status}")
+
+    async def _twiml(
+        self,
+        session: aiohttp.ClientSession,
+        path: str,
+        form: dict[str, str],
+        summary: SimulationSummary,
+    ) -> ET.Element | None:
+        status, text = await self._post(session, path, form)
+        try:
+            root = ET.fromstring(text) if status == 200 else None  # noqa: S314 - our gateway
+        except ET.ParseError:
+            root = None
+        if root is None:
+            summary.failures.append(f"{form['CallSid']}: {path.split('?')[0]} answered {status}")
+        return root
+
+    async def play_inbound(
+        self, session: aiohttp.ClientSession, call: PlannedInbound, summary: SimulationSummary
+    ) -> None:
+        path, voice = inbound_voice(call, self._account_sid)
+        root = await self._twiml(session, path, voice, summary)
+        if root is None:
+            return
+        moment = call.started_at
+        outcome = "missed"
+        clients = root.findall("Dial/Client")
+        if clients:
+            dial = root.find("Dial")
+            assert dial is not None
+            callbacks = {
+                c.findtext("Identity") or "": self._path(c.get("statusCallback")) for c in clients
+            }
+            legs = ring_forms(call, list(callbacks))
+            await self._callbacks(session, [(callbacks[i], f) for i, f in legs], summary)
+            answered = _answered_leg(legs)
+            moment += timedelta(seconds=call.ring_s + (call.talk_s if answered else 0))
+            action = dial_action_form(
+                account_sid=self._account_sid,
+                call_sid=call.parent_sid,
+                from_=voice["From"],
+                to=voice["To"],
+                dial_status="completed" if answered else "no-answer",
+                dial_call_sid=answered,
+                dial_duration_s=call.talk_s if answered else None,
+                call_status="completed" if answered else "in-progress",
+            )
+            root = await self._twiml(session, self._path(dial.get("action")), action, summary)
+            if root is None:
+                return
+            outcome = "answered" if answered else outcome
+        number = root.find("Dial/Number")
+        if number is not None and outcome == "missed":
+            dial = root.find("Dial")
+            assert dial is not None
+            child = new_sid()
+            forward = forward_leg_forms(
+                parent=call.parent_sid,
+                child=child,
+                to=number.text or "",
+                answered=call.forward_answers,
+                at=moment,
+                talk_s=call.talk_s,
+                caller_id=dial.get("callerId") or self._caller_id,
+            )
+            callback = self._path(number.get("statusCallback"))
+            rng = random.Random(call.shuffle_seed + 1)
+            await self._callbacks(session, jitter([(callback, f) for f in forward], rng), summary)
+            moment += timedelta(seconds=8 + (call.talk_s if call.forward_answers else 0))
+            if dial.get("action"):
+                action = dial_action_form(
+                    account_sid=self._account_sid,
+                    call_sid=call.parent_sid,
+                    from_=voice["From"],
+                    to=voice["To"],
+                    dial_status="completed" if call.forward_answers else "no-answer",
+                    dial_call_sid=child,
+                    dial_duration_s=call.talk_s if call.forward_answers else None,
+                )
+                if await self._twiml(session, self._path(dial.get("action")), action, summary):
+                    outcome = "forwarded" if call.forward_answers else outcome
+        parent = parent_leg_form(
+            parent=call.parent_sid,
+            from_=voice["From"],
+            to=voice["To"],
+            duration_s=int((moment - call.started_at).total_seconds()) + 1,
+            at=moment,
+        )
+        await self._callbacks(session, [("/twilio/status", parent)], summary)
+        summary.calls += 1
+        summary.inbound[f"{call.kind} {outcome}"] += 1
+
     async def run(
-        self, calls: list[PlannedCall], concurrency: int = 8, progress: bool = True
+        self,
+        calls: list[PlannedCall],
+        concurrency: int = 8,
+        progress: bool = True,
+        inbound: Sequence[PlannedInbound] = (),
     ) -> SimulationSummary:
         summary = SimulationSummary()
         limit = asyncio.Semaphore(concurrency)
         async with aiohttp.ClientSession() as session:
             with Progress(disable=not progress, transient=False) as bar:
-                task = bar.add_task("simulating calls", total=len(calls))
+                task = bar.add_task("simulating calls", total=len(calls) + len(inbound))
 
-                async def one(call: PlannedCall) -> None:
+                async def one(call: PlannedCall | PlannedInbound) -> None:
                     async with limit:
-                        await self.play(session, call, summary)
+                        if isinstance(call, PlannedInbound):
+                            await self.play_inbound(session, call, summary)
+                        else:
+                            await self.play(session, call, summary)
                     bar.advance(task)
 
-                await asyncio.gather(*(one(call) for call in calls))
+                every: list[PlannedCall | PlannedInbound] = [*calls, *inbound]
+                await asyncio.gather(*(one(call) for call in every))
         return summary

@@ -97,3 +97,69 @@ def voice_request_form(
         "To": to,
         **custom,
     }
+
+
+def incoming_voice_form(
+    *, account_sid: str, call_sid: str, from_: str, to: str, **extra: str
+) -> dict[str, str]:
+    """What Twilio posts to a number's (or a SIP domain's) voice URL when a call comes in."""
+    return {
+        "AccountSid": account_sid,
+        "ApiVersion": API_VERSION,
+        "CallSid": call_sid,
+        "CallStatus": "ringing",
+        "Called": to,
+        "Caller": from_,
+        "Direction": "inbound",
+        "From": from_,
+        "To": to,
+        **extra,
+    }
+
+
+def sip_voice_form(
+    *,
+    account_sid: str,
+    call_sid: str,
+    from_: str,
+    to: str,
+    sip_domain: str,
+    uui: str | None = None,
+    uui_header: str = "SipHeader_X-User-To-User",
+) -> dict[str, str]:
+    """A SIP domain's voice request: a call from LINE, the caller's LINE user id (if any) in a
+    User-to-User header, which Twilio passes on as ``SipHeader_<name>``."""
+    extra = {
+        "SipCallId": f"{secrets.token_hex(8)}@{sip_domain}",
+        "SipDomain": sip_domain,
+        "SipDomainSid": new_sid("SD"),
+        "SipSourceIp": "203.0.113.10",
+    }
+    if uui is not None:
+        extra[uui_header] = uui
+    return incoming_voice_form(
+        account_sid=account_sid, call_sid=call_sid, from_=from_, to=to, **extra
+    )
+
+
+def dial_action_form(
+    *,
+    account_sid: str,
+    call_sid: str,
+    from_: str,
+    to: str,
+    dial_status: str,
+    dial_call_sid: str | None = None,
+    dial_duration_s: int | None = None,
+    call_status: str = "in-progress",
+) -> dict[str, str]:
+    """What Twilio posts to a ``<Dial>``'s ``action`` URL when the dialled call ends."""
+    form = incoming_voice_form(account_sid=account_sid, call_sid=call_sid, from_=from_, to=to)
+    form["CallStatus"] = call_status
+    form["DialCallStatus"] = dial_status
+    form["DialBridged"] = "true" if dial_status == "completed" else "false"
+    if dial_call_sid is not None:
+        form["DialCallSid"] = dial_call_sid
+    if dial_duration_s is not None:
+        form["DialCallDuration"] = str(dial_duration_s)
+    return form

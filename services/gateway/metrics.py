@@ -31,6 +31,13 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.inbound = Counter(
+            "calltrail_inbound_calls_total",
+            "Inbound calls by kind (number, line) and step: rung, answered, forwarded,"
+            " forward_answered, unanswered.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
         self._callbacks_by_status: dict[str, Counter] = {}
         self.rejected = Counter(
             "calltrail_requests_rejected_total",

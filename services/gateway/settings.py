@@ -8,9 +8,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.settings import CsvList, KafkaSettings
+from services.gateway.domain.tokens import IDENTITY_PATTERN
+
+#: Twilio dials at most ten <Client> nouns in one <Dial>.
+MAX_RING_IDENTITIES = 10
 
 
 def _twilio_sid(prefix: str, what: str) -> Any:  # a pydantic FieldInfo, typed Any as Field()
@@ -31,8 +35,12 @@ class GatewaySettings(KafkaSettings):
     dial_allowed_countries: CsvList = Field(default_factory=lambda: ["JP"])
     kintone_base_url: str
     sip_forward_to: str | None = None
-    # Browser identities rung for an inbound SIP (LINE) call when SIP_FORWARD_TO is not set.
+    # The ring group: the browser identities every inbound call rings (CONTRACT.md section 9).
+    ring_identities: CsvList = Field(default_factory=list)
+    # Its old name, still read; when both are set they must agree (see _one_ring_group).
     sip_ring_identities: CsvList = Field(default_factory=list)
+    ring_timeout_s: int = Field(default=20, ge=5, le=600)
+    inbound_forward_to: str | None = None
     # Twilio connection overrides appended to callback URLs, e.g. "rc=3&rp=all" (README).
     status_callback_overrides: str = ""
     gateway_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
@@ -55,7 +63,7 @@ class GatewaySettings(KafkaSettings):
             raise ValueError("must not carry a query or fragment")
         return value.rstrip("/")
 
-    @field_validator("twilio_caller_id", "sip_forward_to")
+    @field_validator("twilio_caller_id", "sip_forward_to", "inbound_forward_to")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         if value is None:
@@ -80,6 +88,30 @@ class GatewaySettings(KafkaSettings):
             raise ValueError("must name at least one region")
         return regions
 
+    @field_validator("ring_identities", "sip_ring_identities")
+    @classmethod
+    def _identities(cls, value: list[str]) -> list[str]:
+        for identity in value:
+            if IDENTITY_PATTERN.fullmatch(identity) is None:
+                raise ValueError("must be identities like kintone_5 (letters, digits, _)")
+        unique = list(dict.fromkeys(value))
+        if len(unique) > MAX_RING_IDENTITIES:
+            raise ValueError(f"Twilio rings at most {MAX_RING_IDENTITIES} browsers at once")
+        return unique
+
+    @model_validator(mode="after")
+    def _one_ring_group(self) -> GatewaySettings:
+        if (
+            self.ring_identities
+            and self.sip_ring_identities
+            and self.ring_identities != self.sip_ring_identities
+        ):
+            raise ValueError(
+                "RING_IDENTITIES and SIP_RING_IDENTITIES (its old name) are both set and differ:"
+                " keep RING_IDENTITIES only"
+            )
+        return self
+
     @field_validator("status_callback_overrides")
     @classmethod
     def _overrides(cls, value: str) -> str:
@@ -89,6 +121,11 @@ class GatewaySettings(KafkaSettings):
         ):
             raise ValueError("must look like rc=3&rp=all")
         return value
+
+    @property
+    def ring_group(self) -> tuple[str, ...]:
+        """The identities inbound calls ring: RING_IDENTITIES, or its old name's."""
+        return tuple(self.ring_identities or self.sip_ring_identities)
 
     @property
     def kintone_origin(self) -> str:

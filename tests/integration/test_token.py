@@ -24,6 +24,20 @@ async def test_token_for_a_valid_identity(gateway: TestClient) -> None:
     assert claims["grants"]["identity"] == "u_123"
     assert claims["grants"]["voice"]["outgoing"]["application_sid"] == APP_SID
     assert claims["exp"] - claims["nbf"] == 600
+    assert body["incoming"] is False  # no ring group: outgoing calls only
+    assert "incoming" not in claims["grants"]["voice"]
+
+
+async def test_only_the_ring_group_may_receive_calls(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(ring_identities=["kintone_1", "kintone_2"])
+    for identity, incoming in (("kintone_1", True), ("kintone_2", True), ("kintone_3", False)):
+        response = await gateway.post("/token", json={"identity": identity}, headers=KEY)
+        assert response.status == 200
+        body = await response.json()
+        assert body["incoming"] is incoming, identity
+        voice = jwt.decode(body["token"], API_SECRET, algorithms=["HS256"])["grants"]["voice"]
+        assert voice["outgoing"] == {"application_sid": APP_SID}
+        assert voice.get("incoming") == ({"allow": True} if incoming else None), identity
 
 
 async def test_json_body_and_configured_ttl(make_gateway: GatewayFactory) -> None:

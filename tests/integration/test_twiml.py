@@ -1,4 +1,5 @@
-"""POST /twiml/voice and /twiml/sip: what Twilio is told to dial, and the events published."""
+"""POST /twiml/voice and /twiml/sip: what Twilio is told to dial, and the events published.
+(The inbound flows, /twiml/sip's included, are in test_inbound.py.)"""
 
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ async def test_voice_dials_e164_with_caller_id_and_signed_callback(
     assert event.context.app_id == "12"
     assert event.context.record_id == "345"
     assert event.context.identity == "u_123"
+    assert event.context.direction == "outbound"
+    assert "direction" not in callback  # the outbound callback URL is as it was
 
     # Twilio then posts the PSTN leg's callbacks to exactly that URL, signed for it.
     child = status_callback_form(
@@ -119,6 +122,20 @@ async def test_allowed_countries_are_configurable(
     assert number.text == "+12025550123"
 
 
+async def test_the_browser_cannot_make_an_outbound_call_inbound(
+    gateway: TestClient, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    form = voice_form("09012345678", AppId="12", direction="inbound", line_user_id="U" + "0" * 32)
+    response = await post_signed(gateway, twilio, "/twiml/voice", form)
+    number = ET.fromstring(await response.text()).find("Dial/Number")
+    assert number is not None
+    query = parse_qs(urlsplit(number.get("statusCallback")).query)
+    assert query == {"app_id": ["12"], "identity": ["u_123"]}
+    [(_, event)] = await read_events(topic, 1)
+    assert event.context.direction == "outbound"
+    assert event.context.line_user_id is None
+
+
 async def test_voice_bad_requests(gateway: TestClient, twilio: TwilioSigner) -> None:
     form = voice_form("09012345678")
     response = await gateway.post("/twiml/voice", data=form)  # unsigned
@@ -145,23 +162,27 @@ async def test_sip_inbound_rings_browsers_and_keeps_the_line_user(
         "Direction": "inbound",
         "From": "sip:line-user@line.example.com",
         "To": "sip:calltrail@example.sip.twilio.com",
-        "SipHeader_X-User-To-User": "U4af4980629",
+        "SipHeader_X-User-To-User": "U4af4980629abcdef0123456789abcdef",
     }
     response = await post_signed(gateway, twilio, "/twiml/sip", form)
     assert response.status == 200
     dial = ET.fromstring(await response.text()).find("Dial")
     assert dial is not None
-    assert dial.get("callerId") == CALLER_ID
+    assert dial.get("callerId") is None  # the browsers see the caller's own From
     clients = dial.findall("Client")
-    assert [c.text for c in clients] == ["u_1", "u_2"]
-    assert all("line_user_id=U4af4980629" in (c.get("statusCallback") or "") for c in clients)
+    assert [c.findtext("Identity") for c in clients] == ["u_1", "u_2"]
+    assert all(
+        "line_user_id=U4af4980629abcdef0123456789abcdef" in (c.get("statusCallback") or "")
+        for c in clients
+    )
     [(key, event)] = await read_events(topic, 1)
     assert key == call_sid.encode()
     assert event.kind is EventKind.SIP_INBOUND
-    assert event.context.line_user_id == "U4af4980629"
+    assert event.context.line_user_id == "U4af4980629abcdef0123456789abcdef"
+    assert event.context.direction == "inbound"
 
 
-async def test_sip_inbound_forwards_to_a_phone(
+async def test_sip_inbound_with_nobody_to_ring_forwards_to_a_phone(
     make_gateway: GatewayFactory, twilio: TwilioSigner
 ) -> None:
     gateway = await make_gateway(sip_forward_to="+81312345678")

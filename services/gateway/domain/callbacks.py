@@ -9,14 +9,13 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.common.events import CallContext, CallEvent, CallStatus, EventKind
+from services.common.events import CONTEXT_DIRECTIONS, CallContext, CallEvent, CallStatus, EventKind
+from services.gateway.domain.line import is_line_user_id
 from services.gateway.domain.tokens import IDENTITY_PATTERN
 
 CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
 KINTONE_ID = re.compile(r"[0-9]{1,20}")
-LINE_USER_ID = re.compile(r"[\x21-\x7e]{1,128}")
 CLIENT_PREFIX = "client:"
-LINE_USER_HEADER = "SipHeader_X-User-To-User"
 MAX_COUNTER = 10**9
 
 
@@ -40,7 +39,7 @@ def status_event(
         from_=form.get("From"),
         to=form.get("To"),
         duration_s=_counter(form, "CallDuration"),
-        context=context_from(query, caller=form.get("From")),
+        context=context_from(query, caller=form.get("From"), callee=form.get("To")),
         params=dict(form),
     )
 
@@ -52,7 +51,8 @@ def call_event(
     received_at: datetime,
     to: str | None = None,
 ) -> CallEvent:
-    """The ``dial`` / ``sip-inbound`` event published when Twilio asks for TwiML."""
+    """The ``dial`` / ``inbound`` / ``sip-inbound`` event published when Twilio asks for
+    TwiML."""
     return CallEvent(
         kind=kind,
         received_at=received_at,
@@ -71,12 +71,23 @@ def context_from(
     fields: Mapping[str, str],
     *,
     caller: str | None = None,
+    callee: str | None = None,
     names: Mapping[str, str] | None = None,
+    ours: bool = True,
 ) -> CallContext:
-    """Validate the kintone app, record and user (and LINE user) carried with a call.
+    """Validate the kintone app, record and user (and LINE user, and the call's direction)
+    carried with a call.
 
     ``names`` maps context fields to the parameter names used by the caller (the browser's
     custom parameters are ``AppId``/``RecordId``; our own callback query uses the field names).
+    Without an ``identity`` field, the user is the ``client:`` party of the leg: for an inbound
+    call's leg the browser rung (``To=client:…``, the one who answered if any), else the
+    browser that called (``From=client:…``).
+
+    A ``line_user_id`` that is not exactly a LINE user id is absent, not an error: the gateway
+    only ever writes valid ones, and a callback is never refused over it. Both it and
+    ``direction`` are read only from ``fields`` that are ``ours`` (our callback URL's query),
+    never from what a browser sends as custom parameters.
     """
     names = names or {}
 
@@ -88,16 +99,28 @@ def context_from(
             raise BadCallbackError(f"malformed {names.get(name, name)}")
         return value
 
+    direction = (fields.get("direction") or None) if ours else None
+    if direction is not None and direction not in CONTEXT_DIRECTIONS:
+        raise BadCallbackError("malformed direction")
     identity = field("identity", IDENTITY_PATTERN)
-    if identity is None and caller and caller.startswith(CLIENT_PREFIX):
-        candidate = caller[len(CLIENT_PREFIX) :]
-        identity = candidate if IDENTITY_PATTERN.fullmatch(candidate) else None
+    if identity is None:
+        parties = (callee, caller) if direction == "inbound" else (caller,)
+        identity = next(filter(None, map(_client_identity, parties)), None)
+    line_user_id = fields.get("line_user_id") if ours else None
     return CallContext(
         app_id=field("app_id", KINTONE_ID),
         record_id=field("record_id", KINTONE_ID),
         identity=identity,
-        line_user_id=field("line_user_id", LINE_USER_ID),
+        line_user_id=line_user_id if is_line_user_id(line_user_id) else None,
+        direction=direction,
     )
+
+
+def _client_identity(party: str | None) -> str | None:
+    if not party or not party.startswith(CLIENT_PREFIX):
+        return None
+    candidate = party[len(CLIENT_PREFIX) :]
+    return candidate if IDENTITY_PATTERN.fullmatch(candidate) else None
 
 
 def _call_sid(form: Mapping[str, str], name: str) -> str | None:

@@ -23,17 +23,16 @@ def issue_access_token(
     twiml_app_sid: str,
     identity: str,
     ttl_s: int,
+    incoming: bool,
 ) -> str:
-    """A JWT (HS256) with a Voice grant: outgoing calls through our TwiML App, incoming allowed.
-
-    Incoming is allowed so an inbound LINE/SIP call can ring this user's browser.
-    """
+    """A JWT (HS256) with a Voice grant: outgoing calls through our TwiML App; incoming calls
+    (``incoming.allow``) only when ``incoming``, i.e. for the ring group's identities."""
     # One clock reading for both ends: twilio's Jwt reads the clock separately for nbf and exp,
     # so a second boundary in between would make the lifetime ttl_s - 1.
     now = int(time.time())
     token = AccessToken(
         account_sid, api_key, api_secret, identity=identity, nbf=now, valid_until=now + ttl_s
     )
-    token.add_grant(VoiceGrant(outgoing_application_sid=twiml_app_sid, incoming_allow=True))
+    token.add_grant(VoiceGrant(outgoing_application_sid=twiml_app_sid, incoming_allow=incoming))
     jwt = token.to_jwt()
     return jwt.decode() if isinstance(jwt, bytes) else jwt

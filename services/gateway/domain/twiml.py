@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from services.common.events import CallContext
-from services.common.numbers import PhoneNumber
+from services.common.numbers import InvalidNumberError, PhoneNumber, parse_number
+from services.gateway.domain.line import is_line_user_id
 
 STATUS_CALLBACK_PATH = "/twilio/status"
 STATUS_CALLBACK_EVENTS = "initiated ringing answered completed"
 REFUSAL_JA = "申し訳ありません。この番号には発信できません。"
 UNAVAILABLE_JA = "申し訳ありません。ただいま電話に出ることができません。"
+AFTER_DIAL_PATH = "/twiml/incoming/after-dial"
+#: DialCallStatus values of a <Dial> nobody answered (Twilio's action request). Anything else
+#: (completed, answered, absent, unknown) counts as answered: such a call is never forwarded.
+MISSED_DIAL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
+#: What Twilio posts as From for a withheld caller ID (ANONYMOUS, UNAVAILABLE, UNKNOWN, BLOCKED,
+#: RESTRICTED spelt on a keypad), besides the words themselves.
+WITHHELD_CALLER_IDS = frozenset(
+    {"+266696687", "+86282452253", "+8656696", "+2562533", "+7378742833"}
+)
+ANONYMOUS = "anonymous"
+LINE_CALLER = "LINE"
 
 
 def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
@@ -49,28 +63,201 @@ def refusal_twiml(message: str = REFUSAL_JA) -> str:
     return str(response)
 
 
-def sip_inbound_twiml(
-    *,
-    caller_id: str,
-    callback_url: str,
-    forward_to: str | None,
-    identities: Iterable[str],
+class InboundKind(enum.StrEnum):
+    """The two ways a customer calls in: the company number, or LINE through the SIP domain."""
+
+    NUMBER = "number"
+    LINE = "line"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    """What the ring group's browsers are told about an inbound call (``<Parameter>``s)."""
+
+    kind: InboundKind
+    caller: str  # the caller's number in E.164, "LINE", or "anonymous"
+    line_user_id: str | None = None
+
+    def parameters(self) -> dict[str, str]:
+        """The ``<Parameter>``s on every ``<Client>``: the Voice SDK's ``call.customParameters``."""
+        params = {"caller": self.caller, "kind": self.kind.value}
+        if self.line_user_id is not None:
+            params["line_user_id"] = self.line_user_id
+        return params
+
+    def callback_context(self) -> CallContext:
+        """The context in the status callback URL of every leg dialled for this call."""
+        return CallContext(line_user_id=self.line_user_id, direction="inbound")
+
+
+def number_call(caller: str | None) -> InboundCall:
+    """A call to the company number; an unparseable or withheld caller is "anonymous"."""
+    return InboundCall(InboundKind.NUMBER, caller_number(caller) or ANONYMOUS)
+
+
+def line_call(line_user_id: str | None) -> InboundCall:
+    return InboundCall(InboundKind.LINE, LINE_CALLER, line_user_id)
+
+
+def caller_number(caller: str | None) -> str | None:
+    """The caller's number in E.164, or None when there is none to show or to match."""
+    if not caller or caller in WITHHELD_CALLER_IDS:
+        return None
+    try:
+        return parse_number(caller).e164
+    except InvalidNumberError:
+        return None
+
+
+def after_dial_url(
+    public_base_url: str, call: InboundCall, *, forwarded: bool = False, fragment: str = ""
 ) -> str:
-    """Ring a phone (``SIP_FORWARD_TO``) or the browsers of the configured kintone users."""
-    identities = list(identities)
-    if not forward_to and not identities:
-        return refusal_twiml(UNAVAILABLE_JA)
-    response = VoiceResponse()
-    dial = Dial(caller_id=caller_id, answer_on_bridge=True)
-    callback = {
+    """The ``action`` of an inbound ``<Dial>``: where Twilio asks what next when it ends."""
+    query = {"kind": call.kind.value}
+    if call.line_user_id is not None:
+        query["line_user_id"] = call.line_user_id
+    if forwarded:
+        query["forwarded"] = "1"
+    url = f"{public_base_url}{AFTER_DIAL_PATH}?{urlencode(query)}"
+    return f"{url}#{fragment}" if fragment else url
+
+
+@dataclass(frozen=True, slots=True)
+class AfterDial:
+    """An after-dial request's query, read leniently: it is our own signed URL, and a call
+    must never be dropped over it (an unknown kind is a number call, a bad id is absent)."""
+
+    call: InboundCall
+    forwarded: bool
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> AfterDial:
+        line_user_id = query.get("line_user_id")
+        line_user_id = line_user_id if is_line_user_id(line_user_id) else None
+        if query.get("kind") == InboundKind.LINE.value:
+            call = line_call(line_user_id)
+        else:
+            call = InboundCall(InboundKind.NUMBER, ANONYMOUS)
+        return cls(call, query.get("forwarded") == "1")
+
+
+def forward_target(
+    kind: InboundKind, *, inbound_forward_to: str | None, sip_forward_to: str | None
+) -> str | None:
+    """Where a call nobody answered goes: SIP_FORWARD_TO for LINE calls when set, else
+    INBOUND_FORWARD_TO; None: a spoken message and hangup."""
+    if kind is InboundKind.LINE and sip_forward_to:
+        return sip_forward_to
+    return inbound_forward_to or None
+
+
+def _callback_attributes(callback_url: str) -> dict[str, str]:
+    return {
         "status_callback": callback_url,
         "status_callback_event": STATUS_CALLBACK_EVENTS,
         "status_callback_method": "POST",
     }
-    if forward_to:
-        dial.number(forward_to, **callback)
-    else:
-        for identity in identities:
-            dial.client(identity, **callback)
+
+
+def ring_group_twiml(
+    call: InboundCall,
+    *,
+    identities: Sequence[str],
+    timeout_s: int,
+    callback_url: str,
+    action_url: str,
+) -> str:
+    """Ring every browser of the group at once; the first to answer gets the call. When the
+    ``<Dial>`` ends, Twilio asks ``action_url`` what next (forward, message, or hang up)."""
+    response = VoiceResponse()
+    # answerOnBridge: the caller hears ringing (and is not billed as answered) until a browser
+    # picks up; no callerId: each browser sees the caller's own From.
+    dial = Dial(action=action_url, method="POST", timeout=timeout_s, answer_on_bridge=True)
+    for identity in identities:
+        client = dial.client(**_callback_attributes(callback_url))
+        client.identity(identity)
+        for name, value in call.parameters().items():
+            client.parameter(name=name, value=value)
     response.append(dial)
     return str(response)
+
+
+def forward_twiml(
+    number: str, *, caller_id: str, callback_url: str, action_url: str | None = None
+) -> str:
+    """Forward a call nobody answered in the browsers to a phone, with a Twilio number as
+    caller ID (a SIP From is no number, and Japan's carriers want a number of ours)."""
+    response = VoiceResponse()
+    action = {"action": action_url, "method": "POST"} if action_url is not None else {}
+    dial = Dial(caller_id=caller_id, answer_on_bridge=True, **action)
+    dial.number(number, **_callback_attributes(callback_url))
+    response.append(dial)
+    return str(response)
+
+
+def hangup_twiml() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def unanswered_twiml() -> str:
+    return refusal_twiml(UNAVAILABLE_JA)
+
+
+def is_missed(dial_call_status: str | None) -> bool:
+    return dial_call_status in MISSED_DIAL_STATUSES
+
+
+def nobody_answered_twiml(
+    call: InboundCall,
+    *,
+    forward_to: str | None,
+    caller_id: str,
+    public_base_url: str,
+    fragment: str = "",
+) -> str:
+    """Forward to ``forward_to`` (its leg reported like the browsers' legs, and a message if
+    that phone does not answer either), or with nowhere to go, a message and hangup."""
+    if not forward_to:
+        return unanswered_twiml()
+    return forward_twiml(
+        forward_to,
+        caller_id=caller_id,
+        callback_url=status_callback_url(public_base_url, call.callback_context(), fragment),
+        action_url=after_dial_url(public_base_url, call, forwarded=True, fragment=fragment),
+    )
+
+
+class DialOutcome(enum.StrEnum):
+    ANSWERED = "answered"  # a browser answered
+    FORWARDED = "forwarded"  # nobody did: on to the forward number
+    FORWARD_ANSWERED = "forward_answered"  # and that phone answered
+    UNANSWERED = "unanswered"  # nobody anywhere: the message
+
+
+def after_dial_twiml(
+    after: AfterDial,
+    dial_call_status: str | None,
+    *,
+    forward_to: str | None,
+    caller_id: str,
+    public_base_url: str,
+    fragment: str = "",
+) -> tuple[DialOutcome, str]:
+    """What Twilio does when an inbound ``<Dial>`` ends: an answered call (or any status that
+    is not a plain miss) hangs up, never forwarded; a missed ring group goes to the forward
+    number or the message; a missed forward gets the message."""
+    if not is_missed(dial_call_status):
+        answered = DialOutcome.FORWARD_ANSWERED if after.forwarded else DialOutcome.ANSWERED
+        return answered, hangup_twiml()
+    if after.forwarded or not forward_to:
+        return DialOutcome.UNANSWERED, unanswered_twiml()
+    twiml = nobody_answered_twiml(
+        after.call,
+        forward_to=forward_to,
+        caller_id=caller_id,
+        public_base_url=public_base_url,
+        fragment=fragment,
+    )
+    return DialOutcome.FORWARDED, twiml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
@@ -10,21 +11,22 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from services.common.events import CallContext, CallEvent, EventKind
+from services.common.events import CallEvent, EventKind
 from services.common.logging import debug_enabled, get_logger
 from services.gateway.adapters.publisher import PublishError
 from services.gateway.bootstrap import GATEWAY, Gateway
 from services.gateway.domain import twiml
 from services.gateway.domain.callbacks import (
-    LINE_USER_HEADER,
     BadCallbackError,
     call_event,
     context_from,
     status_event,
 )
 from services.gateway.domain.dial_policy import decide_dial
+from services.gateway.domain.line import line_user_id
 from services.gateway.domain.security import client_address, keys_match, retry_after_header
 from services.gateway.domain.tokens import is_valid_identity, issue_access_token
+from services.gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
 
@@ -126,6 +128,16 @@ def _bad_callback(exc: BadCallbackError) -> web.HTTPError:
     return _error(web.HTTPBadRequest, str(exc))
 
 
+async def _publish_early_notice(gateway: Gateway, event: CallEvent) -> None:
+    """Publish the event of a TwiML request, but never make the call wait on it: the call
+    matters more than this early notice, and the legs' status callbacks carry the same context
+    (kintone record or direction and LINE user), so the recorder still learns the call."""
+    try:
+        await gateway.publisher.publish(event)
+    except PublishError:
+        log.error("call_event_not_stored", kind=event.kind.value)
+
+
 async def _publish(gateway: Gateway, event: CallEvent) -> None:
     try:
         await gateway.publisher.publish(event)
@@ -161,7 +173,9 @@ async def twiml_voice(request: web.Request) -> web.Response:
     settings = gateway.settings
     form = await _twilio_form(request, gateway)
     try:
-        context = context_from(form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS)
+        context = context_from(
+            form, caller=form.get("From"), names=BROWSER_CONTEXT_PARAMS, ours=False
+        )
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
     decision = decide_dial(form.get("To"), settings.dial_allowed_countries)
@@ -171,16 +185,15 @@ async def twiml_voice(request: web.Request) -> web.Response:
         return _xml(twiml.refusal_twiml())
     try:
         event = call_event(
-            EventKind.DIAL, form, context, datetime.now(UTC), to=decision.number.e164
+            EventKind.DIAL,
+            form,
+            replace(context, direction="outbound"),
+            datetime.now(UTC),
+            to=decision.number.e164,
         )
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
-    try:
-        await gateway.publisher.publish(event)
-    except PublishError:
-        # The call matters more than this early notice; its status callbacks carry the same
-        # context, so the recorder still learns everything once the broker or spool is back.
-        log.error("dial_event_not_stored")
+    await _publish_early_notice(gateway, event)
     gateway.metrics.dials.labels("dialled").inc()
     if debug_enabled():
         log.debug("dialling", destination_type=decision.number.destination_type().value)
@@ -190,33 +203,98 @@ async def twiml_voice(request: web.Request) -> web.Response:
     return _xml(twiml.dial_number_twiml(decision.number, settings.twilio_caller_id, callback))
 
 
-# --- POST /twiml/sip ------------------------------------------------------------------------
+# --- POST /twiml/incoming, /twiml/sip, /twiml/incoming/after-dial --------------------------
+
+
+async def _ring(
+    request: web.Request, kind: EventKind, call: twiml.InboundCall, form: MultiDictProxy[str]
+) -> web.Response:
+    """Publish the inbound call's event, then ring the group's browsers (or, with nobody in
+    the group, go straight to what happens when nobody answers)."""
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    try:
+        event = call_event(kind, form, call.callback_context(), datetime.now(UTC))
+    except BadCallbackError as exc:
+        raise _bad_callback(exc) from None
+    await _publish_early_notice(gateway, event)
+    if debug_enabled():
+        log.debug("inbound_call", kind=call.kind.value, line_user=call.line_user_id is not None)
+    fragment = settings.status_callback_overrides
+    identities = settings.ring_group
+    if not identities:
+        forward_to = _forward_to(settings, call.kind)
+        gateway.metrics.inbound.labels(
+            call.kind.value, "forwarded" if forward_to else "unanswered"
+        ).inc()
+        return _xml(
+            twiml.nobody_answered_twiml(
+                call,
+                forward_to=forward_to,
+                caller_id=settings.twilio_caller_id,
+                public_base_url=settings.public_base_url,
+                fragment=fragment,
+            )
+        )
+    gateway.metrics.inbound.labels(call.kind.value, "rung").inc()
+    return _xml(
+        twiml.ring_group_twiml(
+            call,
+            identities=identities,
+            timeout_s=settings.ring_timeout_s,
+            callback_url=twiml.status_callback_url(
+                settings.public_base_url, call.callback_context(), fragment
+            ),
+            action_url=twiml.after_dial_url(settings.public_base_url, call, fragment=fragment),
+        )
+    )
+
+
+def _forward_to(settings: GatewaySettings, kind: twiml.InboundKind) -> str | None:
+    return twiml.forward_target(
+        kind,
+        inbound_forward_to=settings.inbound_forward_to,
+        sip_forward_to=settings.sip_forward_to,
+    )
+
+
+async def twiml_incoming(request: web.Request) -> web.Response:
+    """A customer calling the company number."""
+    form = await _twilio_form(request, request.app[GATEWAY])
+    return await _ring(request, EventKind.INBOUND, twiml.number_call(form.get("From")), form)
 
 
 async def twiml_sip(request: web.Request) -> web.Response:
+    """A call through the SIP domain: LINE, with the caller's LINE user id in a UUI header."""
+    form = await _twilio_form(request, request.app[GATEWAY])
+    return await _ring(
+        request, EventKind.SIP_INBOUND, twiml.line_call(line_user_id(form.items())), form
+    )
+
+
+async def twiml_after_dial(request: web.Request) -> web.Response:
+    """Twilio's ``action`` request when an inbound ``<Dial>`` ends."""
     gateway = request.app[GATEWAY]
     settings = gateway.settings
     form = await _twilio_form(request, gateway)
-    try:
-        line_user = context_from({"line_user_id": form.get(LINE_USER_HEADER, "")})
-        context = CallContext(line_user_id=line_user.line_user_id)
-        event = call_event(EventKind.SIP_INBOUND, form, context, datetime.now(UTC))
-    except BadCallbackError as exc:
-        raise _bad_callback(exc) from None
-    await _publish(gateway, event)
-    if debug_enabled():
-        log.debug("sip_inbound", line_user=context.line_user_id is not None)
-    callback = twiml.status_callback_url(
-        settings.public_base_url, context, settings.status_callback_overrides
+    after = twiml.AfterDial.from_query(request.query)
+    outcome, body = twiml.after_dial_twiml(
+        after,
+        form.get("DialCallStatus"),
+        forward_to=_forward_to(settings, after.call.kind),
+        caller_id=settings.twilio_caller_id,
+        public_base_url=settings.public_base_url,
+        fragment=settings.status_callback_overrides,
     )
-    return _xml(
-        twiml.sip_inbound_twiml(
-            caller_id=settings.twilio_caller_id,
-            callback_url=callback,
-            forward_to=settings.sip_forward_to,
-            identities=settings.sip_ring_identities,
-        )
+    gateway.metrics.inbound.labels(after.call.kind.value, outcome.value).inc()
+    log.info(
+        "inbound_dial_ended",
+        kind=after.call.kind.value,
+        dial_status=(form.get("DialCallStatus") or "")[:16],
+        forwarded=after.forwarded,
+        outcome=outcome.value,
     )
+    return _xml(body)
 
 
 # --- POST /token ----------------------------------------------------------------------------
@@ -292,6 +370,7 @@ async def issue_token(request: web.Request) -> web.Response:
             **{"Retry-After": retry_after_header(wait)},
             **cors,
         )
+    incoming = identity in settings.ring_group
     token = issue_access_token(
         account_sid=settings.twilio_account_sid,
         api_key=settings.twilio_api_key,
@@ -299,15 +378,17 @@ async def issue_token(request: web.Request) -> web.Response:
         twiml_app_sid=settings.twilio_twiml_app_sid,
         identity=identity,
         ttl_s=settings.token_ttl_s,
+        incoming=incoming,
     )
     gateway.metrics.tokens.inc()
-    log.info("token_issued", identity=identity, ttl_s=settings.token_ttl_s)
+    log.info("token_issued", identity=identity, ttl_s=settings.token_ttl_s, incoming=incoming)
     return web.json_response(
         {
             "identity": identity,
             "token": token,
             "ttl": settings.token_ttl_s,
             "edge": settings.twilio_edge,
+            "incoming": incoming,
         },
         headers={"Cache-Control": "no-store", **cors},
     )

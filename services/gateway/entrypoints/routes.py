@@ -13,6 +13,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_route("OPTIONS", "/token", handlers.token_preflight)
     app.router.add_post("/twiml/voice", handlers.twiml_voice)
     app.router.add_post("/twiml/sip", handlers.twiml_sip)
+    app.router.add_post("/twiml/incoming", handlers.twiml_incoming)
+    app.router.add_post("/twiml/incoming/after-dial", handlers.twiml_after_dial)
     app.router.add_post("/twilio/status", handlers.twilio_status)
     app.router.add_get("/healthz", healthz_view)
     app.router.add_get("/readyz", handlers.readyz)

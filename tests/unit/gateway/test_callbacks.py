@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from services.common.events import CallContext, CallEvent, CallStatus, EventKind, decode_event
 from services.devtools.twilio_player import new_sid, status_callback_form, voice_request_form
 from services.gateway.domain.callbacks import (
-    LINE_USER_HEADER,
     MAX_COUNTER,
     BadCallbackError,
     call_event,
@@ -23,6 +22,7 @@ from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 
 RECEIVED_AT = datetime(2024, 5, 1, 9, 30, 15, 123000, tzinfo=UTC)
 QUERY = {"app_id": "12", "record_id": "345", "identity": "u_123"}
+LINE_ID = "U4af4980629abcdef0123456789abcdef"
 
 
 def _form(**overrides: Any) -> dict[str, str]:
@@ -125,9 +125,40 @@ def test_empty_query_values_mean_absent() -> None:
 
 
 def test_line_user_id_from_the_query() -> None:
-    query = {"line_user_id": "U4af4980629abcdef0123456789abcdef"}
+    query = {"line_user_id": LINE_ID}
     context = status_event(_form(), query, RECEIVED_AT).context
-    assert context.line_user_id == "U4af4980629abcdef0123456789abcdef"
+    assert context.line_user_id == LINE_ID
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["U4af4980629", "U 1", "U\x00", "Uあ", "U" * 129, LINE_ID.upper(), f"{LINE_ID}0"],
+)
+def test_a_line_user_id_that_is_not_one_is_absent_not_refused(value: str) -> None:
+    context = status_event(_form(), {"line_user_id": value}, RECEIVED_AT).context
+    assert context.line_user_id is None
+
+
+@pytest.mark.parametrize("direction", ["inbound", "outbound"])
+def test_direction_from_the_query(direction: str) -> None:
+    context = status_event(_form(), {"direction": direction}, RECEIVED_AT).context
+    assert context.direction == direction
+    assert status_event(_form(), {}, RECEIVED_AT).context.direction is None
+
+
+def test_the_browser_rung_by_an_inbound_call_is_its_identity() -> None:
+    """The client leg of an inbound call: From is the customer, To the browser rung; the one
+    whose leg is answered is who answered."""
+    form = _form(from_="+819012345678", to="client:kintone_5", status="in-progress")
+    query = {"direction": "inbound", "line_user_id": LINE_ID}
+    context = status_event(form, query, RECEIVED_AT).context
+    assert context == CallContext(identity="kintone_5", line_user_id=LINE_ID, direction="inbound")
+
+
+@pytest.mark.parametrize("callee", ["+81312345678", "client:bad name", "client:", "sip:a@b"])
+def test_an_inbound_leg_to_no_browser_has_no_identity(callee: str) -> None:
+    form = _form(from_="sip:line@example.com", to=callee)
+    assert status_event(form, {"direction": "inbound"}, RECEIVED_AT).context.identity is None
 
 
 @pytest.mark.parametrize(("raw", "value"), [("0", 0), ("007", 7), (str(MAX_COUNTER), MAX_COUNTER)])
@@ -238,10 +269,9 @@ def test_malformed_counter(name: str, value: str) -> None:
         ({"identity": "ユーザー"}, "malformed identity"),
         ({"identity": "a" * 122}, "malformed identity"),
         ({"identity": "u-123"}, "malformed identity"),
-        ({"line_user_id": "U 1"}, "malformed line_user_id"),
-        ({"line_user_id": "U\x00"}, "malformed line_user_id"),
-        ({"line_user_id": "Uあ"}, "malformed line_user_id"),
-        ({"line_user_id": "U" * 129}, "malformed line_user_id"),
+        ({"direction": "sideways"}, "malformed direction"),
+        ({"direction": "Inbound"}, "malformed direction"),
+        ({"direction": "outbound-dial"}, "malformed direction"),
     ],
 )
 def test_malformed_context(query: dict[str, str], reason: str) -> None:
@@ -272,6 +302,12 @@ def test_browser_custom_parameters() -> None:
     assert context == CallContext(app_id="12", record_id="345", identity="u_123")
 
 
+def test_a_browser_cannot_set_the_direction_or_a_line_user() -> None:
+    fields = {"AppId": "12", "direction": "nonsense", "line_user_id": LINE_ID}
+    context = context_from(fields, caller="client:u_1", names=BROWSER_NAMES, ours=False)
+    assert context == CallContext(app_id="12", identity="u_1")
+
+
 def test_browser_parameter_errors_use_the_browser_names() -> None:
     with pytest.raises(BadCallbackError, match=r"^malformed AppId$"):
         context_from({"AppId": "x"}, names=BROWSER_NAMES)
@@ -279,10 +315,8 @@ def test_browser_parameter_errors_use_the_browser_names() -> None:
         context_from({"RecordId": "x"}, names=BROWSER_NAMES)
 
 
-def test_sip_line_user_header() -> None:
-    fields = {LINE_USER_HEADER: "U4af4980629"}
-    context = context_from(fields, names={"line_user_id": LINE_USER_HEADER})
-    assert context == CallContext(line_user_id="U4af4980629")
+def test_a_browser_calling_out_is_not_taken_from_the_callee() -> None:
+    assert context_from({}, caller="+819012345678", callee="client:u_1").identity is None
 
 
 # --- call_event (dial / sip-inbound) --------------------------------------------------------
@@ -350,12 +384,15 @@ _NAMES = [
 ]
 _values = (
     st.text(max_size=20)
-    | st.sampled_from(["CA1", new_sid(), "completed", "ringing", "client:u_1", "０", "12"])
+    | st.sampled_from(
+        ["CA1", new_sid(), "completed", "ringing", "client:u_1", "０", "12", "inbound", LINE_ID]
+    )
     | st.integers(min_value=-5, max_value=2 * MAX_COUNTER).map(str)
 )
 _forms = st.dictionaries(st.sampled_from(_NAMES) | st.text(max_size=10), _values, max_size=10)
 _queries = st.dictionaries(
-    st.sampled_from(["app_id", "record_id", "identity", "line_user_id"]) | st.text(max_size=8),
+    st.sampled_from(["app_id", "record_id", "identity", "line_user_id", "direction"])
+    | st.text(max_size=8),
     _values,
     max_size=5,
 )

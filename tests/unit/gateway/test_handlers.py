@@ -64,8 +64,10 @@ GatewayWith = Callable[..., "AsyncIterator[tuple[TestClient, FakePublisher]]"]
 async def gateway_with() -> AsyncIterator[Callable[..., object]]:
     clients: list[TestClient] = []
 
-    async def start(*, broken: bool = False) -> tuple[TestClient, FakePublisher]:
-        settings = GatewaySettings(**gateway_settings_values())
+    async def start(
+        *, broken: bool = False, **overrides: object
+    ) -> tuple[TestClient, FakePublisher]:
+        settings = GatewaySettings(**gateway_settings_values(**overrides))
         fakes: list[FakePublisher] = []
 
         def publisher(metrics: GatewayMetrics) -> FakePublisher:
@@ -140,3 +142,58 @@ async def test_the_dial_is_answered_even_when_its_event_cannot_be_stored(
     response = await client.post("/twiml/voice", data=body, headers=headers)
     assert response.status == 200
     assert "<Number" in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/twiml/incoming", {"From": "+819012345678", "To": CALLER_ID}),
+        (
+            "/twiml/sip",
+            {
+                "From": "sip:line@line.example.jp",
+                "To": "sip:calltrail@acme-line.sip.twilio.com",
+                "SipHeader_X-User-To-User": "U" + "0" * 32,
+            },
+        ),
+    ],
+)
+async def test_an_inbound_call_rings_even_when_its_event_cannot_be_stored(
+    gateway_with: Callable[..., object], path: str, form: dict[str, str]
+) -> None:
+    """Never a dropped call: the legs' callbacks carry the direction and the LINE user."""
+    client, publisher = await gateway_with(broken=True, ring_identities="kintone_1")  # type: ignore[misc]
+    form = {"AccountSid": ACCOUNT_SID, "CallSid": new_sid(), "CallStatus": "ringing", **form}
+    headers, body = TwilioSigner(AUTH_TOKEN, PUBLIC_BASE_URL).request(path, form)
+    response = await client.post(path, data=body, headers=headers)
+    assert response.status == 200
+    text = await response.text()
+    assert "<Identity>kintone_1</Identity>" in text
+    assert "direction=inbound" in text
+    assert publisher.events == []
+
+
+async def test_inbound_events_when_they_can_be_stored(
+    gateway_with: Callable[..., object],
+) -> None:
+    client, publisher = await gateway_with(ring_identities="kintone_1")  # type: ignore[misc]
+    signer = TwilioSigner(AUTH_TOKEN, PUBLIC_BASE_URL)
+    line_id = "U" + "ab" * 16
+    for path, extra in (
+        ("/twiml/incoming", {"From": "anonymous", "To": CALLER_ID}),
+        ("/twiml/sip", {"From": "sip:a@b", "SipHeader_User-to-User": line_id}),
+    ):
+        form = {"AccountSid": ACCOUNT_SID, "CallSid": new_sid(), **extra}
+        headers, body = signer.request(path, form)
+        assert (await client.post(path, data=body, headers=headers)).status == 200
+    number, line = publisher.events
+    assert (number.kind.value, number.context.direction, number.context.line_user_id) == (
+        "inbound",
+        "inbound",
+        None,
+    )
+    assert (line.kind.value, line.context.direction, line.context.line_user_id) == (
+        "sip-inbound",
+        "inbound",
+        line_id,
+    )

@@ -27,6 +27,10 @@ def test_defaults() -> None:
     assert settings.gateway_port == 8080
     assert settings.sip_forward_to is None
     assert settings.sip_ring_identities == []
+    assert settings.ring_identities == []
+    assert settings.ring_group == ()
+    assert settings.ring_timeout_s == 20
+    assert settings.inbound_forward_to is None
     assert settings.status_callback_overrides == ""
     assert settings.trusted_proxy_hops == 0
 
@@ -54,6 +58,16 @@ def test_secret_values_and_their_hiding() -> None:
         ("TWILIO_CALLER_ID", "abc"),
         ("TWILIO_CALLER_ID", "+81000"),
         ("SIP_FORWARD_TO", "not-a-number"),
+        ("INBOUND_FORWARD_TO", "090-1234-5678"),
+        ("INBOUND_FORWARD_TO", "+81000"),
+        ("RING_TIMEOUT_S", "4"),
+        ("RING_TIMEOUT_S", "601"),
+        ("RING_TIMEOUT_S", "twenty"),
+        ("RING_IDENTITIES", "kintone_1,kintone 2"),
+        ("RING_IDENTITIES", "kintone-1"),
+        ("RING_IDENTITIES", "client:kintone_1"),
+        ("RING_IDENTITIES", ",".join(f"kintone_{i}" for i in range(11))),
+        ("SIP_RING_IDENTITIES", "u_1,ユーザー"),
         ("PUBLIC_BASE_URL", "not-a-url"),
         ("PUBLIC_BASE_URL", "ftp://calltrail.example.com"),
         ("PUBLIC_BASE_URL", "https://"),
@@ -104,9 +118,47 @@ def test_allowed_countries_are_a_comma_separated_list(
     assert _load().dial_allowed_countries == expected
 
 
-def test_ring_identities_are_a_comma_separated_list(gateway_env: pytest.MonkeyPatch) -> None:
-    gateway_env.setenv("SIP_RING_IDENTITIES", "u_1, u_2")
-    assert _load().sip_ring_identities == ["u_1", "u_2"]
+@pytest.mark.parametrize("name", ["RING_IDENTITIES", "SIP_RING_IDENTITIES"])
+def test_ring_identities_are_a_comma_separated_list(
+    gateway_env: pytest.MonkeyPatch, name: str
+) -> None:
+    gateway_env.setenv(name, "kintone_1, kintone_2,,kintone_1")
+    assert _load().ring_group == ("kintone_1", "kintone_2")
+
+
+def test_ten_browsers_at_most_as_twilio_rings(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("RING_IDENTITIES", ",".join(f"kintone_{i}" for i in range(10)))
+    assert len(_load().ring_group) == 10
+
+
+def test_the_old_name_may_repeat_the_new_one(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("RING_IDENTITIES", "kintone_1,kintone_2")
+    gateway_env.setenv("SIP_RING_IDENTITIES", "kintone_1, kintone_2")
+    assert _load().ring_group == ("kintone_1", "kintone_2")
+
+
+def test_two_different_ring_groups_are_refused(
+    gateway_env: pytest.MonkeyPatch, settings_error: SettingsErrorOf
+) -> None:
+    gateway_env.setenv("RING_IDENTITIES", "kintone_1")
+    gateway_env.setenv("SIP_RING_IDENTITIES", "kintone_2")
+    message = settings_error()
+    assert message == (
+        "calltrail gateway: RING_IDENTITIES and SIP_RING_IDENTITIES (its old name) are both set"
+        " and differ: keep RING_IDENTITIES only"
+    )
+    assert "kintone_" not in message
+
+
+@pytest.mark.parametrize("value", ["5", "600"])
+def test_ring_timeout_bounds_are_inclusive(gateway_env: pytest.MonkeyPatch, value: str) -> None:
+    gateway_env.setenv("RING_TIMEOUT_S", value)
+    assert _load().ring_timeout_s == int(value)
+
+
+def test_inbound_forward_to_is_normalised_to_e164(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("INBOUND_FORWARD_TO", "+81 3 1234 5678")
+    assert _load().inbound_forward_to == "+81312345678"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from services.gateway.domain.tokens import IDENTITY_PATTERN, is_valid_identity, 
 from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET, APP_SID
 
 
-def _issue(identity: str = "u_123", ttl_s: int = 600) -> str:
+def _issue(identity: str = "u_123", ttl_s: int = 600, incoming: bool = True) -> str:
     return issue_access_token(
         account_sid=ACCOUNT_SID,
         api_key=API_KEY,
@@ -23,6 +23,7 @@ def _issue(identity: str = "u_123", ttl_s: int = 600) -> str:
         twiml_app_sid=APP_SID,
         identity=identity,
         ttl_s=ttl_s,
+        incoming=incoming,
     )
 
 
@@ -56,6 +57,12 @@ def test_voice_grant() -> None:
     assert grants["identity"] == "u_123"
     assert grants["voice"]["outgoing"]["application_sid"] == APP_SID
     assert grants["voice"]["incoming"] == {"allow": True}
+
+
+def test_voice_grant_without_incoming_calls() -> None:
+    """Outside the ring group: outgoing only, no ``incoming`` in the grant at all."""
+    voice = _decode(_issue("u_123", incoming=False))["grants"]["voice"]
+    assert voice == {"outgoing": {"application_sid": APP_SID}}
 
 
 @pytest.mark.parametrize("ttl", [60, 600, 3600, 86_400])

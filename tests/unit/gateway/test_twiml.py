@@ -10,13 +10,28 @@ import pytest
 from services.common.events import CallContext
 from services.common.numbers import parse_number
 from services.gateway.domain.twiml import (
+    AFTER_DIAL_PATH,
+    MISSED_DIAL_STATUSES,
     REFUSAL_JA,
     STATUS_CALLBACK_EVENTS,
     STATUS_CALLBACK_PATH,
     UNAVAILABLE_JA,
+    AfterDial,
+    DialOutcome,
+    InboundCall,
+    InboundKind,
+    after_dial_twiml,
+    after_dial_url,
+    caller_number,
     dial_number_twiml,
+    forward_target,
+    hangup_twiml,
+    is_missed,
+    line_call,
+    nobody_answered_twiml,
+    number_call,
     refusal_twiml,
-    sip_inbound_twiml,
+    ring_group_twiml,
     status_callback_url,
 )
 from tests.factories import CALLER_ID, PUBLIC_BASE_URL
@@ -60,10 +75,10 @@ def test_callback_url_without_context() -> None:
     )
 
 
-def test_callback_url_for_a_line_call() -> None:
-    url = status_callback_url(PUBLIC_BASE_URL, CallContext(line_user_id="U1+2/3"))
-    assert parse_qs(urlsplit(url).query) == {"line_user_id": ["U1+2/3"]}
-    assert "U1%2B2%2F3" in url
+def test_callback_url_quotes_what_it_carries() -> None:
+    url = status_callback_url(PUBLIC_BASE_URL, CallContext(line_user_id="U1+2/3&x=#"))
+    assert parse_qs(urlsplit(url).query) == {"line_user_id": ["U1+2/3&x=#"]}
+    assert "U1%2B2%2F3%26x%3D%23" in url
 
 
 # --- dial_number_twiml ----------------------------------------------------------------------
@@ -115,54 +130,241 @@ def test_refusal_twiml_with_a_message() -> None:
     assert say.text == "お待ちください"
 
 
-# --- sip_inbound_twiml ----------------------------------------------------------------------
+# --- the ring group (inbound calls) ----------------------------------------------------------
+
+LINE_ID = "U" + "0123456789abcdef" * 2
+RING_CALLBACK = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}?direction=inbound"
 
 
-def test_sip_forwards_to_a_phone() -> None:
-    twiml = sip_inbound_twiml(
-        caller_id=CALLER_ID, callback_url=CALLBACK, forward_to="+819012345678", identities=["u_1"]
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        ("+819012345678", "+819012345678"),
+        ("09012345678", "+819012345678"),
+        ("+81312345678", "+81312345678"),
+        ("anonymous", "anonymous"),
+        ("Anonymous", "anonymous"),
+        ("+266696687", "anonymous"),  # Twilio's ANONYMOUS
+        ("+86282452253", "anonymous"),  # UNAVAILABLE
+        ("+8656696", "anonymous"),  # UNKNOWN
+        ("+2562533", "anonymous"),  # BLOCKED
+        ("+7378742833", "anonymous"),  # RESTRICTED
+        ("sip:someone@line.example.com", "anonymous"),
+        ("client:kintone_1", "anonymous"),
+        ("", "anonymous"),
+        (None, "anonymous"),
+        ("+81" + "9" * 40, "anonymous"),
+        ('"><Hangup/>', "anonymous"),
+    ],
+)
+def test_the_caller_shown_to_the_browsers(caller: str | None, expected: str) -> None:
+    call = number_call(caller)
+    assert call == InboundCall(InboundKind.NUMBER, expected)
+    assert caller_number(caller) == (None if expected == "anonymous" else expected)
+
+
+def test_parameters_of_a_number_call_and_a_line_call() -> None:
+    assert number_call("+819012345678").parameters() == {
+        "caller": "+819012345678",
+        "kind": "number",
+    }
+    assert line_call(LINE_ID).parameters() == {
+        "caller": "LINE",
+        "kind": "line",
+        "line_user_id": LINE_ID,
+    }
+    assert line_call(None).parameters() == {"caller": "LINE", "kind": "line"}
+
+
+def test_callback_context_of_the_legs_of_an_inbound_call() -> None:
+    assert number_call("+819012345678").callback_context() == CallContext(direction="inbound")
+    assert line_call(LINE_ID).callback_context() == CallContext(
+        line_user_id=LINE_ID, direction="inbound"
     )
-    dial = _parse(twiml).find("Dial")
-    assert dial is not None
-    assert dial.attrib == {"callerId": CALLER_ID, "answerOnBridge": "true"}
-    [number] = list(dial)
-    assert number.tag == "Number"
-    assert number.text == "+819012345678"
-    assert number.attrib["statusCallback"] == CALLBACK
-    assert number.attrib["statusCallbackEvent"] == STATUS_CALLBACK_EVENTS
-    # SIP_FORWARD_TO wins over the browser identities.
-    assert dial.find("Client") is None
+    url = status_callback_url(PUBLIC_BASE_URL, line_call(LINE_ID).callback_context())
+    assert parse_qs(urlsplit(url).query) == {"line_user_id": [LINE_ID], "direction": ["inbound"]}
 
 
-def test_sip_rings_the_browsers() -> None:
-    twiml = sip_inbound_twiml(
-        caller_id=CALLER_ID,
-        callback_url=CALLBACK,
-        forward_to=None,
-        identities=iter(["u_1", "u_2"]),
+def _ring(call: InboundCall, identities: list[str], fragment: str = "") -> ET.Element:
+    return _parse(
+        ring_group_twiml(
+            call,
+            identities=identities,
+            timeout_s=20,
+            callback_url=status_callback_url(PUBLIC_BASE_URL, call.callback_context(), fragment),
+            action_url=after_dial_url(PUBLIC_BASE_URL, call, fragment=fragment),
+        )
     )
-    dial = _parse(twiml).find("Dial")
-    assert dial is not None
-    assert dial.attrib["callerId"] == CALLER_ID
+
+
+def test_the_ring_group_rings_every_browser_with_the_call_s_parameters() -> None:
+    root = _ring(line_call(LINE_ID), ["kintone_1", "kintone_22"], "rc=3&rp=all")
+    [dial] = list(root)
+    assert dial.tag == "Dial"
+    assert dial.attrib == {
+        "action": f"{PUBLIC_BASE_URL}{AFTER_DIAL_PATH}?kind=line&line_user_id={LINE_ID}"
+        "#rc=3&rp=all",
+        "method": "POST",
+        "timeout": "20",
+        "answerOnBridge": "true",
+    }
     clients = list(dial)
     assert [c.tag for c in clients] == ["Client", "Client"]
-    assert [c.text for c in clients] == ["u_1", "u_2"]
+    assert [c.findtext("Identity") for c in clients] == ["kintone_1", "kintone_22"]
     for client in clients:
-        assert client.attrib["statusCallback"] == CALLBACK
-        assert client.attrib["statusCallbackEvent"] == STATUS_CALLBACK_EVENTS
-        assert client.attrib["statusCallbackMethod"] == "POST"
-    assert dial.find("Number") is None
+        assert client.text is None  # the identity is in <Identity>, not the text
+        assert client.attrib == {
+            "statusCallback": f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}"
+            f"?line_user_id={LINE_ID}&direction=inbound#rc=3&rp=all",
+            "statusCallbackEvent": STATUS_CALLBACK_EVENTS,
+            "statusCallbackMethod": "POST",
+        }
+        params = {p.get("name"): p.get("value") for p in client.findall("Parameter")}
+        assert params == {"caller": "LINE", "kind": "line", "line_user_id": LINE_ID}
+    assert root.find("Say") is None
 
 
-@pytest.mark.parametrize("forward_to", [None, ""])
-def test_sip_with_nobody_to_ring_is_refused(forward_to: str | None) -> None:
-    twiml = sip_inbound_twiml(
-        caller_id=CALLER_ID, callback_url=CALLBACK, forward_to=forward_to, identities=[]
+def test_a_number_call_rings_without_a_caller_id_and_without_a_line_id() -> None:
+    dial = _ring(number_call("+819012345678"), ["kintone_1"]).find("Dial")
+    assert dial is not None
+    assert "callerId" not in dial.attrib  # each browser sees the customer's own From
+    assert dial.attrib["action"] == f"{PUBLIC_BASE_URL}{AFTER_DIAL_PATH}?kind=number"
+    [client] = dial.findall("Client")
+    assert client.attrib["statusCallback"] == RING_CALLBACK
+    params = {p.get("name"): p.get("value") for p in client.findall("Parameter")}
+    assert params == {"caller": "+819012345678", "kind": "number"}
+
+
+@pytest.mark.parametrize("timeout_s", [5, 20, 600])
+def test_the_ring_timeout(timeout_s: int) -> None:
+    call = number_call(None)
+    twiml = ring_group_twiml(
+        call, identities=["k"], timeout_s=timeout_s, callback_url="u", action_url="a"
     )
-    root = _parse(twiml)
+    dial = _parse(twiml).find("Dial")
+    assert dial is not None
+    assert dial.get("timeout") == str(timeout_s)
+
+
+# --- after the ring group ---------------------------------------------------------------------
+
+
+def _after(
+    query: dict[str, str], status: str | None, forward_to: str | None
+) -> tuple[DialOutcome, ET.Element]:
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query(query),
+        status,
+        forward_to=forward_to,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        fragment="rc=3",
+    )
+    return outcome, _parse(twiml)
+
+
+@pytest.mark.parametrize("status", ["completed", "answered", None, "", "in-progress", "bogus"])
+@pytest.mark.parametrize("forwarded", [False, True])
+def test_a_call_a_browser_answered_is_never_forwarded(status: str | None, forwarded: bool) -> None:
+    query = {"kind": "number", **({"forwarded": "1"} if forwarded else {})}
+    outcome, root = _after(query, status, "+81312345678")
+    assert outcome is (DialOutcome.FORWARD_ANSWERED if forwarded else DialOutcome.ANSWERED)
+    assert [child.tag for child in root] == ["Hangup"]
+
+
+@pytest.mark.parametrize("status", sorted(MISSED_DIAL_STATUSES))
+def test_a_missed_number_call_goes_to_the_forward_number(status: str) -> None:
+    outcome, root = _after({"kind": "number"}, status, "+81312345678")
+    assert outcome is DialOutcome.FORWARDED
+    [dial] = list(root)
+    assert dial.attrib == {
+        "callerId": CALLER_ID,
+        "answerOnBridge": "true",
+        "action": f"{PUBLIC_BASE_URL}{AFTER_DIAL_PATH}?kind=number&forwarded=1#rc=3",
+        "method": "POST",
+    }
+    [number] = list(dial)
+    assert number.tag == "Number"
+    assert number.text == "+81312345678"
+    assert number.attrib["statusCallback"] == f"{RING_CALLBACK}#rc=3"
+    assert number.attrib["statusCallbackEvent"] == STATUS_CALLBACK_EVENTS
+
+
+def test_a_missed_line_call_keeps_its_line_user_on_the_forward_leg() -> None:
+    outcome, root = _after({"kind": "line", "line_user_id": LINE_ID}, "no-answer", "+8131")
+    assert outcome is DialOutcome.FORWARDED
+    number = root.find("Dial/Number")
+    assert number is not None
+    query = parse_qs(urlsplit(number.attrib["statusCallback"]).query)
+    assert query == {"line_user_id": [LINE_ID], "direction": ["inbound"]}
+    dial = root.find("Dial")
+    assert dial is not None
+    action = parse_qs(urlsplit(dial.attrib["action"]).query)
+    assert action == {"kind": ["line"], "line_user_id": [LINE_ID], "forwarded": ["1"]}
+
+
+@pytest.mark.parametrize(
+    "query", [{"kind": "number"}, {"kind": "number", "forwarded": "1"}, {"kind": "line"}]
+)
+def test_a_missed_call_with_nowhere_to_go_hears_the_message(query: dict[str, str]) -> None:
+    outcome, root = _after(query, "no-answer", None)
+    assert outcome is DialOutcome.UNANSWERED
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root.findtext("Say") == UNAVAILABLE_JA
+    assert root.find("Say").attrib == {"language": "ja-JP"}  # type: ignore[union-attr]
+
+
+def test_a_missed_forward_hears_the_message_not_a_second_forward() -> None:
+    outcome, root = _after({"kind": "number", "forwarded": "1"}, "busy", "+81312345678")
+    assert outcome is DialOutcome.UNANSWERED
     assert root.find("Dial") is None
-    say = root.find("Say")
-    assert say is not None
-    assert say.attrib["language"] == "ja-JP"
-    assert say.text == UNAVAILABLE_JA
-    assert root.find("Hangup") is not None
+    assert root.findtext("Say") == UNAVAILABLE_JA
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, AfterDial(InboundCall(InboundKind.NUMBER, "anonymous"), False)),
+        ({"kind": "fax", "forwarded": "yes"}, AfterDial(number_call(None), False)),
+        ({"kind": "line", "line_user_id": "U1"}, AfterDial(line_call(None), False)),
+        ({"kind": "line", "line_user_id": LINE_ID}, AfterDial(line_call(LINE_ID), False)),
+        ({"kind": "line", "forwarded": "1"}, AfterDial(line_call(None), True)),
+    ],
+)
+def test_the_after_dial_query_is_read_leniently(query: dict[str, str], expected: AfterDial) -> None:
+    assert AfterDial.from_query(query) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "inbound", "sip", "expected"),
+    [
+        (InboundKind.NUMBER, "+8131", "+8132", "+8131"),
+        (InboundKind.NUMBER, None, "+8132", None),
+        (InboundKind.LINE, "+8131", "+8132", "+8132"),
+        (InboundKind.LINE, "+8131", None, "+8131"),
+        (InboundKind.LINE, None, None, None),
+    ],
+)
+def test_forward_target(
+    kind: InboundKind, inbound: str | None, sip: str | None, expected: str | None
+) -> None:
+    assert forward_target(kind, inbound_forward_to=inbound, sip_forward_to=sip) == expected
+
+
+def test_nobody_to_ring_goes_straight_to_the_forward_number_or_the_message() -> None:
+    common = {"caller_id": CALLER_ID, "public_base_url": PUBLIC_BASE_URL}
+    root = _parse(nobody_answered_twiml(number_call(None), forward_to="+81312345678", **common))
+    number = root.find("Dial/Number")
+    assert number is not None
+    assert number.text == "+81312345678"
+    root = _parse(nobody_answered_twiml(line_call(LINE_ID), forward_to=None, **common))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+
+
+def test_hangup_twiml() -> None:
+    assert [child.tag for child in _parse(hangup_twiml())] == ["Hangup"]
+
+
+def test_is_missed() -> None:
+    assert all(is_missed(s) for s in ("no-answer", "busy", "failed", "canceled"))
+    assert not any(is_missed(s) for s in ("completed", "answered", None, "NO-ANSWER"))

@@ -395,8 +395,10 @@ def test_the_line_user_is_kept_from_the_sip_inbound_event() -> None:
 
 def test_the_line_user_from_the_callback_query() -> None:
     sid = new_sid()
-    event = status("ringing", call_sid=sid, from_=SIP_FROM, query={"line_user_id": "Uabc"})
-    assert leg_of(event).line_user_id == "Uabc"
+    event = status(
+        "ringing", call_sid=sid, from_=SIP_FROM, query={"line_user_id": "U" + "abc0" * 8}
+    )
+    assert leg_of(event).line_user_id == "U" + "abc0" * 8
 
 
 def test_the_largest_reported_duration_wins() -> None:
