@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     STATUS = "status"
     DIAL = "dial"
     SIP_INBOUND = "sip-inbound"
+    INBOUND = "inbound"  # a customer calling the company number (/twiml/incoming)
 
 
 class CallStatus(enum.StrEnum):
@@ -52,6 +53,9 @@ class CallContext:
     record_id: str | None = None
     identity: str | None = None
     line_user_id: str | None = None
+    # "inbound" (a customer called the company number or LINE) or "outbound"; None in events
+    # from before the gateway said (the recorder then infers it from the leg).
+    direction: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
         return {
@@ -59,6 +63,7 @@ class CallContext:
             "record_id": self.record_id,
             "identity": self.identity,
             "line_user_id": self.line_user_id,
+            "direction": self.direction,
         }
 
 
@@ -163,6 +168,7 @@ def decode_event(raw: bytes) -> CallEvent:
                 record_id=_optional_str(context_doc, "record_id"),
                 identity=_optional_str(context_doc, "identity"),
                 line_user_id=_optional_str(context_doc, "line_user_id"),
+                direction=_context_direction(context_doc),
             ),
             params=params,
         )
@@ -193,6 +199,16 @@ def _optional_str(doc: Mapping[str, Any], name: str) -> str | None:
     value = doc.get(name)
     if value is not None and not isinstance(value, str):
         raise EventDecodeError(f"{name} must be a string or null")
+    return value
+
+
+CONTEXT_DIRECTIONS = frozenset({"inbound", "outbound"})
+
+
+def _context_direction(context: Mapping[str, Any]) -> str | None:
+    value = _optional_str(context, "direction")
+    if value is not None and value not in CONTEXT_DIRECTIONS:
+        raise EventDecodeError("context.direction must be inbound, outbound or null")
     return value
 
 

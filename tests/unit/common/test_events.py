@@ -73,9 +73,37 @@ def test_encode_matches_the_contract_shape() -> None:
         "from": "+815012345678",
         "to": "+819012345678",
         "duration_s": 61,
-        "context": {"app_id": "12", "record_id": "345", "identity": "u_123", "line_user_id": None},
+        "context": {
+            "app_id": "12",
+            "record_id": "345",
+            "identity": "u_123",
+            "line_user_id": None,
+            "direction": None,
+        },
         "params": {"CallStatus": "completed"},
     }
+
+
+@pytest.mark.parametrize("direction", ["inbound", "outbound", None])
+def test_context_direction_round_trips(direction: str | None) -> None:
+    event = _event(kind=EventKind.INBOUND, context=CallContext(direction=direction))
+    decoded = decode_event(event.encode())
+    assert decoded.kind is EventKind.INBOUND
+    assert decoded.context.direction == direction
+
+
+@pytest.mark.parametrize("bad", ["in", "INBOUND", "", 1, True, ["inbound"]])
+def test_context_direction_is_inbound_outbound_or_null(bad: object) -> None:
+    doc = _event().to_dict()
+    doc["context"]["direction"] = bad
+    with pytest.raises(EventDecodeError, match="direction"):
+        decode_event(orjson.dumps(doc))
+
+
+def test_old_events_without_a_context_direction_still_decode() -> None:
+    doc = _event().to_dict()
+    del doc["context"]["direction"]
+    assert decode_event(orjson.dumps(doc)).context.direction is None
 
 
 def test_encode_is_utf8_json_with_unicode_kept() -> None:
