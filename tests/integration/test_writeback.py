@@ -137,7 +137,7 @@ async def test_subtable_rows_appended_once_keeping_what_was_there(make_harness) 
     by_sid = {row["CallSid"]: row for row in rows[1:]}
     assert set(by_sid) == {calls[0][0].call_sid, calls[1][0].call_sid}
     first = by_sid[calls[0][0].call_sid]
-    assert first["電話番号"] == "+819012345678"
+    assert first["通話番号"] == "+819012345678"
     assert first["通話日時"] == "2026-11-10T03:00:05Z"
     assert first["通話時間"] == "61"
     assert first["通話料金"] == "32.9"  # 2 minutes × (16.2 + 0.25) yen

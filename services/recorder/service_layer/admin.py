@@ -75,9 +75,12 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
     mode = settings.kintone_writeback
     if mode is WritebackMode.OFF:
         raise CheckRefusedError("KINTONE_WRITEBACK is off; nothing to check")
-    target = settings.kintone_call_log_app if mode is WritebackMode.APP else app
+    customer_app = app or settings.kintone_customer_app
+    target = settings.kintone_call_log_app if mode is WritebackMode.APP else customer_app
     if target is None:
-        raise CheckRefusedError("subtable mode needs --app (the customer app's id)")
+        raise CheckRefusedError(
+            "subtable mode needs --app or KINTONE_CUSTOMER_APP (the customer app's id)"
+        )
     assert settings.kintone_base_url is not None  # required by KintoneSettings when not off
     async with KintoneClient(
         settings.kintone_base_url,
@@ -88,7 +91,15 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
             properties = await client.get_form_fields(target)
         except KintoneError as exc:
             raise CheckFailedError(f"app {target}: {exc}") from None
+    # The customer app is also where inbound calls are matched (KINTONE_CUSTOMER_APP).
+    matched_here = settings.kintone_customer_app is not None and (
+        target == settings.kintone_customer_app
+    )
     findings = check_fields(
-        properties, mode, settings.kintone_history_table, settings.history_fields()
+        properties,
+        mode,
+        settings.kintone_history_table,
+        settings.history_fields(),
+        settings.lookup_fields() if matched_here else None,
     )
     return AppCheck(target, mode, findings)
