@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.recorder.adapters.kintone import KintoneUnavailableError
 from services.recorder.adapters.outbox import KintoneOutbox
 from tests.inbound_calls import InboundCall, inbound_call
 from tests.integration.writeback_support import AT, CALL_LOG, CUSTOMERS, Harness, one_call
@@ -138,8 +139,8 @@ async def test_after_the_lookup_a_retry_writes_to_the_same_records_without_askin
     async def second_update_fails(app, record_id, record, revision=None):  # type: ignore[no-untyped-def]
         nonlocal failed
         if record_id == second and not failed:
-            failed = True
-            h.domain.fail_next(*([503] * 6))
+            failed = True  # kintone stayed away through all of the client's retries
+            raise KintoneUnavailableError(503, "", "Service Unavailable")
         return await original(app, record_id, record, revision)
 
     h.client.update_record = second_update_fails  # type: ignore[method-assign]

@@ -84,6 +84,13 @@ class ParkError(Exception):
     """A job that retrying cannot fix (reason in the message)."""
 
 
+def _as_read(record: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], int] | None:
+    """A record as the lookup returned it, with its revision, if it came with one."""
+    cell = record.get("$revision") if record is not None else None
+    value = str(cell.get("value", "")) if isinstance(cell, Mapping) else ""
+    return (record, int(value)) if record is not None and value.isdigit() else None
+
+
 class WritebackWorker:
     def __init__(
         self,
@@ -147,18 +154,55 @@ class WritebackWorker:
             ready = [job for job in jobs if not job.inbound or job.call_sid in customers]
             await self._write_call_log(ready, summaries, customers)
         else:
-            groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
-            for job in jobs:
-                if job.record_id is not None:
-                    groups[(job.app_id, job.record_id)].append(job)
-            await asyncio.gather(
-                *(
-                    self._write_history(app, record, group, summaries)
-                    for (app, record), group in groups.items()
-                ),
-                *(self._write_inbound(job, summaries[job.call_sid]) for job in inbound),
-            )
+            await self._write_histories(jobs, summaries)
         return len(jobs)
+
+    async def _write_histories(
+        self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
+    ) -> None:
+        """Subtable mode: look the inbound callers up, then one update per record for every
+        call landing on it, outbound or inbound (an inbound call may land on several). A
+        record the lookup returned is not read again: the update carries its revision."""
+        inbound = [job for job in jobs if job.inbound]
+        looked = await asyncio.gather(
+            *(self._lookup_or_settle(job, summaries[job.call_sid]) for job in inbound)
+        )
+        groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
+        reads: dict[tuple[int, int], tuple[Mapping[str, Any], int]] = {}
+        unmatched: list[Job] = []
+        for job in jobs:
+            if job.record_id is not None:
+                groups[(job.app_id, job.record_id)].append(job)
+        for job, found in zip(inbound, looked, strict=True):
+            if found is None:
+                continue  # the lookup failed: settled already
+            matched, fresh = found
+            if not matched:
+                unmatched.append(job)
+            for rid in matched:
+                key = (job.app_id, rid)
+                groups[key].append(job)
+                read = _as_read(fresh.get(rid))
+                if read is not None and (key not in reads or read[1] > reads[key][1]):
+                    reads[key] = read
+        errors = await asyncio.gather(
+            *(
+                self._write_history(app, record, group, summaries, reads.get((app, record)))
+                for (app, record), group in groups.items()
+            )
+        )
+        failed: dict[str, tuple[Job, BaseException]] = {}
+        for group, error in zip(groups.values(), errors, strict=True):
+            for job in group:
+                if error is not None:
+                    failed.setdefault(job.call_sid, (job, error))
+        for job, reason in failed.values():
+            await self._settle([job], reason)
+        written = {job.call_sid: job for group in groups.values() for job in group}
+        done = [job for sid, job in written.items() if sid not in failed] + unmatched
+        for job in unmatched:
+            log.warning("kintone_call_unmatched", call_sid=job.call_sid, app=job.app_id)
+        await self._settle(done, None)
 
     # --- database ---------------------------------------------------------------------------
 
@@ -201,16 +245,23 @@ class WritebackWorker:
     # --- subtable mode -------------------------------------------------------------------------
 
     async def _write_history(
-        self, app: int, record_id: int, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
-    ) -> None:
+        self,
+        app: int,
+        record_id: int,
+        jobs: Sequence[Job],
+        summaries: Mapping[str, CallSummary],
+        read: tuple[Mapping[str, Any], int] | None = None,
+    ) -> KintoneError | ParkError | None:
+        """The calls onto one record; returns what went wrong, if anything."""
         try:
             # The client's own lines (retries, 429s) then say which calls they carry.
             with structlog.contextvars.bound_contextvars(call_sids=[j.call_sid for j in jobs]):
-                await self.append_history(app, record_id, [summaries[j.call_sid] for j in jobs])
+                await self.append_history(
+                    app, record_id, [summaries[j.call_sid] for j in jobs], read
+                )
         except (KintoneError, ParkError) as exc:
-            await self._settle(jobs, exc)
-        else:
-            await self._settle(jobs, None)
+            return exc
+        return None
 
     async def append_history(
         self,
@@ -281,25 +332,17 @@ class WritebackWorker:
         )
         return list(by_id), by_id
 
-    async def _write_inbound(self, job: Job, summary: CallSummary) -> None:
-        """Subtable mode: the call on every matching customer record, each update carrying the
-        revision the lookup returned (409: read again, as for any call)."""
+    async def _lookup_or_settle(
+        self, job: Job, summary: CallSummary
+    ) -> tuple[list[int], dict[int, Mapping[str, Any]]] | None:
+        """Subtable mode's lookup, asking for each record's revision and history table too;
+        None when it failed (the job is settled: retried later, or parked)."""
         try:
             with structlog.contextvars.bound_contextvars(call_sids=[job.call_sid]):
-                matched, fresh = await self._lookup(job, summary, ["$revision", self._table])
-                for rid in matched:
-                    record = fresh.get(rid)
-                    read = None
-                    if record is not None and isinstance(record.get("$revision"), Mapping):
-                        revision = str(record["$revision"].get("value", ""))
-                        read = (record, int(revision)) if revision.isdigit() else None
-                    await self.append_history(job.app_id, rid, [summary], read)
-        except (KintoneError, ParkError) as exc:
+                return await self._lookup(job, summary, ["$revision", self._table])
+        except KintoneError as exc:
             await self._settle([job], exc)
-            return
-        if not matched:
-            log.warning("kintone_call_unmatched", call_sid=job.call_sid, app=job.app_id)
-        await self._settle([job], None)
+            return None
 
     async def _customer_of(self, job: Job, summary: CallSummary) -> tuple[bool, int | None]:
         """App mode: (looked up, the lowest matching record or None); a failed lookup settles
