@@ -3,10 +3,14 @@ customer records through the kintone stand-in's records query, written exactly o
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 import pytest
 
 from services.recorder.adapters.kintone import KintoneUnavailableError
 from services.recorder.adapters.outbox import KintoneOutbox
+from services.recorder.service_layer.costs import month_costs
 from tests.inbound_calls import InboundCall, inbound_call
 from tests.integration.writeback_support import AT, CALL_LOG, CUSTOMERS, Harness, one_call
 
@@ -231,3 +235,17 @@ async def test_missed_and_forwarded_calls(make_harness, forward: str | None) -> 
         assert (row["通話結果"], row["通話時間"]) == ("no-answer", "0")
     else:
         assert (row["通話結果"], row["通話時間"]) == ("completed", "40")
+
+
+async def test_costs_show_inbound_legs_unrated_apart_from_outbound(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await harness(make_harness)
+    await record(h, inbound_call(caller=CALLER, talk_s=61, at=AT))
+    await h.record_calls(one_call(h.customer(), duration_s=61))
+    costs = await month_costs(h.engine, date(2026, 11, 1))
+    lines = {(u.direction, u.leg, u.destination_type): u for u in costs.usage}
+    inbound = lines[("inbound", "pstn", "mobile")]  # the customer's call, by who called
+    assert (inbound.legs, inbound.charge, inbound.unrated_legs) == (1, None, 1)
+    ringing = lines[("inbound", "browser", "client")]  # the browsers it rang: client legs
+    assert (ringing.legs, ringing.charge) == (2, Decimal("0.50"))
+    assert lines[("outbound", "pstn", "mobile")].charge == Decimal("32.4")
+    assert costs.unrated_legs == 1

@@ -43,6 +43,7 @@ from services.recorder.adapters.kintone import (
 from services.recorder.adapters.outbox import NOT_A_NUMBER, KintoneOutbox
 from services.recorder.adapters.storage import is_outage
 from services.recorder.domain.customer_lookup import (
+    MAX_RECORDS,
     identify_caller,
     lookup_fields_wanted,
     lookup_query,
@@ -321,6 +322,10 @@ class WritebackWorker:
                 lookup_fields_wanted(self._lookup_fields, caller, extra),
             )
             found = matching_records(records, caller, self._lookup_fields, self._home_region)
+            if len(records) >= MAX_RECORDS:
+                # kintone returns at most 500: more records share the number's last group
+                # than one query can return; matches beyond them are missed.
+                log.warning("kintone_lookup_truncated", call_sid=job.call_sid, app=job.app_id)
         by_id = {rid: r for r in found if (rid := record_id(r)) is not None}
         await self._outbox.set_matched(job.call_sid, list(by_id))
         log.info(
