@@ -127,11 +127,21 @@ def lookup_query(caller: Caller, fields: LookupFields) -> str:
     return f"({code} in ({forms}) or {code} like {quote(last_group(caller.e164))}){tail}"
 
 
+MAX_FIELD_TEXT = 256  # a phone field longer than this is not searched for numbers
+
+
 def same_number(value: str, e164: str, home_region: str = "JP") -> bool:
+    """The field holds the caller's number: as its whole value, or among other text
+    ("090-1111-2222 (携帯)", "携帯 090-… / 会社 03-…")."""
     try:
         return parse_number(value, default_region=home_region).e164 == e164
     except InvalidNumberError:
-        return False
+        pass
+    text = value[:MAX_FIELD_TEXT]
+    return any(
+        phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164) == e164
+        for match in phonenumbers.PhoneNumberMatcher(text, home_region)
+    )
 
 
 def _text(record: Mapping[str, Any], code: str) -> str:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from services.recorder.adapters import migrations
 from services.recorder.adapters.kintone import KintoneClient, KintoneError
 from services.recorder.adapters.outbox import KintoneOutbox, OutboxStatus
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.history import WritebackMode
-from services.recorder.domain.kintone_fields import Finding, check_fields
+from services.recorder.domain.kintone_fields import Finding, check_fields, check_lookup_fields
 from services.recorder.domain.tariff import TariffBook
 from services.recorder.service_layer.recording import rerate_month
 from services.recorder.settings import DatabaseSettings, KintoneSettings
@@ -91,6 +92,13 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
             properties = await client.get_form_fields(target)
         except KintoneError as exc:
             raise CheckFailedError(f"app {target}: {exc}") from None
+        customers: dict[str, Any] | None = None
+        if mode is WritebackMode.APP and settings.kintone_customer_app is not None:
+            # App mode writes to the call log, but inbound calls are matched in the customer app.
+            try:
+                customers = await client.get_form_fields(settings.kintone_customer_app)
+            except KintoneError as exc:
+                raise CheckFailedError(f"app {settings.kintone_customer_app}: {exc}") from None
     # The customer app is also where inbound calls are matched (KINTONE_CUSTOMER_APP).
     matched_here = settings.kintone_customer_app is not None and (
         target == settings.kintone_customer_app
@@ -102,4 +110,10 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
         settings.history_fields(),
         settings.lookup_fields() if matched_here else None,
     )
+    if customers is not None:
+        app_id = settings.kintone_customer_app
+        findings += [
+            Finding(f"{f.code} (app {app_id})", f.ok, f.message)
+            for f in check_lookup_fields(customers, settings.lookup_fields())
+        ]
     return AppCheck(target, mode, findings)

@@ -39,6 +39,8 @@ WRITTEN_FORMS = [
     "+81 (0)90-1111-2222",
     "+8109011112222",
     "０９０－１１１１－２２２２",  # full-width, as a Japanese keyboard gives it
+    "090-1111-2222 (携帯)",  # with a note
+    "携帯 090-1111-2222 / 会社 03-1234-5678",  # two numbers in one field
 ]
 NOT_THE_CALLER = ["090-3333-2222", "03-1111-2222", "09011112223", "2222", "", "090-1111-22222"]
 
@@ -102,7 +104,17 @@ def test_a_field_code_with_query_syntax_is_refused() -> None:
         lookup_query(PhoneCaller(CALLER), LookupFields('電話番号 = "" or x', "LINE"))
 
 
-@given(st.text(max_size=40), st.one_of(st.none(), st.text(max_size=40)))
+QUERY_SYNTAX = st.sampled_from(['"', "\\", '" or 電話番号 like "', ")", "(", " or ", "\t", ""])
+NUMBERISH = st.builds(
+    "".join,
+    st.lists(st.one_of(st.sampled_from(list("0123456789+-() ")), QUERY_SYNTAX), max_size=20),
+)
+
+
+@given(
+    st.one_of(st.text(max_size=40), NUMBERISH, st.just(CALLER).map(lambda c: c + '" or "')),
+    st.one_of(st.none(), st.text(max_size=40), st.just(LINE_ID + '" or "')),
+)
 def test_no_caller_text_breaks_or_widens_the_query(from_number: str, line_id: str | None) -> None:
     caller = identify_caller(from_number, line_id)
     if caller is None:
