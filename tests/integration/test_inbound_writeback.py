@@ -3,6 +3,7 @@ customer records through the kintone stand-in's records query, written exactly o
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 
@@ -249,3 +250,65 @@ async def test_costs_show_inbound_legs_unrated_apart_from_outbound(make_harness)
     assert (ringing.legs, ringing.charge) == (2, Decimal("0.50"))
     assert lines[("outbound", "pstn", "mobile")].charge == Decimal("32.4")
     assert costs.unrated_legs == 1
+
+
+async def test_under_faults_and_restarts_every_call_lands_once_on_each_of_its_records(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = await harness(make_harness)
+    callers = [f"+8190{2000 + i:04d}{i:04d}" for i in range(12)]
+    # Each caller has one or two records, written differently; a few strangers call too.
+    records: dict[str, list[int]] = {}
+    for i, caller in enumerate(callers):
+        national = "0" + caller[3:]
+        forms = [f"{national[:3]}-{national[3:7]}-{national[7:]}", national][: 1 + i % 2]
+        records[caller] = [h.customer(f"顧客{i}", 電話番号=form) for form in forms]
+    inbound = [inbound_call(caller=callers[i % 12], talk_s=10 + i, at=AT) for i in range(48)]
+    strangers = [inbound_call(caller=f"+8180{9000 + i:04d}0000", at=AT) for i in range(3)]
+    outbound = [one_call(records[callers[i % 12]][0], duration_s=5 + i) for i in range(24)]
+    await record(h, *inbound, *strangers)
+    await h.record_calls(*outbound)
+    h.domain.set_failure_rate(0.25, (429, 500, 503), seed=11)
+    h.domain.concurrency_limit = 3
+    h.domain.latency_s = 0.02
+    for _ in range(3):  # killed mid-way, three times
+        task = asyncio.create_task(h.worker().run(asyncio.Event()))
+        await asyncio.sleep(0.06)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (await h.outbox()).get("pending", 0) > 0
+    await h.sql("UPDATE kintone_outbox SET leased_until = NULL, available_at = now()")
+    h.domain.set_failure_rate(0.1, (429, 500, 503))
+    for _ in range(100):
+        if (await h.outbox()).get("pending", 0) == 0:
+            break
+        await h.worker().run_once()
+        await h.sql("UPDATE kintone_outbox SET available_at = now() WHERE state = 'pending'")
+    assert await h.outbox() == {"done": 48 + 3 + 24}
+    for i, caller in enumerate(callers):
+        calls_in = [c.root for c in inbound[i::12]]
+        calls_out = [c[0].call_sid for c in outbound[i::12]]
+        for n, record_id in enumerate(records[caller]):
+            written = sorted(row["CallSid"] for row in h.history(record_id))
+            assert written == sorted(calls_in + (calls_out if n == 0 else []))  # once each
+    status = await KintoneOutbox(h.engine).status()
+    assert sorted(status.unmatched) == sorted(c.root for c in strangers)
+
+
+async def test_a_wrong_phone_field_parks_with_kintones_reason_and_a_retry_looks_again(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h = await harness(make_harness, kintone_field_phone="電話")
+    customer = h.customer(電話番号="090-1111-2222")
+    await record(h, inbound_call(caller=CALLER, at=AT))
+    await h.worker().run_once()
+    [(state, reason, matched)] = await h.sql(
+        "SELECT state, last_error, matched_record_ids FROM kintone_outbox"
+    )
+    assert (state, matched) == ("parked", None)
+    assert "GAIA_IQ11" in str(reason)
+    h.settings = h.settings.model_copy(update={"kintone_field_phone": "電話番号"})
+    assert await KintoneOutbox(h.engine).requeue_parked() == 1
+    await h.worker().run_once()
+    assert len(h.history(customer)) == 1
+    assert await h.outbox() == {"done": 1}

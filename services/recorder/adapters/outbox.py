@@ -97,9 +97,11 @@ SELECT last_error, count(*) FROM kintone_outbox WHERE state = '{OutboxState.PARK
 GROUP BY last_error ORDER BY count(*) DESC
 """  # noqa: S608
 OLDEST_PENDING = f"SELECT min(created_at) FROM kintone_outbox WHERE state = '{OutboxState.PENDING}'"  # noqa: S608
+# An inbound call looks its customers up again after the fix (the CallSid check in each
+# record's table keeps the rows already written from being written twice).
 REQUEUE_PARKED = f"""
 UPDATE kintone_outbox SET state = '{OutboxState.PENDING}', available_at = now(), attempts = 0,
-    leased_until = NULL, last_error = NULL
+    leased_until = NULL, last_error = NULL, matched_record_ids = NULL
 WHERE state = '{OutboxState.PARKED}' AND ($1::text[] IS NULL OR call_sid = ANY($1::text[]))
 """  # noqa: S608
 NOT_A_NUMBER = "app or record id is not a number"
