@@ -6,9 +6,10 @@ kintone's ``like`` on a text field is a *word* search, not a substring one (cybo
 letters and digits in a run are one word, ``-``, spaces, parentheses and most symbols split
 words, while ``+``, ``_`` and ``#`` do not. So ``09011112222`` is one word that ``like "2222"``
 never finds, while ``090-1111-2222`` is three words and is found. The query therefore asks for
-the forms a number is commonly written in as whole values (``in``), or for its last group as a
-word (``like``), and :func:`matching_records` then keeps only the records whose number
-normalises to the caller's: the ``like`` half finds other people's numbers that end alike.
+the forms a number is commonly written in as whole values (``in``), or for its groups after the
+first as words (``like … and like …``), and :func:`matching_records` then keeps only the
+records whose number normalises to the caller's: the ``like`` half can find other people's
+numbers that share its groups.
 
 Every value goes into the query through :func:`quote`, and only values this module built from a
 parsed number or a validated LINE user id: a caller's text never reaches the query as such.
@@ -99,13 +100,18 @@ def phone_forms(e164: str) -> list[str]:
     return list(dict.fromkeys(form for form in forms if form))
 
 
-def last_group(e164: str) -> str:
-    """The number's last group as written nationally (``2222`` of ``090-1111-2222``): the word
-    a ``like`` finds in any separated form of it."""
+def word_groups(e164: str) -> list[str]:
+    """The words a ``like`` looks for: the groups of the number as written nationally after
+    the first (``1111`` and ``2222`` of ``090-1111-2222``). Any separated form of the number
+    holds them as words, whatever it does with the area or mobile prefix (``090``, ``90``,
+    ``(0)90``); asking for all of them (``and``) keeps numbers that merely end alike out of the
+    500 records one query returns."""
     number = phonenumbers.parse(e164)
     national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     groups = [g for g in re.split(r"[^0-9]+", national) if g]
-    return groups[-1] if groups else phonenumbers.national_significant_number(number)
+    if len(groups) > 1:
+        return list(dict.fromkeys(groups[1:]))
+    return groups or [phonenumbers.national_significant_number(number)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +130,8 @@ def lookup_query(caller: Caller, fields: LookupFields) -> str:
         return f"{code} = {quote(caller.user_id)}{tail}"
     code = check_field_code(fields.phone)
     forms = ", ".join(quote(form) for form in phone_forms(caller.e164))
-    return f"({code} in ({forms}) or {code} like {quote(last_group(caller.e164))}){tail}"
+    words = " and ".join(f"{code} like {quote(word)}" for word in word_groups(caller.e164))
+    return f"({code} in ({forms}) or ({words})){tail}"
 
 
 MAX_FIELD_TEXT = 256  # a phone field longer than this is not searched for numbers

@@ -15,10 +15,10 @@ from services.recorder.domain.customer_lookup import (
     LookupFields,
     PhoneCaller,
     identify_caller,
-    last_group,
     lookup_query,
     matching_records,
     phone_forms,
+    word_groups,
 )
 
 FIELDS = LookupFields(phone="電話番号", line_user_id="LINEユーザーID")
@@ -42,7 +42,15 @@ WRITTEN_FORMS = [
     "090-1111-2222 (携帯)",  # with a note
     "携帯 090-1111-2222 / 会社 03-1234-5678",  # two numbers in one field
 ]
-NOT_THE_CALLER = ["090-3333-2222", "03-1111-2222", "09011112223", "2222", "", "090-1111-22222"]
+NOT_THE_CALLER = [
+    "2222-1111-090",
+    "090-3333-2222",
+    "03-1111-2222",
+    "09011112223",
+    "2222",
+    "",
+    "090-1111-22222",
+]
 
 
 def find(query: str, values: list[str], code: str = "電話番号") -> list[dict[str, Any]]:
@@ -73,11 +81,12 @@ def test_who_called(from_number: str | None, line_id: str | None, caller: object
     assert identify_caller(from_number, line_id) == caller
 
 
-def test_forms_and_last_group() -> None:
+def test_forms_and_word_groups() -> None:
     forms = phone_forms(CALLER)
     assert {"+819011112222", "09011112222", "090-1111-2222", "+81 90-1111-2222"} <= set(forms)
-    assert last_group(CALLER) == "2222"
-    assert last_group("+81312345678") == "5678"
+    assert word_groups(CALLER) == ["1111", "2222"]
+    assert word_groups("+81312345678") == ["1234", "5678"]
+    assert word_groups("+81120123456") == ["123", "456"]
 
 
 def test_every_written_form_is_found_and_kept() -> None:
@@ -86,8 +95,9 @@ def test_every_written_form_is_found_and_kept() -> None:
     found = find(query, values)
     kept = matching_records(found, PhoneCaller(CALLER), FIELDS)
     assert [r["電話番号"]["value"] for r in kept] == WRITTEN_FORMS
-    # The like half finds numbers that merely end alike; the filter drops them.
-    assert any(r["電話番号"]["value"] == "090-3333-2222" for r in found)
+    # The like half finds numbers sharing the groups in another order; the filter drops them.
+    assert any(r["電話番号"]["value"] == "2222-1111-090" for r in found)
+    assert all(r["電話番号"]["value"] != "090-3333-2222" for r in found)
     assert all(r["電話番号"]["value"] not in NOT_THE_CALLER for r in kept)
 
 
