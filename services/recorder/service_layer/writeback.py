@@ -323,7 +323,7 @@ class WritebackWorker:
             )
             found = matching_records(records, caller, self._lookup_fields, self._home_region)
             if len(records) >= MAX_RECORDS:
-                # kintone returns at most 500: more records share the number's last group
+                # kintone returns at most 500: more records hold the number's groups
                 # than one query can return; matches beyond them are missed.
                 log.warning("kintone_lookup_truncated", call_sid=job.call_sid, app=job.app_id)
         by_id = {rid: r for r in found if (rid := record_id(r)) is not None}
