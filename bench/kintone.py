@@ -10,9 +10,16 @@ Requests are counted by the client (every attempt). Subtable mode is measured tw
 spread over ``--records`` customer records (several calls share a record), and one call per
 record (the worst case).
 
+Inbound calls (issue 11) are measured the same way, ``--inbound-calls`` of them (default 2,000)
+from callers who each have a customer record (phone numbers written in several forms), the
+customer app holding ``--records`` customers: every call needs its one customer lookup (a
+records query), then its write.
+
 Figures are printed and written to bench/results/kintone.json.
 Targets (issue): subtable <= 2 requests per call (fewer when calls share a record); app mode
-<= 1 request per 100 calls; app-mode drain < 60 s.
+<= 1 request per 100 calls; app-mode drain < 60 s. Inbound: at most one lookup per call, and
+write requests per call no more than outbound (<= 2 in all in subtable mode; <= 1 write per
+100 calls in app mode, besides the lookups).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,16 +63,43 @@ from services.recorder.domain.tariff import parse_tariffs  # noqa: E402
 from services.recorder.service_layer.recording import CallRecorder  # noqa: E402
 from services.recorder.service_layer.writeback import WritebackWorker  # noqa: E402
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings  # noqa: E402
+from tests.inbound_calls import inbound_call  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "kintone.json"
 CUSTOMERS, CALL_LOG = 10, 20
 TOKENS = "bench-customers,bench-call-log"
 
 
+def customer_number(i: int) -> str:
+    """Customer ``i``'s mobile number, E.164: distinct for i < 10,000, groups varying."""
+    return f"+8190{2000 + (i * 7) % 7919:04d}{i % 10_000:04d}"
+
+
+def written_form(e164: str, i: int) -> str:
+    """How customer ``i``'s number is written on their record: the forms vary."""
+    national = "0" + e164[3:]
+    forms = (
+        f"{national[:3]}-{national[3:7]}-{national[7:]}",
+        national,
+        e164,
+        f"+81 {national[1:3]} {national[3:7]} {national[7:]}",
+    )
+    return forms[i % len(forms)]
+
+
 def serve_standin(port: int, records: int, latency: float) -> None:
-    """The stand-in process: a customers app with ``records`` records, and a call-log app."""
+    """The stand-in process: a customers app with ``records`` records (each with its phone
+    number, in varying forms), and a call-log app."""
     domain = KintoneDomain(latency_s=latency)
-    add_customer_app(domain, CUSTOMERS, "bench-customers", records=records)
+    add_customer_app(domain, CUSTOMERS, "bench-customers")
+    for i in range(records):
+        domain.add_record(
+            CUSTOMERS,
+            {
+                "顧客名": {"value": f"顧客{i + 1}"},
+                "電話番号": {"value": written_form(customer_number(i), i)},
+            },
+        )
     add_call_log_app(domain, CALL_LOG, "bench-call-log")
     web.run_app(init_app(domain), host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -88,18 +123,24 @@ def start_standin(records: int, latency: float) -> tuple[subprocess.Popen[bytes]
 
 
 def run_mode(
-    database_url: str, mode: str, calls: int, records: int, latency: float
+    database_url: str,
+    mode: str,
+    calls: int,
+    records: int,
+    latency: float,
+    *,
+    inbound: bool = False,
 ) -> dict[str, float]:
     standin, base = start_standin(records, latency)
     try:
-        return asyncio.run(drain_mode(database_url, base, mode, calls, records))
+        return asyncio.run(drain_mode(database_url, base, mode, calls, records, inbound=inbound))
     finally:
         standin.terminate()
         standin.wait(timeout=10)
 
 
 async def drain_mode(
-    database_url: str, base: str, mode: str, calls: int, records: int
+    database_url: str, base: str, mode: str, calls: int, records: int, *, inbound: bool = False
 ) -> dict[str, float]:
     engine = make_engine(database_url)
     try:
@@ -110,18 +151,28 @@ async def drain_mode(
             parse_tariffs(DEFAULT_TARIFF.read_text()),
             ZoneInfo("Asia/Tokyo"),
             writeback_delay_s=0,
+            customer_app=CUSTOMERS,
         )
         at = datetime.now(UTC)
-        events = [
-            event
-            for i in range(calls)
-            for event in answered_call(
-                app_id=str(CUSTOMERS),
-                record_id=str(i % records + 1),
-                duration_s=30 + i % 300,
-                at=at,
-            )
-        ]
+        if inbound:
+            events = [
+                event
+                for i in range(calls)
+                for event in inbound_call(
+                    caller=customer_number(i % records), talk_s=30 + i % 300, at=at
+                ).events
+            ]
+        else:
+            events = [
+                event
+                for i in range(calls)
+                for event in answered_call(
+                    app_id=str(CUSTOMERS),
+                    record_id=str(i % records + 1),
+                    duration_s=30 + i % 300,
+                    at=at,
+                )
+            ]
         for start in range(0, len(events), 6000):
             batch = events[start : start + 6000]
             await recorder.record_events([ReceivedEvent(e, e.encode().decode()) for e in batch])
@@ -130,14 +181,23 @@ async def drain_mode(
             kintone_base_url=base,
             kintone_api_token=TOKENS,
             kintone_call_log_app=CALL_LOG,
+            kintone_customer_app=CUSTOMERS,
         )
         counted = 0
+        lookups = 0
 
         def count(_app: int, _outcome: str) -> None:
             nonlocal counted
             counted += 1
 
+        async def get_records_counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal lookups
+            lookups += 1
+            return await get_records(*args, **kwargs)
+
         async with KintoneClient(base, settings.kintone_tokens, on_request=count) as client:
+            get_records = client.get_records
+            client.get_records = get_records_counted  # type: ignore[method-assign]
             worker = WritebackWorker(KintoneOutbox(engine), client, settings)
             started = time.perf_counter()
             while await worker.run_once():
@@ -148,17 +208,25 @@ async def drain_mode(
                 "SELECT state, count(*) FROM kintone_outbox GROUP BY state"
             )
             states = {state: count for state, count in rows}
+            unmatched = (
+                await conn.exec_driver_sql(
+                    "SELECT count(*) FROM kintone_outbox WHERE matched_record_ids = '{}'"
+                )
+            ).scalar()
     finally:
         await engine.dispose()
     return {
-        "mode": mode,
+        "mode": f"{mode}-in" if inbound else mode,
         "calls": calls,
         "records": records,
         "requests": counted,
         "requests_per_call": counted / calls,
+        "lookups_per_call": lookups / calls,
+        "writes_per_call": (counted - lookups) / calls,
         "seconds": elapsed,
         "done": states.get("done", 0),
         "not_done": calls - states.get("done", 0),
+        "unmatched": int(unmatched or 0),
     }
 
 
@@ -168,11 +236,23 @@ def measure(args: argparse.Namespace) -> list[dict[str, float]]:
         database_url = postgres.create_database(name)
         try:
             upgrade(database_url)
-            return [
-                run_mode(database_url, "subtable", args.calls, args.records, args.latency),
-                run_mode(database_url, "subtable", args.calls, args.calls, args.latency),
-                run_mode(database_url, "app", args.calls, args.records, args.latency),
+            inbound = args.inbound_calls
+            outbound = (
+                []
+                if args.inbound_only
+                else [
+                    run_mode(database_url, "subtable", args.calls, args.records, args.latency),
+                    run_mode(database_url, "subtable", args.calls, args.calls, args.latency),
+                    run_mode(database_url, "app", args.calls, args.records, args.latency),
+                ]
+            )
+            inbound_runs = [
+                run_mode(
+                    database_url, "subtable", inbound, args.records, args.latency, inbound=True
+                ),
+                run_mode(database_url, "app", inbound, args.records, args.latency, inbound=True),
             ]
+            return outbound + inbound_runs
         finally:
             postgres.drop_database(name)
 
@@ -184,6 +264,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--records", type=int, default=2_000)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--inbound-calls", type=int, default=2_000)
+    parser.add_argument("--inbound-only", action="store_true", help="skip the outbound runs")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As in production (JSON lines), but quiet: one line per call written would be 10,000.
@@ -204,14 +286,26 @@ def main() -> int:
         )
     )
     print(f"\nkintone write-back, stand-in latency {args.latency * 1000:.0f} ms, 10 in flight")
-    header = ("mode", "calls", "records", "requests", "req/call", "drain s", "done")
-    print("{:<10}{:>8}{:>9}{:>10}{:>10}{:>9}{:>8}".format(*header))
+    header = ("mode", "calls", "records", "requests", "req/call", "lookup/c", "write/c")
+    print("{:<12}{:>8}{:>9}{:>10}{:>10}{:>10}{:>10}{:>9}{:>8}".format(*header, "drain s", "done"))
     for r in results:
         print(
-            f"{r['mode']:<10}{r['calls']:>8,}{r['records']:>9,}{r['requests']:>10,}"
-            f"{r['requests_per_call']:>10.3f}{r['seconds']:>9.1f}{r['done']:>8,}"
+            f"{r['mode']:<12}{r['calls']:>8,}{r['records']:>9,}{r['requests']:>10,}"
+            f"{r['requests_per_call']:>10.3f}{r['lookups_per_call']:>10.3f}"
+            f"{r['writes_per_call']:>10.4f}{r['seconds']:>9.1f}{r['done']:>8,}"
         )
-    shared, single, app = results
+    sub_in, app_in = results[-2:]
+    print(
+        f"inbound: unmatched {sub_in['unmatched']} and {app_in['unmatched']} (expected 0); "
+        f"subtable <= 2 req/call: "
+        f"{'ok' if sub_in['requests_per_call'] <= 2 else 'MISSED'}; <= 1 lookup/call: "
+        f"{'ok' if max(sub_in['lookups_per_call'], app_in['lookups_per_call']) <= 1 else 'MISSED'}"
+        f"; app <= 0.01 writes/call: {'ok' if app_in['writes_per_call'] <= 0.01 else 'MISSED'}"
+    )
+    if args.inbound_only:
+        print(f"written to {RESULTS.relative_to(ROOT)}")
+        return 0
+    shared, single, app = results[:3]
     print(
         f"targets: subtable <= 2 req/call: {'ok' if single['requests_per_call'] <= 2 else 'MISSED'}"
         f" (shared records {shared['requests_per_call']:.2f}); app <= 0.01 req/call: "

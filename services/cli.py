@@ -178,6 +178,10 @@ def _kintone(args: argparse.Namespace) -> int:
     )
     for reason, count in status.parked_reasons:
         print(f"  parked {count:>6}  {reason}")
+    # Inbound calls that matched no customer record (CONTRACT.md section 9).
+    print(f"unmatched {len(status.unmatched)}")
+    for call_sid in status.unmatched:
+        print(f"  {call_sid}")
     return 0
 
 

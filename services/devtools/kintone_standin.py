@@ -40,6 +40,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.devtools import kintone_query
+
 MAX_RECORDS_PER_REQUEST = 100
 CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
 SCALAR_TYPES = frozenset(
@@ -831,6 +833,22 @@ def init_app(domain: KintoneDomain) -> web.Application:
             }
         )
 
+    async def get_records(request: web.Request) -> web.Response:
+        """GET records.json: ``app``, ``query``, ``fields[0..99]``, ``totalCount`` as URL query
+        parameters (cybozu.dev, 複数のレコードを取得する)."""
+        app = domain.authorize(request, _positive_int(request.query.get("app"), "app"), "view")
+        wanted = _fields_param(request.query)
+        try:
+            query = kintone_query.parse_query(request.query.get("query", ""), _query_fields(app))
+        except kintone_query.QueryError as exc:
+            errors = {"query": {"messages": [exc.message]}} if exc.code == "CB_VA01" else None
+            raise _RejectError(exc.status, exc.code, exc.message, errors) from None
+        stored = domain._records[app.app_id]
+        ids, total = query.run([(rid, record.values) for rid, record in stored.items()])
+        records = [_only(_render(app, stored[rid]), wanted) for rid in ids]
+        count = str(total) if request.query.get("totalCount", "").lower() == "true" else None
+        return _json({"records": records, "totalCount": count})
+
     async def get_form_fields(request: web.Request) -> web.Response:
         app = domain.authorize(request, _positive_int(request.query.get("app"), "app"), "view")
         properties = {code: _property(code, spec) for code, spec in app.fields.items()}
@@ -842,9 +860,40 @@ def init_app(domain: KintoneDomain) -> web.Application:
         web_app.router.add_post(f"{prefix}/record.json", post_record)
         web_app.router.add_put(f"{prefix}/record.json", put_record)
         web_app.router.add_post(f"{prefix}/records.json", post_records)
+        web_app.router.add_get(f"{prefix}/records.json", get_records)
         web_app.router.add_put(f"{prefix}/records.json", put_records)
         web_app.router.add_get(f"{prefix}/app/form/fields.json", get_form_fields)
     return web_app
+
+
+_FIELDS_PARAM = re.compile(r"fields\[([0-9]{1,2})\]")
+
+
+def _fields_param(query: Mapping[str, str]) -> list[str] | None:
+    """``fields[0]``…``fields[99]`` in index order; None when absent (every field)."""
+    indexed = []
+    for key, value in query.items():
+        match = _FIELDS_PARAM.fullmatch(key)
+        if match:
+            indexed.append((int(match.group(1)), value))
+    return [value for _, value in sorted(indexed)] if indexed else None
+
+
+def _only(record: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+    if wanted is None:
+        return record
+    return {code: cell for code, cell in record.items() if code in wanted}
+
+
+def _query_fields(app: App) -> dict[str, kintone_query.Field]:
+    fields: dict[str, kintone_query.Field] = {}
+    for code, spec in app.fields.items():
+        if spec.type == "SUBTABLE":
+            for inner_code, inner in spec.fields.items():
+                fields[inner_code] = kintone_query.Field(inner.type, table=code)
+        else:
+            fields[code] = kintone_query.Field(spec.type)
+    return fields
 
 
 def _update_item(app: App, body: Mapping[str, Any], where: str, *, upsert: bool) -> _Item:
@@ -924,7 +973,8 @@ class KintoneStandin:
 #: The call history columns (README, "Setting up the kintone app"), default field codes.
 CALL_HISTORY_FIELDS: Mapping[str, Field] = {
     "通話日時": Field("DATETIME"),
-    "電話番号": Field("SINGLE_LINE_TEXT"),
+    "通話番号": Field("SINGLE_LINE_TEXT"),
+    "発着信": Field("DROP_DOWN"),
     "通話結果": Field("SINGLE_LINE_TEXT"),
     "通話時間": Field("NUMBER"),
     "通話料金": Field("NUMBER"),
@@ -939,6 +989,8 @@ def add_customer_app(domain: KintoneDomain, app_id: int, token: str, records: in
         app_id,
         {
             "顧客名": Field("SINGLE_LINE_TEXT"),
+            "電話番号": Field("SINGLE_LINE_TEXT"),
+            "LINEユーザーID": Field("SINGLE_LINE_TEXT"),
             "通話履歴": Field("SUBTABLE", fields=CALL_HISTORY_FIELDS),
         },
     )

@@ -93,11 +93,14 @@ def bootstrap(
         settings.zone,
         settings.home_region,
         writeback_delay_s=settings.kintone_writeback_delay_s if writeback else None,
+        customer_app=settings.kintone_customer_app,
     )
     client = worker = None
     if writeback:
         client = kintone_client or make_kintone_client(settings, metrics)
-        worker = WritebackWorker(KintoneOutbox(engine), client, settings)
+        worker = WritebackWorker(
+            KintoneOutbox(engine), client, settings, home_region=settings.home_region
+        )
     return Recorder(
         settings=settings,
         registry=registry,

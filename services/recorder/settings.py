@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from services.common.database import check_database_url
 from services.common.settings import CsvList, KafkaSettings, ServiceSettings
+from services.recorder.domain.customer_lookup import LookupFields, check_field_code
 from services.recorder.domain.history import HistoryFields, WritebackMode
 
 DEFAULT_TARIFF = Path(__file__).parent / "tariffs" / "default.toml"
@@ -60,12 +61,21 @@ class KintoneSettings(ServiceSettings):
     kintone_history_table: str = "通話履歴"
     kintone_call_log_app: int | None = Field(default=None, ge=1)
     kintone_field_datetime: str = "通話日時"
-    kintone_field_number: str = "電話番号"
+    # The number column of the history table. kintone field codes are unique within an app,
+    # table columns included, so it cannot be 電話番号 beside the customer's own 電話番号; an app
+    # set up with the old default keeps working with KINTONE_FIELD_NUMBER=電話番号.
+    kintone_field_number: str = "通話番号"
     kintone_field_result: str = "通話結果"
     kintone_field_seconds: str = "通話時間"
     kintone_field_charge: str = "通話料金"
     kintone_field_user: str = "担当者"
     kintone_field_call_sid: str = "CallSid"
+    kintone_field_direction: str = "発着信"  # 着信 (inbound) or 発信 (outbound)
+    # Inbound calls (CONTRACT.md section 9): the customer app they are matched in, and its
+    # fields. Unset: inbound calls are recorded but not written to kintone.
+    kintone_customer_app: int | None = Field(default=None, ge=1)
+    kintone_field_phone: str = "電話番号"
+    kintone_field_line_user_id: str = "LINEユーザーID"
     # App mode: the customer's record number, for a related-records field on the customer app.
     kintone_field_customer_record: str = "顧客レコード番号"
     # Wait this long after a call ends before writing it, so its last legs are in.
@@ -91,6 +101,17 @@ class KintoneSettings(ServiceSettings):
             raise ValueError(f"KINTONE_WRITEBACK={self.kintone_writeback.value} needs {names}")
         return self
 
+    @field_validator("kintone_field_phone", "kintone_field_line_user_id")
+    @classmethod
+    def _query_field_code(cls, value: str) -> str:
+        # These go into a records query: no spaces, quotes, parentheses or operators.
+        return check_field_code(value)
+
+    def lookup_fields(self) -> LookupFields:
+        return LookupFields(
+            phone=self.kintone_field_phone, line_user_id=self.kintone_field_line_user_id
+        )
+
     def history_fields(self) -> HistoryFields:
         return HistoryFields(
             datetime=self.kintone_field_datetime,
@@ -101,6 +122,7 @@ class KintoneSettings(ServiceSettings):
             user=self.kintone_field_user,
             call_sid=self.kintone_field_call_sid,
             customer_record=self.kintone_field_customer_record,
+            direction=self.kintone_field_direction,
         )
 
     @property

@@ -18,7 +18,8 @@ from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
 from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
 from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
-from tests.integration.recorder_support import query
+from tests.inbound_calls import inbound_call
+from tests.integration.recorder_support import publish, query
 
 APP = 12  # simulate places its calls from app 12, records 1..400
 
@@ -146,3 +147,66 @@ async def test_status_and_retry_of_parked_jobs(database_url: str) -> None:
     assert "1 parked jobs queued again" in out
     code, out = await calltrail("kintone", "status", env=env)
     assert out.splitlines()[0].startswith("pending 1  parked 1  done 1")
+
+
+async def test_inbound_calls_land_on_their_customers_through_the_recorder_process(
+    kafka_broker: LocalBroker, topic: str, database_url: str, tmp_path: Path
+) -> None:
+    """Inbound calls as the gateway publishes them, through the broker and the recorder
+    process, matched in the customer app by phone number or LINE user id, once each."""
+    domain = customers_domain()
+    line_id = "U" + "fedcba9876543210" * 2
+    by_phone = domain.add_record(APP, {"電話番号": {"value": "090-1111-2222"}})
+    also = domain.add_record(APP, {"電話番号": {"value": "+819011112222"}})
+    by_line = domain.add_record(APP, {"LINEユーザーID": {"value": line_id}})
+    matched = [inbound_call(caller="+819011112222", talk_s=20 + i) for i in range(5)]
+    line = [inbound_call(line_user_id=line_id, answered_by="kintone_7")]
+    unmatched = [inbound_call(caller="+819099990000"), inbound_call(caller="anonymous")]
+    async with KintoneStandin(domain) as kintone:
+        env = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port()) | {
+            "KINTONE_WRITEBACK": "subtable",
+            "KINTONE_BASE_URL": kintone.base_url,
+            "KINTONE_API_TOKEN": "token-customers",
+            "KINTONE_WRITEBACK_DELAY_S": "0",
+            "KINTONE_CUSTOMER_APP": str(APP),
+        }
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
+        try:
+            await publish(
+                kafka_broker.bootstrap,
+                topic,
+                [e for call in matched + line + unmatched for e in call.events],
+            )
+            expected = sorted(c.root for c in matched)
+            wanted = {by_phone: len(expected), also: len(expected), by_line: 1}
+            for _ in range(300):
+                counts = {r: len(domain.record(APP, r)["通話履歴"]["value"]) for r in wanted}
+                if counts == wanted:
+                    break
+                await asyncio.sleep(0.1)
+            for record_id in (by_phone, also):
+                rows = domain.record(APP, record_id)["通話履歴"]["value"]
+                assert sorted(r["value"]["CallSid"]["value"] for r in rows) == expected
+                assert {r["value"]["発着信"]["value"] for r in rows} == {"着信"}
+            [row] = domain.record(APP, by_line)["通話履歴"]["value"]
+            assert row["value"]["CallSid"]["value"] == line[0].root
+            assert row["value"]["担当者"]["value"] == "kintone_7"
+            code, out = "", ""
+            for _ in range(100):
+                code, out = await calltrail("kintone", "status", env=env)
+                if "unmatched 2" in out:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.to_thread(recorder.stop)
+    assert code == 0, out
+    lines = out.splitlines()
+    at = lines.index("unmatched 2")
+    assert sorted(line.strip() for line in lines[at + 1 : at + 3]) == sorted(
+        c.root for c in unmatched
+    )
+    assert "token-customers" not in out
+    # One lookup per call with a number or LINE id to go by.
+    assert domain.request_count(APP, method="GET", path="/records.json") == 7
+    [(directions,)] = await query(database_url, "SELECT array_agg(DISTINCT direction) FROM calls")
+    assert directions == ["inbound"]

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.gateway.app import init_app
 from services.gateway.settings import GatewaySettings
+from tests.integration.writeback_support import make_harness  # noqa: F401 - a fixture
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
 

@@ -32,6 +32,7 @@ from services.recorder.adapters.kintone import (
     Outcome,
     error_from_response,
 )
+from services.recorder.domain.customer_lookup import quote
 
 CUSTOMERS = 10
 CALL_LOG = 20
@@ -685,3 +686,91 @@ def test_malformed_tokens_are_refused_without_quoting_them() -> None:
         KintoneClient("https://example.cybozu.com", [])
     with pytest.raises(ValueError, match="http"):
         KintoneClient("example.cybozu.com", [TOKEN_CUSTOMERS])
+
+
+# --- the records query (GET records.json) ---------------------------------------------------
+
+
+@pytest.fixture
+def named(domain: KintoneDomain) -> list[int]:
+    names = ["Yamada Trading", "Sato & Sons", 'Quote "Co"', "back\\slash", "Yamada Shoten"]
+    return [domain.add_record(CUSTOMERS, {"name": {"value": n}}) for n in names]
+
+
+async def test_get_records_selects_orders_and_counts(
+    make_client: ClientFactory, domain: KintoneDomain, named: list[int]
+) -> None:
+    client = make_client()
+    records, total = await client.get_records(
+        CUSTOMERS,
+        'name like "yamada" order by $id desc limit 1',
+        ["$id", "name"],
+        total_count=True,
+    )
+    assert total == 2
+    assert [(r["$id"]["value"], r["name"]["value"]) for r in records] == [
+        (str(named[4]), "Yamada Shoten")
+    ]
+    assert set(records[0]) == {"$id", "name"}  # only the fields asked for
+    records, total = await client.get_records(CUSTOMERS)
+    assert total is None
+    assert [int(r["$id"]["value"]) for r in records] == sorted(named, reverse=True)
+    assert "$revision" in records[0]
+    assert "history" in records[0]
+
+
+async def test_quoted_values_are_found_and_never_widen_the_query(
+    make_client: ClientFactory, named: list[int]
+) -> None:
+    client = make_client()
+    for name, record_id in (('Quote "Co"', named[2]), ("back\\slash", named[3])):
+        records, _ = await client.get_records(CUSTOMERS, f"name = {quote(name)}", ["$id"])
+        assert [int(r["$id"]["value"]) for r in records] == [record_id]
+    for attack in ('" or name != "', '\\" or name != \\"', 'x") or (name like "yamada'):
+        records, _ = await client.get_records(CUSTOMERS, f"name = {quote(attack)}", ["$id"])
+        assert records == []
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "error"),
+    [
+        ("name ===", "CB_VA01", KintoneValidationError),
+        ("limit 501", "GAIA_QU01", KintoneError),
+        ("offset 10001", "GAIA_QU02", KintoneError),
+        ('nosuchfield = "a"', "GAIA_IQ11", KintoneError),
+        ('number = "1"', "GAIA_IQ07", KintoneError),  # a column of the history table
+    ],
+)
+async def test_a_malformed_query_is_refused_and_not_retried(
+    make_client: ClientFactory,
+    domain: KintoneDomain,
+    query: str,
+    code: str,
+    error: type[KintoneError],
+) -> None:
+    with pytest.raises(error) as caught:
+        await make_client().get_records(CUSTOMERS, query)
+    assert (caught.value.status, caught.value.code) == (400, code)
+    assert not caught.value.retryable
+    assert domain.request_count() == 1
+
+
+async def test_a_lookup_needs_the_view_permission_of_that_app(
+    make_client: ClientFactory, domain: KintoneDomain
+) -> None:
+    domain.add_token(TOKEN_VIEW_ONLY, GUEST_APP + 1, view=False)
+    domain.add_app(GUEST_APP + 1, {"name": Field("SINGLE_LINE_TEXT")})
+    with pytest.raises(KintonePermissionError):
+        await make_client((TOKEN_VIEW_ONLY,)).get_records(GUEST_APP + 1)
+    with pytest.raises(KintoneAuthError):
+        await make_client((TOKEN_CALL_LOG,)).get_records(CUSTOMERS)
+
+
+async def test_a_busy_kintone_is_retried_for_lookups_too(
+    make_client: ClientFactory, domain: KintoneDomain, named: list[int], sleeps: Sleeps
+) -> None:
+    domain.fail_next(429, 503)
+    records, _ = await make_client().get_records(CUSTOMERS, 'name = "Yamada Trading"')
+    assert len(records) == 1
+    assert len(sleeps) == 2
+    assert make_client().requests_today(CUSTOMERS) == 0  # a new client counts its own

@@ -66,3 +66,48 @@ async def test_models_and_migrations_do_not_drift(database_url: str) -> None:
             assert await conn.run_sync(diff) == []
     finally:
         await engine.dispose()
+
+
+async def test_0004_gives_existing_legs_a_direction_and_shares_line_ids(
+    empty_database: str,
+) -> None:
+    """Rows recorded before inbound calls: Twilio's Direction moves to twilio_direction; legs of
+    calls whose root is SIP or not from a browser become inbound, the rest outbound."""
+    await asyncio.to_thread(upgrade, empty_database, "0003")
+    engine = make_engine(empty_database)
+    rows = [
+        # call_sid, parent, leg, direction (Twilio's), from, line_user_id
+        ("CAb", None, "browser", "inbound", "client:u_1", None),
+        ("CAp", "CAb", "pstn", "outbound-dial", "+815012345678", None),
+        ("CAi", None, "pstn", "inbound", "+819011112222", None),
+        ("CAc", "CAi", "browser", "outbound-dial", "+819011112222", None),
+        ("CAs", None, "sip", "inbound", "sip:x@calltrail.sip.twilio.com", "Uabc"),
+        ("CAsc", "CAs", "browser", "outbound-dial", "sip:x@calltrail.sip.twilio.com", None),
+        ("CAo", "CAgone", "pstn", "outbound-dial", "+815012345678", None),
+    ]
+    try:
+        async with engine.begin() as conn:
+            for row in rows:
+                await conn.exec_driver_sql(
+                    "INSERT INTO calls (call_sid, parent_call_sid, leg, destination_type, status,"
+                    " status_sequence, direction, from_number, line_user_id)"
+                    " VALUES ($1, $2, $3, 'unknown', 'completed', 0, $4, $5, $6)",
+                    row,
+                )
+        await asyncio.to_thread(upgrade, empty_database)
+        async with engine.connect() as conn:
+            result = await conn.exec_driver_sql(
+                "SELECT call_sid, direction, twilio_direction, line_user_id FROM calls"
+            )
+            found = {sid: (d, t, line) for sid, d, t, line in result}
+    finally:
+        await engine.dispose()
+    assert found == {
+        "CAb": ("outbound", "inbound", None),
+        "CAp": ("outbound", "outbound-dial", None),
+        "CAi": ("inbound", "inbound", None),
+        "CAc": ("inbound", "outbound-dial", None),
+        "CAs": ("inbound", "inbound", "Uabc"),
+        "CAsc": ("inbound", "outbound-dial", "Uabc"),
+        "CAo": ("outbound", "outbound-dial", None),
+    }

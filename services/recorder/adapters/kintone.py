@@ -36,6 +36,7 @@ import orjson
 from services.common.logging import REDACTED, get_logger
 
 MAX_RECORDS_PER_REQUEST = 100  # kintone rejects more in one records.json call (CB_VA01)
+MAX_QUERY_FIELDS = 100  # fields[0]…fields[99] in a GET's URL (cybozu.dev, GET records.json)
 DAILY_REQUEST_LIMIT = 10_000  # per app per day on the standard course
 TOKEN_HEADER = "X-Cybozu-API-Token"  # noqa: S105 - a header name, not a secret
 
@@ -397,6 +398,34 @@ class KintoneClient:
             )
             for row in rows
         ]
+
+    async def get_records(
+        self,
+        app: int,
+        query: str = "",
+        fields: Sequence[str] | None = None,
+        *,
+        total_count: bool = False,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One GET records.json: the records ``query`` selects (at most 500: kintone's limit,
+        set in the query with ``limit``), only ``fields`` of them if given (at most 100), and
+        with ``total_count`` how many match in all. ``query`` must already be escaped
+        (``domain.customer_lookup.quote``)."""
+        params: dict[str, int | str] = {"app": app}
+        if query:
+            params["query"] = query
+        for index, code in enumerate(fields or ()):
+            if index >= MAX_QUERY_FIELDS:
+                raise ValueError(f"kintone takes at most {MAX_QUERY_FIELDS} fields in a GET")
+            params[f"fields[{index}]"] = code
+        if total_count:
+            params["totalCount"] = "true"
+        data = await self._request("GET", "records", app, params=params)
+        records = data.get("records")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise _bad_response("records")
+        total = data.get("totalCount")
+        return records, (_int(total, "totalCount") if total is not None else None)
 
     async def get_form_fields(self, app: int) -> dict[str, Any]:
         """The app's fields (``properties``: field code → type, label, required, unique, …)."""

@@ -34,7 +34,8 @@ _LEASE = """
 UPDATE kintone_outbox o
 SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
 WHERE o.call_sid IN (SELECT call_sid FROM claimed)
-RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts
+RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts, o.direction,
+          o.matched_record_ids
 """
 # The f-strings below only join constants of this module: nothing from outside reaches them.
 # Call-log app mode: the oldest due jobs (500, a multiple of 100: full upserts).
@@ -62,10 +63,19 @@ WITH oldest AS (
 )
 {_LEASE}"""  # noqa: S608
 LEGS = """
-SELECT call_sid, parent_call_sid, leg, status, to_number, started_at, duration_s, charge,
-       user_identity
+SELECT call_sid, parent_call_sid, leg, status, direction, from_number, to_number, started_at,
+       answered_at, duration_s, charge, user_identity, line_user_id
 FROM calls WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
 """
+SET_MATCHED = """
+UPDATE kintone_outbox SET matched_record_ids = $2::bigint[] WHERE call_sid = $1
+"""
+# Inbound calls that matched no customer record (subtable mode: written nowhere).
+UNMATCHED = f"""
+SELECT call_sid FROM kintone_outbox
+WHERE direction = 'inbound' AND state = '{OutboxState.DONE}' AND matched_record_ids = '{{}}'
+ORDER BY created_at, call_sid
+"""  # noqa: S608
 MARK_DONE = f"""
 UPDATE kintone_outbox
 SET state = '{OutboxState.DONE}', done_at = now(), leased_until = NULL, last_error = NULL
@@ -87,9 +97,11 @@ SELECT last_error, count(*) FROM kintone_outbox WHERE state = '{OutboxState.PARK
 GROUP BY last_error ORDER BY count(*) DESC
 """  # noqa: S608
 OLDEST_PENDING = f"SELECT min(created_at) FROM kintone_outbox WHERE state = '{OutboxState.PENDING}'"  # noqa: S608
+# An inbound call looks its customers up again after the fix (the CallSid check in each
+# record's table keeps the rows already written from being written twice).
 REQUEUE_PARKED = f"""
 UPDATE kintone_outbox SET state = '{OutboxState.PENDING}', available_at = now(), attempts = 0,
-    leased_until = NULL, last_error = NULL
+    leased_until = NULL, last_error = NULL, matched_record_ids = NULL
 WHERE state = '{OutboxState.PARKED}' AND ($1::text[] IS NULL OR call_sid = ANY($1::text[]))
 """  # noqa: S608
 NOT_A_NUMBER = "app or record id is not a number"
@@ -100,6 +112,7 @@ class OutboxStatus:
     counts: dict[OutboxState, int]
     parked_reasons: list[tuple[str, int]] = field(default_factory=list)
     oldest_pending: datetime | None = None
+    unmatched: list[str] = field(default_factory=list)  # inbound calls, no customer matched
 
 
 class KintoneOutbox:
@@ -117,8 +130,11 @@ class KintoneOutbox:
             rows = await conn.exec_driver_sql(claim, (limit, lease_s))
             jobs: list[Job] = []
             parked: list[str] = []
-            for call_sid, app, record, attempts in map(tuple, rows):
-                if app.isdigit() and record.isdigit():
+            for call_sid, app, record, attempts, direction, matched in map(tuple, rows):
+                if direction == "inbound" and app.isdigit():
+                    found = None if matched is None else tuple(int(m) for m in matched)
+                    jobs.append(Job(call_sid, int(app), None, attempts, True, found))
+                elif app.isdigit() and record is not None and record.isdigit():
                     jobs.append(Job(call_sid, int(app), int(record), attempts))
                 else:
                     parked.append(call_sid)
@@ -131,6 +147,11 @@ class KintoneOutbox:
         async with self._engine.connect() as conn:
             result = await conn.exec_driver_sql(LEGS, (list(roots),))
             return [dict(row._mapping) for row in result]
+
+    async def set_matched(self, call_sid: str, record_ids: Sequence[int]) -> None:
+        """Keep what an inbound call's lookup found, so a retry writes to the same records
+        without looking again."""
+        await self._execute(SET_MATCHED, call_sid, list(record_ids))
 
     async def mark_done(self, call_sids: Sequence[str]) -> None:
         await self._execute(MARK_DONE, list(call_sids))
@@ -152,10 +173,12 @@ class KintoneOutbox:
             rows = await conn.exec_driver_sql(PARKED_REASONS)
             reasons = [(reason, count) for reason, count in map(tuple, rows)]
             oldest = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
+            unmatched = [row[0] for row in await conn.exec_driver_sql(UNMATCHED)]
         return OutboxStatus(
             counts={state: counts.get(state, 0) for state in OutboxState},
             parked_reasons=reasons,
             oldest_pending=oldest,
+            unmatched=unmatched,
         )
 
     async def requeue_parked(self, call_sids: Sequence[str] = ()) -> int:

@@ -20,7 +20,7 @@ from services.common.database import async_url
 from services.common.events import CallStatus
 from services.common.numbers import DestinationType
 from services.recorder.domain.batch import EventRows, PricedLeg, ReceivedEvent
-from services.recorder.domain.legs import CallLeg, Leg
+from services.recorder.domain.legs import CallLeg, Direction, Leg
 from services.recorder.domain.tariff import TariffBook
 
 LEG_COLUMNS = (
@@ -31,6 +31,7 @@ LEG_COLUMNS = (
     "status",
     "status_sequence",
     "direction",
+    "twilio_direction",
     "from_number",
     "to_number",
     "started_at",
@@ -88,17 +89,39 @@ UPSERT_LEGS = (
 
 
 # A write-back job per call whose leg just ended, in the same transaction (transactional
-# outbox). The call's kintone record comes from any of its legs (the dial event's or the
-# callback query's context); calls without one (inbound LINE calls) get no job.
+# outbox). An outbound call's kintone record comes from any of its legs (the dial event's or the
+# callback query's context); an inbound call (its root leg says so) goes to the customer app
+# ($3), its records found later by the lookup. Calls with neither get no job.
 INSERT_OUTBOX = """
-INSERT INTO kintone_outbox (call_sid, kintone_app_id, kintone_record_id, available_at)
-SELECT coalesce(parent_call_sid, call_sid), max(kintone_app_id), max(kintone_record_id),
+INSERT INTO kintone_outbox
+    (call_sid, direction, kintone_app_id, kintone_record_id, available_at)
+SELECT root, direction,
+       CASE WHEN direction = 'inbound' THEN $3::text ELSE app END,
+       CASE WHEN direction = 'inbound' THEN NULL ELSE record END,
        now() + make_interval(secs => $2)
-FROM calls
-WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
-GROUP BY 1
-HAVING max(kintone_app_id) IS NOT NULL AND max(kintone_record_id) IS NOT NULL
+FROM (
+    SELECT coalesce(parent_call_sid, call_sid) AS root,
+           coalesce(max(direction) FILTER (WHERE parent_call_sid IS NULL), 'outbound')
+               AS direction,
+           max(kintone_app_id) AS app, max(kintone_record_id) AS record
+    FROM calls
+    WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
+    GROUP BY 1
+) ended
+WHERE CASE WHEN direction = 'inbound' THEN $3::text IS NOT NULL
+           ELSE app IS NOT NULL AND record IS NOT NULL END
 ON CONFLICT (call_sid) DO NOTHING
+"""
+# Every leg of an inbound call is inbound, and every leg of a LINE call carries its user id,
+# whichever of the call's legs came in first (CONTRACT.md section 9).
+SHARE_CALL_CONTEXT = """
+UPDATE calls c
+SET direction = CASE WHEN r.direction = 'inbound' THEN 'inbound' ELSE c.direction END,
+    line_user_id = coalesce(c.line_user_id, r.line_user_id), updated_at = now()
+FROM calls r
+WHERE r.call_sid = ANY($1::text[]) AND c.parent_call_sid = r.call_sid
+  AND ((r.direction = 'inbound' AND c.direction IS DISTINCT FROM 'inbound')
+       OR (c.line_user_id IS NULL AND r.line_user_id IS NOT NULL))
 """
 
 
@@ -111,6 +134,8 @@ def _leg_from_row(row: Sequence[Any]) -> CallLeg:
     values["leg"] = Leg(values["leg"])
     values["destination_type"] = DestinationType(values["destination_type"])
     values["status"] = CallStatus(values["status"])
+    if values["direction"] is not None:
+        values["direction"] = Direction(values["direction"])
     values["sequence"] = values.pop("status_sequence")
     return CallLeg(**values)
 
@@ -133,7 +158,8 @@ def leg_row(priced: PricedLeg) -> tuple[object, ...]:
         leg.destination_type.value,
         leg.status.value,
         leg.sequence,
-        leg.direction,
+        leg.direction.value if leg.direction else None,
+        leg.twilio_direction,
         leg.from_number,
         leg.to_number,
         leg.started_at,
@@ -196,10 +222,16 @@ class CallTransaction:
             columns = _columns((leg_row(leg) for leg in legs), len(ALL_COLUMNS))
             await self._conn.exec_driver_sql(UPSERT_LEGS, tuple(columns))
 
-    async def add_writeback_jobs(self, roots: Sequence[str], delay_s: float) -> None:
-        """A job per call that has a kintone record (from any of its legs), due after
-        ``delay_s``; a call that has one already keeps it."""
-        await self._conn.exec_driver_sql(INSERT_OUTBOX, (list(roots), delay_s))
+    async def share_call_context(self, roots: Sequence[str]) -> None:
+        await self._conn.exec_driver_sql(SHARE_CALL_CONTEXT, (list(roots),))
+
+    async def add_writeback_jobs(
+        self, roots: Sequence[str], delay_s: float, customer_app: int | None
+    ) -> None:
+        """A job per call that has a kintone record (from any of its legs), or is inbound and
+        ``customer_app`` is set, due after ``delay_s``; a call that has one keeps it."""
+        app = None if customer_app is None else str(customer_app)
+        await self._conn.exec_driver_sql(INSERT_OUTBOX, (list(roots), delay_s, app))
 
 
 class CallRepository:

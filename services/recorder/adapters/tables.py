@@ -4,6 +4,7 @@ metadata, and a test proves autogenerate finds no difference between the two."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -15,7 +16,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 
 metadata = MetaData()
 
@@ -29,7 +30,8 @@ calls = Table(
     Column("destination_type", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("status_sequence", Integer, nullable=False),
-    Column("direction", Text),
+    Column("direction", Text),  # outbound | inbound (CONTRACT.md section 4)
+    Column("twilio_direction", Text),  # Twilio's Direction: inbound, outbound-dial, …
     Column("from_number", Text),
     Column("to_number", Text),
     Column("started_at", DateTime(timezone=True)),
@@ -96,9 +98,12 @@ tariffs = Table(
 kintone_outbox = Table(
     "kintone_outbox",
     metadata,
-    Column("call_sid", Text, primary_key=True),  # the root (browser) leg's CallSid
-    Column("kintone_app_id", Text, nullable=False),
-    Column("kintone_record_id", Text, nullable=False),
+    Column("call_sid", Text, primary_key=True),  # the root leg's CallSid
+    Column("direction", Text, nullable=False, server_default="outbound"),
+    Column("kintone_app_id", Text, nullable=False),  # inbound: KINTONE_CUSTOMER_APP
+    Column("kintone_record_id", Text),  # null for an inbound call: found by the lookup
+    # Inbound: the customer records the lookup matched (empty: none), null until it ran.
+    Column("matched_record_ids", ARRAY(BigInteger)),
     Column("state", Text, nullable=False, server_default="pending"),  # pending, done, parked
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

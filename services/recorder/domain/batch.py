@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from services.common.events import CallEvent
 from services.recorder.domain.charges import Charge, billing_month, charge_leg, leg_started
-from services.recorder.domain.legs import CallLeg, apply_event, merge_legs
+from services.recorder.domain.legs import CallLeg, Direction, apply_event, merge_legs
 from services.recorder.domain.tariff import TariffBook
 
 # A batch's distinct events as the store inserts them: column by column (for unnest), built
@@ -93,7 +93,18 @@ def fold_batch(
             if priced.charge is None or priced.charge.amount is None:
                 folded.unrated.append(leg)
     if writeback:
+        # An outbound call is done when either leg ends (they end together). An inbound call
+        # is done only when its root leg ends: the browsers it rang stop ringing long before.
         folded.writeback_roots = sorted(
-            {leg.parent_call_sid or leg.call_sid for leg in folded.ended}
+            {
+                leg.parent_call_sid or leg.call_sid
+                for leg in folded.ended
+                if leg.parent_call_sid is None or leg.direction is not Direction.INBOUND
+            }
         )
     return folded
+
+
+def call_roots(legs: Mapping[str, CallLeg]) -> list[str]:
+    """The calls (root CallSids) these legs belong to."""
+    return sorted({leg.parent_call_sid or leg.call_sid for leg in legs.values()})

@@ -7,10 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from services.recorder.domain.legs import CallLeg, Leg
+from services.recorder.domain.legs import CallLeg, Direction, Leg
 from services.recorder.domain.tariff import TariffBook
 
-SIP_RATE_KEY = "sip"
+SIP_RATE_KEY = "sip"  # a SIP leg: a LINE call's own leg into the SIP domain, or one dialled to SIP
+INBOUND_RATE_KEY = "inbound"  # a customer's call received on the company number
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +31,12 @@ def billable_minutes(duration_s: int | None) -> int:
 
 
 def rate_key(leg: CallLeg) -> str:
+    """The tariff key a leg is priced by. The browser legs that ring for an inbound call are
+    ``client`` legs like any other; a leg forwarded to a phone is priced by where it goes."""
     if leg.leg is Leg.SIP:
         return SIP_RATE_KEY
+    if leg.direction is Direction.INBOUND and leg.parent_call_sid is None:
+        return INBOUND_RATE_KEY
     return leg.destination_type.value
 
 

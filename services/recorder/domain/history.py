@@ -10,6 +10,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from services.common.numbers import InvalidNumberError, parse_number
+
+INBOUND = "inbound"
+DIRECTION_LABELS = {"inbound": "着信", "outbound": "発信"}  # KINTONE_FIELD_DIRECTION's values
+LINE_CALLER = "LINE"  # the number column of a LINE call: it has no number
+ANSWERED = "completed"
+MISSED = "no-answer"
+
 
 class WritebackMode(enum.StrEnum):
     """``KINTONE_WRITEBACK``: where a finished call lands (CONTRACT.md section 6)."""
@@ -23,13 +31,20 @@ class WritebackMode(enum.StrEnum):
 class CallSummary:
     """What lands on kintone for one call."""
 
-    call_sid: str  # the root (browser) leg's: the call as the salesperson made it
+    call_sid: str  # the root leg's: the call as the salesperson made it, or as it came in
     started_at: datetime | None
-    number: str | None
+    number: str | None  # the number called; inbound: the caller's (LINE: "LINE")
     result: str
     seconds: int | None
     charge: Decimal | None  # the sum of its legs' charges; None if none is rated yet
-    user: str | None
+    user: str | None  # who called; inbound: who answered
+    direction: str = "outbound"
+    caller: str | None = None  # inbound: the root leg's From, as Twilio sent it
+    line_user_id: str | None = None  # inbound through LINE
+
+    @property
+    def inbound(self) -> bool:
+        return self.direction == INBOUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,7 @@ class HistoryFields:
     user: str
     call_sid: str
     customer_record: str
+    direction: str = "発着信"
 
 
 def kintone_datetime(moment: datetime | None) -> str:
@@ -58,6 +74,8 @@ def summarise(root: str, legs: Iterable[Mapping[str, Any]]) -> CallSummary:
         (leg for leg in legs if leg["parent_call_sid"] == root), key=lambda leg: leg["call_sid"]
     )
     root_leg = next((leg for leg in legs if leg["call_sid"] == root), None)
+    if root_leg is not None and root_leg.get("direction") == INBOUND:
+        return _summarise_inbound(root, root_leg, children, legs)
     main = children[0] if children else root_leg
     assert main is not None, "a job always has at least one leg"
     charges = [leg["charge"] for leg in legs if leg["charge"] is not None]
@@ -69,6 +87,64 @@ def summarise(root: str, legs: Iterable[Mapping[str, Any]]) -> CallSummary:
         seconds=main["duration_s"],
         charge=sum(charges, Decimal(0)) if charges else None,
         user=next((leg["user_identity"] for leg in legs if leg["user_identity"]), None),
+    )
+
+
+def _talked(leg: Mapping[str, Any]) -> bool:
+    return leg["answered_at"] is not None or (
+        leg["status"] == ANSWERED and (leg["duration_s"] or 0) > 0
+    )
+
+
+def caller_number(from_number: str | None, home_region: str = "JP") -> str | None:
+    """The caller as the history shows it: E.164 when it is a number, "LINE" for a SIP caller,
+    else what Twilio sent ("anonymous", …)."""
+    if not from_number:
+        return None
+    if from_number.startswith("sip:"):
+        return LINE_CALLER
+    try:
+        return parse_number(from_number, default_region=home_region).e164
+    except InvalidNumberError:
+        return from_number
+
+
+def _summarise_inbound(
+    root: str,
+    root_leg: Mapping[str, Any],
+    children: list[Mapping[str, Any]],
+    legs: list[Mapping[str, Any]],
+) -> CallSummary:
+    """A customer's call: who answered is the browser (client) leg that talked; a call no
+    browser took but the forward did is answered too, by nobody in kintone."""
+    talked = sorted(
+        (leg for leg in children if _talked(leg)),
+        key=lambda leg: (leg["leg"] != "browser", leg["answered_at"] or leg["call_sid"]),
+    )
+    answering = talked[0] if talked else None
+    if answering is not None:
+        result = ANSWERED
+    elif root_leg["status"] in ("busy", "failed"):
+        result = root_leg["status"]
+    else:
+        result = MISSED
+    charges = [leg["charge"] for leg in legs if leg["charge"] is not None]
+    line_user_id = next((leg["line_user_id"] for leg in legs if leg.get("line_user_id")), None)
+    return CallSummary(
+        call_sid=root,
+        started_at=root_leg["started_at"],
+        number=LINE_CALLER if line_user_id else caller_number(root_leg["from_number"]),
+        result=result,
+        seconds=(answering["duration_s"] or 0) if answering is not None else 0,
+        charge=sum(charges, Decimal(0)) if charges else None,
+        user=(
+            answering["user_identity"]
+            if answering is not None and answering["leg"] == "browser"
+            else None
+        ),
+        direction=INBOUND,
+        caller=root_leg["from_number"],
+        line_user_id=line_user_id,
     )
 
 
@@ -89,10 +165,14 @@ def _cells(summary: CallSummary, fields: HistoryFields) -> dict[str, Any]:
         fields.charge: {"value": _number(summary.charge)},
         fields.user: {"value": summary.user or ""},
         fields.call_sid: {"value": summary.call_sid},
+        fields.direction: {"value": DIRECTION_LABELS.get(summary.direction, "")},
     }
 
 
-def call_log_record(summary: CallSummary, record_id: int, fields: HistoryFields) -> dict[str, Any]:
+def call_log_record(
+    summary: CallSummary, record_id: int | None, fields: HistoryFields
+) -> dict[str, Any]:
+    """The call-log app's record; ``record_id`` None: an inbound call that matched no customer."""
     cells = _cells(summary, fields)
-    cells[fields.customer_record] = {"value": str(record_id)}
+    cells[fields.customer_record] = {"value": "" if record_id is None else str(record_id)}
     return cells

@@ -26,6 +26,16 @@ class Leg(enum.StrEnum):
     SIP = "sip"
 
 
+class Direction(enum.StrEnum):
+    """``calls.direction`` (CONTRACT.md section 4): who started the call, for every leg of it."""
+
+    INBOUND = "inbound"  # a customer called the company number, or through LINE
+    OUTBOUND = "outbound"  # a kintone user called from a record
+
+
+INBOUND_KINDS = frozenset({EventKind.INBOUND, EventKind.SIP_INBOUND})
+
+
 # How far along a leg is. A status may only replace one of lower rank; within a rank (two
 # terminal statuses, say) the higher SequenceNumber wins.
 STATUS_RANK: dict[CallStatus, int] = {
@@ -55,7 +65,8 @@ class CallLeg:
     sequence: int  # of the event that set ``status``; -1 for one that carried none
     from_number: str | None = None
     to_number: str | None = None
-    direction: str | None = None
+    direction: Direction | None = None  # None only while no event has said (see direction_of)
+    twilio_direction: str | None = None  # Twilio's own Direction: inbound, outbound-dial, …
     started_at: datetime | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
@@ -88,6 +99,39 @@ def classify_leg(event: CallEvent) -> Leg:
     ):
         return Leg.SIP
     return Leg.PSTN
+
+
+def direction_of(event: CallEvent) -> Direction | None:
+    """The call's direction as this event tells it (the wire agreement with the gateway):
+
+    - the gateway says so in ``context.direction`` (inbound events, and the status callbacks of
+      every leg it dials for an inbound call);
+    - an ``inbound`` or ``sip-inbound`` event is the root of an inbound call;
+    - a root leg's own callbacks carry no query: outbound when the caller is a browser
+      (``client:…``), else a customer calling in;
+    - a child leg nobody marked is a PSTN leg of a browser call: outbound.
+    """
+    said = event.context.direction
+    if said:
+        return Direction(said)
+    if event.kind in INBOUND_KINDS:
+        return Direction.INBOUND
+    if event.parent_call_sid:
+        return Direction.OUTBOUND
+    caller = event.from_
+    if not caller:
+        return None  # nothing to go on; another event of the leg will say
+    return Direction.OUTBOUND if caller.startswith(CLIENT_PREFIX) else Direction.INBOUND
+
+
+def merge_direction(a: Direction | None, b: Direction | None) -> Direction | None:
+    """Inbound wins: only an inbound call's legs are ever marked inbound, while an outbound
+    one is merely the default of a leg that says nothing."""
+    if a is None:
+        return b
+    if b is None or a is b:
+        return a
+    return Direction.INBOUND
 
 
 @lru_cache(maxsize=65_536)
@@ -142,16 +186,21 @@ def leg_from_event(event: CallEvent, home_region: str = "JP") -> CallLeg:
     at = event_time(event)
     rank = STATUS_RANK[event.status]
     context = event.context
+    direction = direction_of(event)
+    # The far end of the leg: for the root leg of an inbound call, the caller.
+    caller_end = direction is Direction.INBOUND and not event.parent_call_sid
+    far_end = event.from_ if caller_end else event.to
     return CallLeg(
         call_sid=event.call_sid,
         parent_call_sid=event.parent_call_sid or None,
         leg=leg,
-        destination_type=destination_of(leg, event.to, home_region),
+        destination_type=destination_of(leg, far_end, home_region),
         status=event.status,
         sequence=event.sequence if event.sequence is not None else -1,
         from_number=event.from_ or None,
         to_number=event.to or None,
-        direction=event.direction or None,
+        direction=direction,
+        twilio_direction=event.direction or None,
         # The dial and sip-inbound events count too: they arrive as the leg starts, and a
         # browser leg has no other event before its end.
         started_at=at if rank >= STATUS_RANK[CallStatus.INITIATED] else None,
@@ -186,7 +235,8 @@ def merge_legs(a: CallLeg, b: CallLeg) -> CallLeg:
         sequence=status.sequence,
         from_number=_pick(a.from_number, b.from_number),
         to_number=_pick(a.to_number, b.to_number),
-        direction=_pick(a.direction, b.direction),
+        direction=merge_direction(a.direction, b.direction),
+        twilio_direction=_pick(a.twilio_direction, b.twilio_direction),
         started_at=_earliest(a.started_at, b.started_at),
         answered_at=_earliest(a.answered_at, b.answered_at),
         ended_at=_earliest(a.ended_at, b.ended_at),

@@ -16,9 +16,14 @@ class OutboxState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A claimed write-back job: the call (its root CallSid) and the record it goes onto."""
+    """A claimed write-back job: the call (its root CallSid) and the record it goes onto.
+
+    An inbound call's job has no record: ``app_id`` is the customer app, and the records are
+    found by the customer lookup; ``matched`` holds them once it ran (empty: no customer)."""
 
     call_sid: str
     app_id: int
-    record_id: int
+    record_id: int | None
     attempts: int
+    inbound: bool = False
+    matched: tuple[int, ...] | None = None

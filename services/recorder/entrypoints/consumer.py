@@ -217,6 +217,7 @@ class RecorderConsumer:
                 call_sid=leg.call_sid,
                 parent_call_sid=leg.parent_call_sid,
                 leg=leg.leg.value,
+                direction=leg.direction.value if leg.direction else None,
                 destination_type=leg.destination_type.value,
             )
         return True

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from services.recorder.adapters import migrations
 from services.recorder.adapters.kintone import KintoneClient, KintoneError
 from services.recorder.adapters.outbox import KintoneOutbox, OutboxStatus
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.history import WritebackMode
-from services.recorder.domain.kintone_fields import Finding, check_fields
+from services.recorder.domain.kintone_fields import Finding, check_fields, check_lookup_fields
 from services.recorder.domain.tariff import TariffBook
 from services.recorder.service_layer.recording import rerate_month
 from services.recorder.settings import DatabaseSettings, KintoneSettings
@@ -75,9 +76,12 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
     mode = settings.kintone_writeback
     if mode is WritebackMode.OFF:
         raise CheckRefusedError("KINTONE_WRITEBACK is off; nothing to check")
-    target = settings.kintone_call_log_app if mode is WritebackMode.APP else app
+    customer_app = app or settings.kintone_customer_app
+    target = settings.kintone_call_log_app if mode is WritebackMode.APP else customer_app
     if target is None:
-        raise CheckRefusedError("subtable mode needs --app (the customer app's id)")
+        raise CheckRefusedError(
+            "subtable mode needs --app or KINTONE_CUSTOMER_APP (the customer app's id)"
+        )
     assert settings.kintone_base_url is not None  # required by KintoneSettings when not off
     async with KintoneClient(
         settings.kintone_base_url,
@@ -88,7 +92,28 @@ async def check_kintone_app(settings: KintoneSettings, app: int | None) -> AppCh
             properties = await client.get_form_fields(target)
         except KintoneError as exc:
             raise CheckFailedError(f"app {target}: {exc}") from None
-    findings = check_fields(
-        properties, mode, settings.kintone_history_table, settings.history_fields()
+        customers: dict[str, Any] | None = None
+        if mode is WritebackMode.APP and settings.kintone_customer_app is not None:
+            # App mode writes to the call log, but inbound calls are matched in the customer app.
+            try:
+                customers = await client.get_form_fields(settings.kintone_customer_app)
+            except KintoneError as exc:
+                raise CheckFailedError(f"app {settings.kintone_customer_app}: {exc}") from None
+    # The customer app is also where inbound calls are matched (KINTONE_CUSTOMER_APP).
+    matched_here = settings.kintone_customer_app is not None and (
+        target == settings.kintone_customer_app
     )
+    findings = check_fields(
+        properties,
+        mode,
+        settings.kintone_history_table,
+        settings.history_fields(),
+        settings.lookup_fields() if matched_here else None,
+    )
+    if customers is not None:
+        app_id = settings.kintone_customer_app
+        findings += [
+            Finding(f"{f.code} (app {app_id})", f.ok, f.message)
+            for f in check_lookup_fields(customers, settings.lookup_fields())
+        ]
     return AppCheck(target, mode, findings)

@@ -22,11 +22,12 @@ MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 USAGE = """
 SELECT leg, destination_type, currency, count(*) AS legs,
        coalesce(sum(billable_minutes), 0) AS minutes, sum(charge) AS charge,
-       count(*) FILTER (WHERE charge IS NULL) AS unrated
+       count(*) FILTER (WHERE charge IS NULL) AS unrated,
+       coalesce(direction, 'outbound') AS direction
 FROM calls
 WHERE billing_month = $1 AND billable_minutes IS NOT NULL
-GROUP BY leg, destination_type, currency
-ORDER BY leg, destination_type
+GROUP BY leg, destination_type, currency, coalesce(direction, 'outbound')
+ORDER BY direction DESC, leg, destination_type
 """
 TOTALS = """
 SELECT usage_charge, rental_charge, total, currency, unrated_legs
@@ -47,6 +48,7 @@ class UsageLine:
     billable_minutes: int
     charge: Decimal | None  # None when every leg of the line is unrated
     unrated_legs: int
+    direction: str = "outbound"  # of the calls the legs belong to: outbound or inbound
 
 
 @dataclass(slots=True)
@@ -74,9 +76,11 @@ async def month_costs(engine: AsyncEngine, month: date) -> MonthCosts:
     costs = MonthCosts(month=month.strftime("%Y-%m"))
     async with engine.connect() as conn:
         for row in await conn.exec_driver_sql(USAGE, (month,)):
-            leg, destination, currency, legs, minutes, charge, unrated = tuple(row)
+            leg, destination, currency, legs, minutes, charge, unrated, direction = tuple(row)
             costs.currency = costs.currency or currency
-            costs.usage.append(UsageLine(leg, destination, legs, minutes, charge, unrated))
+            costs.usage.append(
+                UsageLine(leg, destination, legs, minutes, charge, unrated, direction)
+            )
         costs.numbers = [row[0] for row in await conn.exec_driver_sql(NUMBERS, (month,))]
         totals = (await conn.exec_driver_sql(TOTALS, (month,))).first()
     if totals is not None:
@@ -116,6 +120,7 @@ def render(costs: MonthCosts, fmt: str) -> str:
                 "billable_minutes",
                 "charge",
                 "currency",
+                "direction",
             ]
         )
         for line in costs.usage:
@@ -129,14 +134,17 @@ def render(costs: MonthCosts, fmt: str) -> str:
                     line.billable_minutes,
                     "" if line.charge is None else line.charge,
                     costs.currency,
+                    line.direction,
                 ]
             )
         for number in costs.numbers:
-            writer.writerow([costs.month, "number_rental", "", number, "", "", "", costs.currency])
+            writer.writerow(
+                [costs.month, "number_rental", "", number, "", "", "", costs.currency, ""]
+            )
         writer.writerow(
-            [costs.month, "rental_total", "", "", "", "", costs.rental_charge, costs.currency]
+            [costs.month, "rental_total", "", "", "", "", costs.rental_charge, costs.currency, ""]
         )
-        writer.writerow([costs.month, "total", "", "", "", "", costs.total, costs.currency])
+        writer.writerow([costs.month, "total", "", "", "", "", costs.total, costs.currency, ""])
         return out.getvalue()
     currency = costs.currency or ""
     table = Table(title=f"calltrail costs {costs.month} ({currency})")
@@ -144,7 +152,7 @@ def render(costs: MonthCosts, fmt: str) -> str:
         table.add_column(name, justify="right" if name in ("legs", "minutes", "charge") else "left")
     for line in costs.usage:
         table.add_row(
-            line.leg,
+            line.leg if line.direction != "inbound" else f"{line.leg} (inbound)",
             line.destination_type,
             str(line.legs),
             str(line.billable_minutes),

@@ -47,8 +47,15 @@ LEGS = """
 SELECT call_sid, charge, currency FROM calls WHERE billing_month = $1 ORDER BY call_sid
 """
 USAGE = """
-SELECT leg, direction, count(*), coalesce(sum(billable_minutes), 0), sum(charge)
-FROM calls WHERE billing_month = $1 GROUP BY leg, direction
+SELECT leg, billed_as, count(*), coalesce(sum(billable_minutes), 0), sum(charge)
+FROM (
+    -- Twilio bills a leg it dialled (a forward of an inbound call too) as outbound: only the
+    -- root leg of an inbound call is an inbound leg to Twilio.
+    SELECT leg, billable_minutes, charge,
+           CASE WHEN parent_call_sid IS NULL AND direction = 'inbound'
+                THEN 'inbound' ELSE 'outbound' END AS billed_as
+    FROM calls WHERE billing_month = $1
+) legs GROUP BY leg, billed_as
 """
 TARIFF_CURRENCY = """
 SELECT currency FROM tariffs WHERE effective_from <= $1 ORDER BY effective_from DESC LIMIT 1

@@ -19,6 +19,7 @@ from services.recorder.domain.batch import (
     EventRows,
     PricedLeg,
     ReceivedEvent,
+    call_roots,
     fold_batch,
     fold_events,
     price_leg,
@@ -36,7 +37,17 @@ class LegTransaction(Protocol):
 
     async def save_legs(self, legs: Sequence[PricedLeg]) -> None: ...
 
-    async def add_writeback_jobs(self, roots: Sequence[str], delay_s: float) -> None: ...
+    async def share_call_context(self, roots: Sequence[str]) -> None:
+        """Give every leg of these calls what the call's root leg knows: an inbound call's
+        direction and a LINE call's user id, whichever leg was stored first."""
+        ...
+
+    async def add_writeback_jobs(
+        self, roots: Sequence[str], delay_s: float, customer_app: int | None
+    ) -> None:
+        """A job per call that has a kintone record, or (inbound, ``customer_app`` set) goes
+        to the customer lookup."""
+        ...
 
 
 class LegStore(Protocol):
@@ -71,9 +82,12 @@ class CallRecorder:
         home_region: str = "JP",
         *,
         writeback_delay_s: float | None = None,
+        customer_app: int | None = None,
     ) -> None:
         """``writeback_delay_s``: when set, ended calls get a kintone write-back job, due that
-        many seconds later (so the call's last legs are in); None: write-back is off."""
+        many seconds later (so the call's last legs are in); None: write-back is off.
+        ``customer_app``: where inbound calls are looked up (none: they get no job)."""
+        self._customer_app = customer_app
         self._store = store
         self.tariffs = tariffs
         self._zone = zone
@@ -113,8 +127,11 @@ class CallRecorder:
                 writeback=self._writeback_delay_s is not None,
             )
             await tx.save_legs(folded.legs)
+            await tx.share_call_context(call_roots(batch.partial_legs))
             if self._writeback_delay_s is not None and folded.writeback_roots:
-                await tx.add_writeback_jobs(folded.writeback_roots, self._writeback_delay_s)
+                await tx.add_writeback_jobs(
+                    folded.writeback_roots, self._writeback_delay_s, self._customer_app
+                )
         outcome.legs_written = len(folded.legs)
         outcome.ended_legs = folded.ended
         outcome.unrated_legs = folded.unrated

@@ -13,6 +13,13 @@ Exactly once on kintone, whatever crashes where:
   with the revision it read; on 409 ``GAIA_CO02`` (someone edited the record meanwhile, or our
   own timed-out write was applied after all) it reads again and re-checks;
 - app mode upserts one record per call keyed by the unique CallSid field: repeating it is safe.
+
+An inbound call (CONTRACT.md section 9) has no record of its own: one records query in the
+customer app finds the caller's records (by phone number or LINE user id), and the call lands
+on each of them (subtable mode) or in one call-log record naming the lowest (app mode). What the
+lookup found is kept with the job, so a retry writes to the same records without asking again.
+In subtable mode the query also returns each record's revision and history table, so a record
+costs one update, not a read and an update.
 """
 
 from __future__ import annotations
@@ -35,6 +42,14 @@ from services.recorder.adapters.kintone import (
 )
 from services.recorder.adapters.outbox import NOT_A_NUMBER, KintoneOutbox
 from services.recorder.adapters.storage import is_outage
+from services.recorder.domain.customer_lookup import (
+    MAX_RECORDS,
+    identify_caller,
+    lookup_fields_wanted,
+    lookup_query,
+    matching_records,
+    record_id,
+)
 from services.recorder.domain.history import (
     CallSummary,
     WritebackMode,
@@ -70,6 +85,13 @@ class ParkError(Exception):
     """A job that retrying cannot fix (reason in the message)."""
 
 
+def _as_read(record: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], int] | None:
+    """A record as the lookup returned it, with its revision, if it came with one."""
+    cell = record.get("$revision") if record is not None else None
+    value = str(cell.get("value", "")) if isinstance(cell, Mapping) else ""
+    return (record, int(value)) if record is not None and value.isdigit() else None
+
+
 class WritebackWorker:
     def __init__(
         self,
@@ -80,6 +102,7 @@ class WritebackWorker:
         batch_size: int = 500,
         poll_s: float = 1.0,
         lease_s: float = 120.0,
+        home_region: str = "JP",
     ) -> None:
         self._outbox = outbox
         self._client = client
@@ -87,6 +110,8 @@ class WritebackWorker:
         self._table = settings.kintone_history_table
         self._call_log_app = settings.kintone_call_log_app
         self._fields = settings.history_fields()
+        self._lookup_fields = settings.lookup_fields()
+        self._home_region = home_region
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._lease_s = lease_s
@@ -119,19 +144,66 @@ class WritebackWorker:
         if orphans:
             await self._settle(orphans, ParkError("no legs recorded for this call"))
             jobs = [job for job in jobs if job.call_sid in summaries]
+        inbound = [job for job in jobs if job.inbound]
         if self._mode is WritebackMode.APP:
-            await self._write_call_log(jobs, summaries)
-        else:
-            groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
-            for job in jobs:
-                groups[(job.app_id, job.record_id)].append(job)
-            await asyncio.gather(
-                *(
-                    self._write_history(app, record, group, summaries)
-                    for (app, record), group in groups.items()
-                )
+            found = await asyncio.gather(
+                *(self._customer_of(job, summaries[job.call_sid]) for job in inbound)
             )
+            customers = {
+                job.call_sid: rid for job, (ok, rid) in zip(inbound, found, strict=True) if ok
+            }
+            ready = [job for job in jobs if not job.inbound or job.call_sid in customers]
+            await self._write_call_log(ready, summaries, customers)
+        else:
+            await self._write_histories(jobs, summaries)
         return len(jobs)
+
+    async def _write_histories(
+        self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
+    ) -> None:
+        """Subtable mode: look the inbound callers up, then one update per record for every
+        call landing on it, outbound or inbound (an inbound call may land on several). A
+        record the lookup returned is not read again: the update carries its revision."""
+        inbound = [job for job in jobs if job.inbound]
+        looked = await asyncio.gather(
+            *(self._lookup_or_settle(job, summaries[job.call_sid]) for job in inbound)
+        )
+        groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
+        reads: dict[tuple[int, int], tuple[Mapping[str, Any], int]] = {}
+        unmatched: list[Job] = []
+        for job in jobs:
+            if job.record_id is not None:
+                groups[(job.app_id, job.record_id)].append(job)
+        for job, found in zip(inbound, looked, strict=True):
+            if found is None:
+                continue  # the lookup failed: settled already
+            matched, fresh = found
+            if not matched:
+                unmatched.append(job)
+            for rid in matched:
+                key = (job.app_id, rid)
+                groups[key].append(job)
+                read = _as_read(fresh.get(rid))
+                if read is not None and (key not in reads or read[1] > reads[key][1]):
+                    reads[key] = read
+        errors = await asyncio.gather(
+            *(
+                self._write_history(app, record, group, summaries, reads.get((app, record)))
+                for (app, record), group in groups.items()
+            )
+        )
+        failed: dict[str, tuple[Job, BaseException]] = {}
+        for group, error in zip(groups.values(), errors, strict=True):
+            for job in group:
+                if error is not None:
+                    failed.setdefault(job.call_sid, (job, error))
+        for job, reason in failed.values():
+            await self._settle([job], reason)
+        written = {job.call_sid: job for group in groups.values() for job in group}
+        done = [job for sid, job in written.items() if sid not in failed] + unmatched
+        for job in unmatched:
+            log.warning("kintone_call_unmatched", call_sid=job.call_sid, app=job.app_id)
+        await self._settle(done, None)
 
     # --- database ---------------------------------------------------------------------------
 
@@ -174,21 +246,39 @@ class WritebackWorker:
     # --- subtable mode -------------------------------------------------------------------------
 
     async def _write_history(
-        self, app: int, record_id: int, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
-    ) -> None:
+        self,
+        app: int,
+        record_id: int,
+        jobs: Sequence[Job],
+        summaries: Mapping[str, CallSummary],
+        read: tuple[Mapping[str, Any], int] | None = None,
+    ) -> KintoneError | ParkError | None:
+        """The calls onto one record; returns what went wrong, if anything."""
         try:
             # The client's own lines (retries, 429s) then say which calls they carry.
             with structlog.contextvars.bound_contextvars(call_sids=[j.call_sid for j in jobs]):
-                await self.append_history(app, record_id, [summaries[j.call_sid] for j in jobs])
+                await self.append_history(
+                    app, record_id, [summaries[j.call_sid] for j in jobs], read
+                )
         except (KintoneError, ParkError) as exc:
-            await self._settle(jobs, exc)
-        else:
-            await self._settle(jobs, None)
+            return exc
+        return None
 
-    async def append_history(self, app: int, record_id: int, calls: Sequence[CallSummary]) -> int:
-        """Append the calls missing from the record's history table; returns rows added."""
+    async def append_history(
+        self,
+        app: int,
+        record_id: int,
+        calls: Sequence[CallSummary],
+        read: tuple[Mapping[str, Any], int] | None = None,
+    ) -> int:
+        """Append the calls missing from the record's history table; returns rows added.
+        ``read``: the record and revision already in hand (from the customer lookup)."""
         for _ in range(CONFLICT_REREADS):
-            record, revision = await self._client.get_record(app, record_id)
+            if read is not None:
+                record, revision = read
+                read = None
+            else:
+                record, revision = await self._client.get_record(app, record_id)
             table = record.get(self._table)
             if not isinstance(table, Mapping) or table.get("type", "SUBTABLE") != "SUBTABLE":
                 raise ParkError(
@@ -213,24 +303,96 @@ class WritebackWorker:
             return len(missing)
         raise KintoneConflictError(409, "GAIA_CO02", f"record {record_id} kept changing")
 
+    # --- inbound calls: the customer lookup ---------------------------------------------------
+
+    async def _lookup(
+        self, job: Job, summary: CallSummary, extra: Sequence[str]
+    ) -> tuple[list[int], dict[int, Mapping[str, Any]]]:
+        """The customer records this call matches, by id (oldest first), and, when the query
+        ran now, the records as it returned them. One query per call, ever: its answer is
+        kept with the job. A caller with no number or LINE id to go by matches nothing."""
+        if job.matched is not None:
+            return list(job.matched), {}
+        caller = identify_caller(summary.caller, summary.line_user_id, self._home_region)
+        found: list[Mapping[str, Any]] = []
+        if caller is not None:
+            records, _ = await self._client.get_records(
+                job.app_id,
+                lookup_query(caller, self._lookup_fields),
+                lookup_fields_wanted(self._lookup_fields, caller, extra),
+            )
+            found = matching_records(records, caller, self._lookup_fields, self._home_region)
+            if len(records) >= MAX_RECORDS:
+                # kintone returns at most 500: more records hold the number's groups
+                # than one query can return; matches beyond them are missed.
+                log.warning("kintone_lookup_truncated", call_sid=job.call_sid, app=job.app_id)
+        by_id = {rid: r for r in found if (rid := record_id(r)) is not None}
+        await self._outbox.set_matched(job.call_sid, list(by_id))
+        log.info(
+            "kintone_customer_lookup",
+            call_sid=job.call_sid,
+            app=job.app_id,
+            by="none" if caller is None else type(caller).__name__,
+            matched=list(by_id),
+        )
+        return list(by_id), by_id
+
+    async def _lookup_or_settle(
+        self, job: Job, summary: CallSummary
+    ) -> tuple[list[int], dict[int, Mapping[str, Any]]] | None:
+        """Subtable mode's lookup, asking for each record's revision and history table too;
+        None when it failed (the job is settled: retried later, or parked)."""
+        try:
+            with structlog.contextvars.bound_contextvars(call_sids=[job.call_sid]):
+                return await self._lookup(job, summary, ["$revision", self._table])
+        except KintoneError as exc:
+            await self._settle([job], exc)
+            return None
+
+    async def _customer_of(self, job: Job, summary: CallSummary) -> tuple[bool, int | None]:
+        """App mode: (looked up, the lowest matching record or None); a failed lookup settles
+        the job (retry later, or parked) and says so."""
+        try:
+            with structlog.contextvars.bound_contextvars(call_sids=[job.call_sid]):
+                matched, _ = await self._lookup(job, summary, [])
+        except KintoneError as exc:
+            await self._settle([job], exc)
+            return False, None
+        return True, (min(matched) if matched else None)
+
     # --- call-log app mode -----------------------------------------------------------------------
 
     async def _write_call_log(
-        self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
+        self,
+        jobs: Sequence[Job],
+        summaries: Mapping[str, CallSummary],
+        customers: Mapping[str, int | None] | None = None,
     ) -> None:
         ready = list(jobs)
         chunks = [
             ready[i : i + MAX_RECORDS_PER_REQUEST]
             for i in range(0, len(ready), MAX_RECORDS_PER_REQUEST)
         ]
-        await asyncio.gather(*(self._upsert_chunk(chunk, summaries) for chunk in chunks))
+        await asyncio.gather(
+            *(self._upsert_chunk(chunk, summaries, customers or {}) for chunk in chunks)
+        )
 
     async def _upsert_chunk(
-        self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
+        self,
+        jobs: Sequence[Job],
+        summaries: Mapping[str, CallSummary],
+        customers: Mapping[str, int | None],
     ) -> None:
         assert self._call_log_app is not None
         records = [
-            (job.call_sid, call_log_record(summaries[job.call_sid], job.record_id, self._fields))
+            (
+                job.call_sid,
+                call_log_record(
+                    summaries[job.call_sid],
+                    customers.get(job.call_sid) if job.inbound else job.record_id,
+                    self._fields,
+                ),
+            )
             for job in jobs
         ]
         try:
@@ -244,7 +406,7 @@ class WritebackWorker:
                 return
             # kintone refuses the whole request for one bad record: find it, send the rest.
             for job in jobs:
-                await self._upsert_chunk([job], summaries)
+                await self._upsert_chunk([job], summaries, customers)
         except KintoneError as exc:
             await self._settle(jobs, exc)
         else:

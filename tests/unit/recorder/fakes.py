@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.common.events import CallEvent
 from services.recorder.domain.batch import EventRows, PricedLeg, ReceivedEvent, event_key
-from services.recorder.domain.legs import CallLeg
+from services.recorder.domain.legs import CallLeg, Direction
 
 
 class _PostgresError(Exception):
@@ -86,7 +86,21 @@ class FakeTransaction:
     async def save_legs(self, legs: Sequence[PricedLeg]) -> None:
         self.legs |= {priced.leg.call_sid: priced for priced in legs}
 
-    async def add_writeback_jobs(self, roots: Sequence[str], delay_s: float) -> None:
+    async def share_call_context(self, roots: Sequence[str]) -> None:
+        legs = {**self.store.legs, **self.legs}
+        for sid, priced in legs.items():
+            root = legs.get(priced.leg.parent_call_sid or "")
+            if root is None or root.leg.call_sid not in roots:
+                continue
+            leg = priced.leg
+            if root.leg.direction is Direction.INBOUND:
+                leg = replace(leg, direction=Direction.INBOUND)
+            leg = replace(leg, line_user_id=leg.line_user_id or root.leg.line_user_id)
+            self.legs[sid] = replace(priced, leg=leg)
+
+    async def add_writeback_jobs(
+        self, roots: Sequence[str], delay_s: float, customer_app: int | None
+    ) -> None:
         self.jobs |= dict.fromkeys(roots, delay_s)
 
 

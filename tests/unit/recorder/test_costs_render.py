@@ -51,6 +51,7 @@ def test_json_is_parseable_with_decimals_as_exact_strings() -> None:
         "billable_minutes": 5,
         "charge": "1.25",
         "unrated_legs": 0,
+        "direction": "outbound",
     }
     assert doc["usage"][3]["charge"] is None  # unrated, not "0"
     assert Decimal(doc["total"]) == Decimal("1335.05")
@@ -88,6 +89,7 @@ def test_csv_is_parseable_with_usage_rental_and_total_rows() -> None:
         "billable_minutes",
         "charge",
         "currency",
+        "direction",
     ]
     assert {row["month"] for row in rows} == {"2026-11"}
     assert {row["currency"] for row in rows} == {"JPY"}
@@ -171,3 +173,12 @@ def test_parse_month_rejects_anything_but_yyyy_mm(text: str) -> None:
     with pytest.raises(ValueError, match="--month must look like 2026-11") as caught:
         parse_month(text)
     assert repr(text) in str(caught.value)
+
+
+def test_inbound_legs_are_shown_apart_from_outbound_ones() -> None:
+    costs = _costs()
+    costs.usage.append(UsageLine("pstn", "mobile", 4, 9, None, 4, "inbound"))
+    text = render(costs, "table")
+    assert "pstn (inbound)" in text
+    rows = _csv(costs)
+    assert [r["direction"] for r in rows if r["item"] == "usage"][-1] == "inbound"

@@ -10,7 +10,8 @@ from services.recorder.settings import KintoneSettings
 
 INNER = {
     "通話日時": {"type": "DATETIME"},
-    "電話番号": {"type": "SINGLE_LINE_TEXT"},
+    "通話番号": {"type": "SINGLE_LINE_TEXT"},
+    "発着信": {"type": "DROP_DOWN"},
     "通話結果": {"type": "DROP_DOWN"},
     "通話時間": {"type": "NUMBER"},
     "通話料金": {"type": "NUMBER"},
@@ -46,7 +47,44 @@ def test_a_correct_subtable_setup_passes() -> None:
     properties = {"通話履歴": {"type": "SUBTABLE", "fields": INNER}, "顧客名": {"type": "X"}}
     findings = check_fields(properties, settings("subtable"))
     assert problems(findings) == {}
-    assert len(findings) == 8
+    assert len(findings) == 9
+
+
+def test_an_app_set_up_with_the_old_number_column_is_named() -> None:
+    inner = {("電話番号" if k == "通話番号" else k): v for k, v in INNER.items()}
+    properties = {"通話履歴": {"type": "SUBTABLE", "fields": inner}}
+    found = problems(check_fields(properties, settings("subtable")))
+    assert list(found) == ["通話番号"]
+    assert "KINTONE_FIELD_NUMBER=電話番号" in found["通話番号"]
+    findings = check_fields(properties, settings("subtable", kintone_field_number="電話番号"))
+    assert problems(findings) == {}
+    (number,) = [f for f in findings if f.code == "電話番号"]
+    assert "old default" in number.message
+
+
+def test_the_customer_app_needs_the_fields_inbound_calls_are_matched_by() -> None:
+    values = settings("subtable", kintone_customer_app=10)
+    table = {"通話履歴": {"type": "SUBTABLE", "fields": INNER}}
+    lookup = values.lookup_fields()
+    found = problems(
+        kintone_fields.check_fields(
+            table, values.kintone_writeback, "通話履歴", values.history_fields(), lookup
+        )
+    )
+    assert set(found) == {"電話番号", "LINEユーザーID"}
+    properties = {
+        **table,
+        "電話番号": {"type": "SINGLE_LINE_TEXT"},
+        "LINEユーザーID": {"type": "SINGLE_LINE_TEXT"},
+    }
+    assert (
+        problems(
+            kintone_fields.check_fields(
+                properties, values.kintone_writeback, "通話履歴", values.history_fields(), lookup
+            )
+        )
+        == {}
+    )
 
 
 def test_subtable_problems_are_named_field_by_field() -> None:

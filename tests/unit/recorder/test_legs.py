@@ -16,6 +16,7 @@ from services.recorder.domain.legs import (
     STATUS_RANK,
     TERMINAL_RANK,
     CallLeg,
+    Direction,
     Leg,
     apply_event,
     classify_leg,
@@ -101,6 +102,45 @@ def test_a_call_without_parent_between_numbers_is_pstn() -> None:
     assert classify_leg(event) is Leg.PSTN
 
 
+# --- direction (CONTRACT.md section 9, the wire agreement with the gateway) ------------------
+
+
+def test_direction_of_every_kind_of_leg() -> None:
+    root, client = new_sid(), new_sid()
+    inbound_root = status("ringing", call_sid=root, from_=MOBILE, to=CALLER_ID)
+    assert leg_of(inbound_root).direction is Direction.INBOUND  # no query, not a browser
+    browser_root = status("completed", call_sid=root, from_="client:u_1", to=MOBILE)
+    assert leg_of(browser_root).direction is Direction.OUTBOUND
+    assert leg_of(dial(call_sid=root)).direction is Direction.OUTBOUND
+    assert leg_of(sip_inbound(call_sid=root)).direction is Direction.INBOUND
+    ringing_a_browser = status(
+        "ringing",
+        call_sid=client,
+        parent=root,
+        to="client:kintone_5",
+        query={"identity": "kintone_5"},
+    )
+    ringing_a_browser.context.direction = "inbound"  # the gateway's statusCallback query
+    leg = leg_of(ringing_a_browser)
+    assert (leg.leg, leg.direction, leg.user_identity) == (
+        Leg.BROWSER,
+        Direction.INBOUND,
+        "kintone_5",
+    )
+    # A child leg nobody marked is a browser call's PSTN leg.
+    assert leg_of(status("ringing", call_sid=client, parent=root)).direction is Direction.OUTBOUND
+    # A root leg without From says nothing; inbound wins over that default when merged.
+    silent = status("ringing", call_sid=root, from_="", to=CALLER_ID)
+    assert leg_of(silent).direction is None
+    assert leg_of(silent, inbound_root).direction is Direction.INBOUND
+
+
+def test_an_inbound_root_leg_is_classified_by_its_caller() -> None:
+    leg = leg_of(status("completed", call_sid=new_sid(), from_=MOBILE, to=CALLER_ID))
+    assert leg.leg is Leg.PSTN
+    assert leg.destination_type is DestinationType.MOBILE  # who called, not the 050 number
+
+
 def test_a_sip_leg_comes_from_sip() -> None:
     event = status("ringing", call_sid=new_sid(), from_=SIP_FROM, to=MOBILE, direction="inbound")
     assert classify_leg(event) is Leg.SIP
@@ -171,7 +211,8 @@ def test_the_leg_records_its_destination_from_the_events() -> None:
     assert leg.parent_call_sid == parent
     assert leg.to_number == LANDLINE
     assert leg.from_number == CALLER_ID
-    assert leg.direction == "outbound-dial"
+    assert leg.direction is Direction.OUTBOUND
+    assert leg.twilio_direction == "outbound-dial"
 
 
 # --- status: forward only -----------------------------------------------------------------------
@@ -439,7 +480,8 @@ def test_the_reference_leg_is_what_twilio_reported() -> None:
         sequence=3,
         from_number=CALLER_ID,
         to_number=MOBILE,
-        direction="outbound-dial",
+        direction=Direction.OUTBOUND,
+        twilio_direction="outbound-dial",
         started_at=T0,
         answered_at=T0 + timedelta(seconds=10),
         ended_at=T0 + timedelta(seconds=71),

@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 from services.devtools.call_flows import answered_call
 from services.recorder.domain.batch import ReceivedEvent, fold_batch, fold_events
+from services.recorder.domain.legs import Direction
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.service_layer.recording import CallRecorder, rerate_month
 from services.recorder.settings import DEFAULT_TARIFF
+from tests.inbound_calls import inbound_call
 from tests.unit.recorder.fakes import FakeLegStore
 
 AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -68,3 +70,28 @@ def test_fold_batch_is_pure_and_order_free() -> None:
     two = fold_batch(backward, {}, TARIFFS, TOKYO, writeback=True)
     assert [p.leg for p in one.legs] == [p.leg for p in two.legs]
     assert one.writeback_roots == two.writeback_roots == [events[0].root_call_sid]
+
+
+async def test_an_inbound_call_gets_its_job_when_the_caller_hangs_up() -> None:
+    store = FakeLegStore()
+    recorder = CallRecorder(store, TARIFFS, TOKYO, writeback_delay_s=10, customer_app=10)
+    call = inbound_call(at=AT)
+    outcome = await recorder.record_events(received(call.events[:-1]))
+    assert store.jobs == {}  # the browsers stopped ringing; the call goes on
+    outcome = await recorder.record_events(received(call.events[-1:]))
+    assert store.jobs == {call.root: 10}
+    assert [leg.call_sid for leg in outcome.unrated_legs] == [call.root]  # no inbound rate
+
+
+async def test_a_line_calls_legs_share_its_user_id_whichever_came_first() -> None:
+    line_id = "U" + "0123456789abcdef" * 2
+    store = FakeLegStore()
+    recorder = CallRecorder(store, TARIFFS, TOKYO)
+    call = inbound_call(line_user_id=line_id, at=AT)
+    for event in call.events[1:]:  # the client legs' callbacks carry no LINE id here
+        event.context.line_user_id = None
+    await recorder.record_events(received(call.events[1:]))  # children before the root
+    await recorder.record_events(received(call.events[:1]))  # the sip-inbound event
+    legs = {sid: p.leg for sid, p in store.legs.items()}
+    assert {leg.line_user_id for leg in legs.values()} == {line_id}
+    assert {leg.direction for leg in legs.values()} == {Direction.INBOUND}
