@@ -189,6 +189,10 @@ class _Parser:
         at = self.i + offset
         return self.tokens[at] if at < len(self.tokens) else None
 
+    def at(self, kind: str) -> bool:
+        token = self.peek()
+        return token is not None and token.kind == kind
+
     def keyword(self, word: str, offset: int = 0) -> bool:
         token = self.peek(offset)
         return token is not None and token.kind == "name" and token.text.lower() == word
@@ -224,7 +228,7 @@ class _Parser:
                 if self.keyword("asc") or self.keyword("desc"):
                     descending = self.take().text.lower() == "desc"
                 order.append(Order(code, descending))
-                if self.peek() is None or self.peek().kind != ",":  # type: ignore[union-attr]
+                if not self.at(","):
                     break
                 self.take()
         if self.keyword("limit"):
@@ -237,8 +241,9 @@ class _Parser:
             offset = int(self.expect("number").text)
             if offset > MAX_OFFSET:
                 raise QueryError("GAIA_QU02", f"offset must be {MAX_OFFSET} or less.")
-        if self.peek() is not None:
-            raise _syntax(f"unexpected {self.peek().text!r}")  # type: ignore[union-attr]
+        left = self.peek()
+        if left is not None:
+            raise _syntax(f"unexpected {left.text!r}")
         return Query(where, order or [Order(RECORD_ID, True)], limit, offset)
 
     def _at_option(self) -> bool:
@@ -296,7 +301,7 @@ class _Parser:
                 raise QueryError("GAIA_IQ03", f"The operator in cannot be used on {code}.")
             self.expect("(")
             values = {self.expect("string").text}
-            while self.peek() is not None and self.peek().kind == ",":  # type: ignore[union-attr]
+            while self.at(","):
                 self.take()
                 values.add(self.expect("string").text)
             self.expect(")")

@@ -41,6 +41,7 @@ import orjson
 from aiohttp import web
 
 from services.devtools import kintone_query
+from services.devtools.local_server import LocalServer
 
 MAX_RECORDS_PER_REQUEST = 100
 CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
@@ -935,37 +936,15 @@ def _update_item(app: App, body: Mapping[str, Any], where: str, *, upsert: bool)
 # --- serving --------------------------------------------------------------------------------
 
 
-class KintoneStandin:
+class KintoneStandin(LocalServer):
     """Serve a ``KintoneDomain`` on 127.0.0.1 on a free port, for tests and benchmarks."""
 
     def __init__(self, domain: KintoneDomain | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.domain = domain or KintoneDomain()
-        self.host = host
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self) -> KintoneStandin:
-        self._runner = web.AppRunner(init_app(self.domain), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> KintoneStandin:
-        return await self.start()
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    def make_app(self) -> web.Application:
+        return init_app(self.domain)
 
 
 # --- the apps calltrail writes to, with its default field codes ---------------------------

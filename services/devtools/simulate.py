@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -102,7 +102,11 @@ class SimulationSummary:
     inbound: Counter[str] = field(default_factory=Counter)  # "number answered", "line missed" …
 
 
-def _weighted(rng: random.Random, options):  # type: ignore[no-untyped-def]
+Weighted = TypeVar("Weighted", bound=tuple[Any, ...])
+
+
+def _weighted(rng: random.Random, options: Sequence[Weighted]) -> Weighted:
+    """One of ``options`` (tuples whose second item is the weight)."""
     return rng.choices(options, weights=[o[1] for o in options])[0]
 
 

@@ -46,6 +46,8 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
+from services.devtools.local_server import LocalServer
+
 API = "/2010-04-01"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
@@ -792,38 +794,17 @@ def _usage_record(
 # --- serving --------------------------------------------------------------------------------
 
 
-class TwilioStandin:
+class TwilioStandin(LocalServer):
     """Serve a ``TwilioAccount`` on 127.0.0.1 on a free (or given) port."""
 
     def __init__(
         self, account: TwilioAccount | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host, port)
         self.account = account or seeded_account()
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self) -> TwilioStandin:
-        self._runner = web.AppRunner(init_app(self.account), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> TwilioStandin:
-        return await self.start()
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    def make_app(self) -> web.Application:
+        return init_app(self.account)
 
 
 #: The dev account `calltrail dev` serves (placeholders: never real credentials).
