@@ -157,6 +157,7 @@ def test_drop_downs_come_from_the_form(page: Page, harness: KintoneHarness, fres
         "company",
         "contact",
         "employees",
+        "line_user_id",
         "phone",
         "website",
     ]
