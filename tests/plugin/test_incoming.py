@@ -168,7 +168,9 @@ def test_answer_accepts_once_then_the_call_state_then_gone(
     )
     page.wait_for_selector(".calltrail-incoming-call[data-state='open']")
     assert call_log(page, index)["accepts"] == 1
-    page.wait_for_function("() => document.querySelector('.calltrail-incoming .calltrail-timer').textContent")
+    page.wait_for_function(
+        "() => document.querySelector('.calltrail-incoming .calltrail-timer').textContent"
+    )
     [call] = incoming_panel(page)["calls"]
     assert call["status"] == "通話中"
     assert call["buttons"] == ["hangup", "mute"]
