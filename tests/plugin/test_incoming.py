@@ -367,3 +367,24 @@ def test_incoming_to_panel_with_its_record(
         f"max {max(record_ms):.0f} ms"
     )
     assert statistics.median(record_ms) < 1000
+
+
+def test_the_call_button_waits_while_an_incoming_call_is_answered(
+    page: Page, harness: KintoneHarness, ringing: Tenant
+) -> None:
+    open_record(page, harness, ringing)
+    wait_ready(page)
+    wait_registered(page)
+    index = ring(page, number("+819011112222"))
+    assert button(page)["disabled"] is False  # ringing only: the user may still call out
+    page.click(".calltrail-answer")
+    page.wait_for_selector(".calltrail-incoming-call[data-state='open']")
+    state = button(page)
+    assert state["disabled"] is True
+    assert state["reason"] == "着信の通話中は発信できません。"
+    page.click(BUTTON, force=True)
+    assert standin(page)["connects"] == []
+    call_at(page, index, "_remoteHangUp")
+    gone(page)
+    wait_ready(page)
+    assert button(page)["reason"] == ""

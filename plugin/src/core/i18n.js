@@ -32,6 +32,7 @@ const MESSAGES = {
     unreachable: '通話サーバーに接続できません。しばらくすると自動で再試行します。',
     // The incoming-call panel
     incoming: '着信',
+    busyIncoming: '着信の通話中は発信できません。',
     fromLine: 'LINE から',
     unknownCaller: '番号不明',
     answer: '応答',
@@ -71,6 +72,7 @@ const MESSAGES = {
     rejected: 'The call server refused the request. Trying again shortly.',
     unreachable: 'Cannot reach the call server. Trying again shortly.',
     incoming: 'Incoming call',
+    busyIncoming: 'You cannot call out while on an incoming call.',
     fromLine: 'LINE',
     unknownCaller: 'Unknown number',
     answer: 'Answer',

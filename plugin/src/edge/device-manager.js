@@ -15,7 +15,8 @@ import { parseTokenAnswer, TokenFailure } from '../core/token.js';
 
 /**
  * Events to subscribers: {type: 'ready'} | {type: 'unavailable', problem} | {type: 'problem',
- * problem} | {type: 'incoming', call}. problem: {key, args} (an i18n key).
+ * problem} | {type: 'incoming', call} | {type: 'registered'} | {type: 'busy', busy} (an incoming
+ * call is being answered or talked on: the call button waits). problem: {key, args} (an i18n key).
  */
 export function createDeviceManager({
   kintone,
@@ -169,6 +170,10 @@ export function createDeviceManager({
     connect(params) {
       if (!tokenValid()) return Promise.reject(Object.assign(new Error('no valid token'), { code: 20104 }));
       return device.connect({ params });
+    },
+    /** The incoming panel says whether one of its calls is answered (the call button waits). */
+    setBusy(busy) {
+      emit({ type: 'busy', busy: Boolean(busy) });
     },
     /** Whether this page's Device was registered for incoming calls. */
     get registered() {

@@ -58,6 +58,15 @@ export function createIncomingPanel({
     if (!root.isConnected) doc.body.appendChild(root);
   }
 
+  let busy = false;
+  function updateBusy() {
+    const now = [...entries.values()].some((e) => e.state === 'answering' || e.state === 'open' || e.state === 'ending');
+    if (now !== busy) {
+      busy = now;
+      manager.setBusy(busy);
+    }
+  }
+
   function unmountIfEmpty() {
     if (entries.size === 0) {
       root.remove();
@@ -101,6 +110,7 @@ export function createIncomingPanel({
     const entry = { node, state: 'ringing', startedAt: null, timer, render: null };
     entries.set(call, entry);
     const render = () => {
+      updateBusy();
       node.dataset.state = entry.state;
       answer.hidden = entry.state !== 'ringing' && entry.state !== 'answering';
       answer.disabled = entry.state !== 'ringing';
@@ -121,6 +131,7 @@ export function createIncomingPanel({
       if (!entries.has(call)) return;
       entries.delete(call);
       node.remove();
+      updateBusy();
       unmountIfEmpty();
     };
 
