@@ -62,10 +62,11 @@ def test_list_views_register_once_per_page_load(
     assert page.query_selector(BUTTON) is None  # no call button on a list
 
 
+@pytest.mark.parametrize("kind", ["record", "mobile"])
 def test_record_views_register_once_and_keep_one_button(
-    page: Page, harness: KintoneHarness, ringing: Tenant
+    page: Page, harness: KintoneHarness, ringing: Tenant, kind: str
 ) -> None:
-    open_record(page, harness, ringing)
+    open_record(page, harness, ringing, kind)
     wait_ready(page)
     wait_registered(page)
     page.evaluate("() => window.__harness.next()")
@@ -75,9 +76,16 @@ def test_record_views_register_once_and_keep_one_button(
     assert standin(page)["registers"] == 1
     assert len(standin(page)["devices"]) == 1  # one Device serves the button and incoming calls
     assert button(page)["count"] == 1
-    # The same Device still calls out.
+    # The same Device still calls out, and rings.
     page.click(BUTTON)
     page.wait_for_function("() => window.__twilioStandin.log.connects.length === 1")
+    page.evaluate("() => window.__twilioStandin.lastCall()._remoteHangUp()")
+    ring(page, number("+819011112222"))
+    wait_lookup_done(page)
+    [link] = incoming_panel(page)["calls"][0]["records"]
+    assert link["href"] == (
+        "/k/m/12/show?record=102" if kind == "mobile" else "/k/12/show#record=102"
+    )
 
 
 @pytest.mark.parametrize("kind", ["record", "index"])
