@@ -6,6 +6,7 @@ import {
   callerLabel,
   isFieldCode,
   lineQuery,
+  lookupPlan,
   matchedRecords,
   normalizePhone,
   parseCaller,
@@ -143,4 +144,23 @@ test('the custom parameters: caller, kind, line_user_id; From when caller is abs
   assert.ok(isLineUserId(LINE_ID));
   assert.ok(!isLineUserId(LINE_ID.toUpperCase()));
   assert.ok(!isLineUserId(`${LINE_ID};x`));
+});
+
+test('the lookup plan: LINE id field for LINE calls, the phone field for numbers, else nothing', () => {
+  const config = { phoneField: 'phone', lineUserIdField: 'line' };
+  const line = lookupPlan({ kind: 'line', caller: '', lineUserId: LINE_ID }, config);
+  assert.equal(line.field, 'line');
+  assert.equal(line.query, `line = "${LINE_ID}" limit 100`);
+  assert.ok(line.match(` ${LINE_ID} `));
+  assert.ok(!line.match(`${LINE_ID}x`));
+  assert.equal(lookupPlan({ kind: 'line', caller: '', lineUserId: LINE_ID }, { phoneField: 'phone', lineUserIdField: '' }), null);
+  assert.equal(lookupPlan({ kind: 'line', caller: '', lineUserId: null }, config), null);
+  const num = lookupPlan({ kind: 'number', caller: '+819011112222', lineUserId: null }, config);
+  assert.equal(num.field, 'phone');
+  assert.ok(num.match('090-1111-2222'));
+  assert.ok(!num.match('03-9999-2222'));
+  for (const caller of ['anonymous', '+266696687', 'sip:a@b', '', '090"1111']) {
+    assert.equal(lookupPlan({ kind: 'number', caller, lineUserId: null }, config), null, caller);
+  }
+  assert.equal(lookupPlan({ kind: 'number', caller: '+819011112222', lineUserId: null }, { phoneField: 'a b' }), null);
 });

@@ -396,3 +396,22 @@ def test_the_call_button_waits_while_an_incoming_call_is_answered(
     gone(page)
     wait_ready(page)
     assert button(page)["reason"] == ""
+
+
+def test_while_one_call_is_answered_another_can_only_be_declined(
+    page: Page, harness: KintoneHarness, ringing: Tenant
+) -> None:
+    open_record(page, harness, ringing, "index")
+    wait_registered(page)
+    first = ring(page, number("+819011112222"))
+    second = ring(page, number("+81312345678"))
+    page.click(".calltrail-incoming-call:nth-child(1) .calltrail-answer")
+    page.wait_for_selector(".calltrail-incoming-call[data-state='open']")
+    assert page.is_disabled(".calltrail-incoming-call:nth-child(2) .calltrail-answer")
+    page.click(".calltrail-incoming-call:nth-child(2) .calltrail-answer", force=True)
+    page.click(".calltrail-incoming-call:nth-child(2) .calltrail-decline")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.calltrail-incoming-call').length === 1"
+    )
+    assert call_log(page, first)["accepts"] == 1
+    assert call_log(page, second) == {"accepts": 0, "rejects": 1, "ignores": 0}

@@ -8,6 +8,8 @@
 // `like` on its last group (which catches the split ones), and the answer is then narrowed to
 // the records whose number normalises to the caller's (a shared last group is not a match).
 
+import { Kind } from './incoming-params.js';
+
 // Twilio's caller ids for a withheld number ("+266696687" spells ANONYMOUS on a keypad).
 const ANONYMOUS = new Set(['anonymous', 'restricted', 'unknown', 'private', 'unavailable', '+266696687']);
 const MAX_SHOWN = 64;
@@ -175,4 +177,21 @@ export function recordUrl(pathname, appId, recordId, mobile = false) {
   const app = encodeURIComponent(String(appId));
   const id = encodeURIComponent(String(recordId));
   return mobile ? `${base}m/${app}/show?record=${id}` : `${base}${app}/show#record=${id}`;
+}
+
+/**
+ * The lookup for one incoming call (readIncoming's {kind, caller, lineUserId}) under the plugin
+ * settings: {query, field, match(value)} or null when there is nothing to look up (an anonymous
+ * or unparseable caller, a LINE call without an id or without lineUserIdField, no field set).
+ */
+export function lookupPlan(info, config) {
+  if (info.kind === Kind.LINE || info.lineUserId) {
+    const field = config.lineUserIdField;
+    const query = info.lineUserId && field ? lineQuery(field, info.lineUserId) : null;
+    if (query) return { query, field, match: (value) => String(value ?? '').trim() === info.lineUserId };
+    if (info.kind === Kind.LINE) return null;
+  }
+  const parsed = parseCaller(info.caller);
+  const query = config.phoneField ? phoneQuery(config.phoneField, parsed) : null;
+  return query ? { query, field: config.phoneField, match: (value) => samePhone(value, parsed) } : null;
 }

@@ -8,7 +8,7 @@
 import { errorClassOf } from '../core/errors.js';
 import { Kind, readIncoming } from '../core/incoming-params.js';
 import { t } from '../core/i18n.js';
-import { callerLabel, lineQuery, matchedRecords, parseCaller, phoneQuery, recordUrl, samePhone } from '../core/lookup.js';
+import { callerLabel, lookupPlan, matchedRecords, recordUrl } from '../core/lookup.js';
 import { formatDuration } from '../core/state.js';
 
 const GONE_EVENTS = ['cancel', 'disconnect', 'reject'];
@@ -18,22 +18,6 @@ function el(doc, tag, attrs = {}, text = null) {
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
   if (text !== null) node.textContent = text;
   return node;
-}
-
-/**
- * The lookup for one caller: {query, field, match} or null when there is nothing to look up
- * (anonymous or unparseable caller, no LINE id, no field set).
- */
-export function lookupFor(info, config) {
-  if (info.kind === Kind.LINE || info.lineUserId) {
-    const field = config.lineUserIdField;
-    const query = info.lineUserId && field ? lineQuery(field, info.lineUserId) : null;
-    if (query) return { query, field, match: (value) => value === info.lineUserId };
-    if (info.kind === Kind.LINE) return null;
-  }
-  const parsed = parseCaller(info.caller);
-  const query = config.phoneField ? phoneQuery(config.phoneField, parsed) : null;
-  return query ? { query, field: config.phoneField, match: (value) => samePhone(value, parsed) } : null;
 }
 
 export function createIncomingPanel({
@@ -58,12 +42,14 @@ export function createIncomingPanel({
     if (!root.isConnected) doc.body.appendChild(root);
   }
 
-  let busy = false;
+  let busy = false; // one of the calls is answered: the others cannot be, the call button waits
+  const talking = (e) => e.state === 'answering' || e.state === 'open' || e.state === 'ending';
   function updateBusy() {
-    const now = [...entries.values()].some((e) => e.state === 'answering' || e.state === 'open' || e.state === 'ending');
+    const now = [...entries.values()].some(talking);
     if (now !== busy) {
       busy = now;
       manager.setBusy(busy);
+      for (const e of entries.values()) if (e.render) e.render();
     }
   }
 
@@ -76,7 +62,7 @@ export function createIncomingPanel({
   }
 
   function lookup(info) {
-    const plan = lookupFor(info, config);
+    const plan = lookupPlan(info, config);
     if (!plan) return Promise.resolve([]);
     const params = { app: appId(), query: plan.query, fields: ['$id', plan.field] };
     return Promise.resolve(kintone.api(kintone.api.url('/k/v1/records', true), 'GET', params)).then((answer) =>
@@ -113,7 +99,7 @@ export function createIncomingPanel({
       updateBusy();
       node.dataset.state = entry.state;
       answer.hidden = entry.state !== 'ringing' && entry.state !== 'answering';
-      answer.disabled = entry.state !== 'ringing';
+      answer.disabled = entry.state !== 'ringing' || busy;
       answer.textContent = t(lang, entry.state === 'answering' ? 'answering' : 'answer');
       decline.hidden = entry.state !== 'ringing';
       hangup.hidden = entry.state !== 'open' && entry.state !== 'ending';
@@ -136,7 +122,7 @@ export function createIncomingPanel({
     };
 
     answer.addEventListener('click', () => {
-      if (entry.state !== 'ringing') return;
+      if (entry.state !== 'ringing' || busy) return;
       entry.state = 'answering';
       render();
       try {
