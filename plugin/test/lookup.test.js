@@ -13,6 +13,7 @@ import {
   phoneForms,
   phoneQuery,
   quote,
+  wordGroups,
   recordUrl,
   samePhone,
 } from '../src/core/lookup.js';
@@ -61,9 +62,14 @@ test('the forms cover the ways a number is written, the unsplit ones included', 
   }
 });
 
-test('the phone query: in over the forms, or like on the last group', () => {
+test('the phone query: in over the forms, or like on the groups after the first', () => {
   const q = phoneQuery('phone', parseCaller('+819011112222'));
-  assert.match(q, /^phone in \("\+819011112222", .*"090-1111-2222".*\) or phone like "2222" limit 100$/);
+  assert.match(q, /^\(phone in \("\+819011112222", .*"090-1111-2222".*\) or \(phone like "1111" and phone like "2222"\)\) order by \$id asc limit 500$/);
+  assert.ok(q.includes('"０９０－１１１１－２２２２"'));
+  // A landline's area code is 2 to 5 digits: one alternative per split.
+  assert.deepEqual(wordGroups(parseCaller('+81312345678')), [['234', '5678'], ['1234', '5678'], ['34', '5678'], ['4', '5678']]);
+  assert.deepEqual(wordGroups(parseCaller('+81120123456')), [['123', '456']]);
+  assert.deepEqual(wordGroups(parseCaller('+14155550100')), [['0100']]);
   assert.equal(phoneQuery('phone', null), null);
   assert.equal(phoneQuery('phone" or x', parseCaller('+819011112222')), null);
 });
@@ -80,7 +86,7 @@ test('quotes and backslashes never end a query string', () => {
     assert.equal(inner.replace(/\\(.)/g, '$1'), value);
   }
   const q = lineQuery('line_id', 'U" or $id > "0');
-  assert.equal(q, 'line_id = "U\\" or $id > \\"0" limit 100');
+  assert.equal(q, 'line_id = "U\\" or $id > \\"0" order by $id asc limit 500');
 });
 
 test('field codes with query syntax are refused', () => {
@@ -104,6 +110,10 @@ test('written numbers normalise: digits only, +81 and a leading 0 alike', () => 
   assert.ok(!samePhone('03-9999-2222', parsed)); // shares only the last group
   assert.ok(!samePhone('090-1111-22221', parsed));
   assert.ok(!samePhone('', parsed));
+  // Among other text, as the recorder also accepts.
+  assert.ok(samePhone('090-1111-2222 (携帯)', parsed));
+  assert.ok(samePhone('会社 03-1234-5678 / 携帯 090-1111-2222', parsed));
+  assert.ok(!samePhone('会社 03-1234-5678 / 携帯 090-1111-2223', parsed));
 });
 
 test('matched records: those whose value matches, with their ids', () => {
@@ -150,7 +160,7 @@ test('the lookup plan: LINE id field for LINE calls, the phone field for numbers
   const config = { phoneField: 'phone', lineUserIdField: 'line' };
   const line = lookupPlan({ kind: 'line', caller: '', lineUserId: LINE_ID }, config);
   assert.equal(line.field, 'line');
-  assert.equal(line.query, `line = "${LINE_ID}" limit 100`);
+  assert.equal(line.query, `line = "${LINE_ID}" order by $id asc limit 500`);
   assert.ok(line.match(` ${LINE_ID} `));
   assert.ok(!line.match(`${LINE_ID}x`));
   assert.equal(lookupPlan({ kind: 'line', caller: '', lineUserId: LINE_ID }, { phoneField: 'phone', lineUserIdField: '' }), null);

@@ -208,6 +208,8 @@ def inbound_records() -> list[dict[str, Any]]:
         make_record(107, "スペース区切り社", "080 7777 8888", "小林 六郎"),
         make_record(108, "LINE のお客様", "", "加藤 七子", line_user_id=LINE_USER_ID),
         make_record(109, "括弧書き物産", "(045) 123-4567", "吉田 八郎"),
+        make_record(110, "全角入力商会", "０９０－２２２２－３３３３", "山本 九郎"),
+        make_record(111, "二つの番号社", "携帯 070-4444-5555 / 会社 03-1111-0000", "井上 十郎"),
     ]
 
 

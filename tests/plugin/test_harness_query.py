@@ -41,6 +41,12 @@ def test_in_like_or_and_order_limit_fields() -> None:
     assert answer["totalCount"] == "2"
     assert ids(run('(phone = "09011112222" or company = "E") and $id > "1"', RECORDS)) == ["5"]
     assert ids(run('phone not in ("09011112222", "090-1111-2222") limit 2', RECORDS)) == ["5", "4"]
+    # The plugin's lookup, as it sends it.
+    query = (
+        '(phone in ("09011112222", "+819011112222") or (phone like "1111" and phone like "2222"))'
+        " order by $id asc limit 500"
+    )
+    assert ids(run(query, RECORDS)) == ["1", "2", "3"]
 
 
 def test_escaped_strings_stay_one_string() -> None:

@@ -111,6 +111,8 @@ def test_users_outside_the_ring_group_never_register(
         ("+81312345678", "03-1234-5678", "101"),  # a Tokyo landline
         ("+81451234567", "045-123-4567", "109"),  # parentheses
         ("09011112222", "090-1111-2222", "102"),  # a leading 0 (From without E.164)
+        ("+819022223333", "090-2222-3333", "110"),  # full-width digits and hyphens
+        ("+817044445555", "070-4444-5555", "111"),  # one of two numbers in the field
     ],
 )
 def test_incoming_call_shows_the_caller_and_the_matching_record(
@@ -138,13 +140,16 @@ def test_line_calls_look_up_by_line_user_id(
 ) -> None:
     open_record(page, harness, ringing)
     wait_registered(page)
-    ring(page, {"caller": "", "kind": "line", "line_user_id": LINE_USER_ID}, "sip:x@line.example")
+    # The gateway sends caller "LINE" for a LINE call (CONTRACT §9); From is a SIP URI.
+    ring(page, {"caller": "LINE", "kind": "line", "line_user_id": LINE_USER_ID}, "sip:x@l.example")
     wait_lookup_done(page)
     [call] = incoming_panel(page)["calls"]
     assert call["caller"] == "LINE から"
     assert call["kind"] == "line"
     assert [r["id"] for r in call["records"]] == ["108"]
-    assert ringing.records_queries[0]["query"] == f'line_user_id = "{LINE_USER_ID}" limit 100'
+    assert ringing.records_queries[0]["query"] == (
+        f'line_user_id = "{LINE_USER_ID}" order by $id asc limit 500'
+    )
 
 
 def test_a_line_call_without_an_id_or_field_is_not_looked_up(

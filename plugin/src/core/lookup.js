@@ -5,15 +5,18 @@
 // one word; `-`, spaces, parentheses and most symbols split words; `+`, `_` and `#` do not. So
 // "09011112222" is not found by `like "2222"`, while "090-1111-2222" is. The query is therefore
 // `in (…)` over the forms a number is commonly written in (which catches the unsplit ones) or
-// `like` on its last group (which catches the split ones), and the answer is then narrowed to
-// the records whose number normalises to the caller's (a shared last group is not a match).
+// `like` on its groups after the first, all of them (which catches the split ones, and keeps
+// numbers that merely end alike from crowding the caller out of one answer's records), and the
+// answer is then narrowed to the records whose number normalises to the caller's. The recorder
+// looks customers up the same way (services/recorder/domain/customer_lookup.py, with
+// libphonenumber's area codes; the browser, without them, tries each split of a landline).
 
 import { Kind } from './incoming-params.js';
 
 // Twilio's caller ids for a withheld number ("+266696687" spells ANONYMOUS on a keypad).
 const ANONYMOUS = new Set(['anonymous', 'restricted', 'unknown', 'private', 'unavailable', '+266696687']);
 const MAX_SHOWN = 64;
-export const LOOKUP_LIMIT = 100;
+export const LOOKUP_LIMIT = 500; // kintone's maximum for one records GET
 
 /**
  * The caller's number: {e164, national, last} (national: the 0-prefixed Japanese number, JP
@@ -96,8 +99,15 @@ export function phoneForms(parsed) {
       forms.add(`(${groups[0]})${tail.join('-')}`);
       forms.add(`${groups[0]}(${groups[1]})${groups[2]}`);
     }
+    // Typed on a Japanese keyboard: full-width digits and hyphens.
+    forms.add(toFullWidth(n));
+    forms.add(toFullWidth(split(n, groupsOf(n)[0]).join('-')));
   }
   return [...forms];
+}
+
+function toFullWidth(text) {
+  return text.replace(/[0-9]/g, (d) => String.fromCharCode(d.charCodeAt(0) + 0xfee0)).replace(/-/g, '－');
 }
 
 /** A kintone query string literal: `"` and `\` escaped, so a value can never end the string. */
@@ -116,13 +126,26 @@ export function isFieldCode(code) {
 export function phoneQuery(field, parsed) {
   if (!parsed || !isFieldCode(field)) return null;
   const forms = phoneForms(parsed).map(quote).join(', ');
-  return `${field} in (${forms}) or ${field} like ${quote(parsed.last)} limit ${LOOKUP_LIMIT}`;
+  const words = wordGroups(parsed)
+    .map((groups) => `(${groups.map((g) => `${field} like ${quote(g)}`).join(' and ')})`)
+    .join(' or ');
+  return `(${field} in (${forms}) or ${words}) order by $id asc limit ${LOOKUP_LIMIT}`;
+}
+
+/**
+ * What `like` asks for: per way of grouping the number, its groups after the first (all must be
+ * words of the value). A Japanese number has one grouping when its prefix says it (090, 050,
+ * 0120 …), else one per area-code length; other numbers: the last four digits.
+ */
+export function wordGroups(parsed) {
+  if (!parsed.national) return [[parsed.last]];
+  return groupsOf(parsed.national).map((sizes) => split(parsed.national, sizes).slice(1));
 }
 
 /** The records query for a LINE user id, or null when there is nothing to look up. */
 export function lineQuery(field, lineUserId) {
   if (!isFieldCode(field) || typeof lineUserId !== 'string' || lineUserId === '') return null;
-  return `${field} = ${quote(lineUserId)} limit ${LOOKUP_LIMIT}`;
+  return `${field} = ${quote(lineUserId)} order by $id asc limit ${LOOKUP_LIMIT}`;
 }
 
 /**
@@ -147,9 +170,16 @@ function callerKey(parsed) {
   return parsed.national ?? parsed.e164;
 }
 
-/** Whether a record's phone value is the caller's number. */
+// A number written among other text: "090-1111-2222 (携帯)", "携帯 090-… / 会社 03-…".
+const NUMBER_IN_TEXT = /\+?\d[\d\s\-()]{5,}\d/g;
+
+/** Whether a record's phone value is the caller's number: as its whole value, or among text. */
 export function samePhone(value, parsed) {
-  return Boolean(parsed) && normalizePhone(value) === callerKey(parsed);
+  if (!parsed || value == null) return false;
+  const key = callerKey(parsed);
+  if (normalizePhone(value) === key) return true;
+  const text = String(value).normalize('NFKC').slice(0, 256);
+  return (text.match(NUMBER_IN_TEXT) ?? []).some((part) => normalizePhone(part) === key);
 }
 
 /**
