@@ -2,7 +2,7 @@
 // browser through call.customParameters.get(name) (Voice SDK 2.x: a Map). One place, so a rename
 // is one edit; the README lists them.
 export const PARAM = Object.freeze({
-  CALLER: 'caller', // the caller's number in E.164; empty for a LINE call
+  CALLER: 'caller', // the caller's number in E.164; "LINE" (or empty) for a LINE call; "anonymous"
   KIND: 'kind', // 'number' | 'line'
   LINE_USER_ID: 'line_user_id', // U + 32 hex, when the gateway could read it
 });
