@@ -110,8 +110,11 @@ def harness(plugin_zip: Path, manifest: dict[str, Any]) -> Iterator[KintoneHarne
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """Package-scoped: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which makes every later asyncio test of the session (tests/unit, after
+    tests/plugin) fail with "Runner.run() cannot be called from a running event loop"."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
