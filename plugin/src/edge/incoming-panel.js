@@ -65,8 +65,9 @@ export function createIncomingPanel({
     const plan = lookupPlan(info, config);
     if (!plan) return Promise.resolve([]);
     const params = { app: appId(), query: plan.query, fields: ['$id', plan.field] };
-    return Promise.resolve(kintone.api(kintone.api.url('/k/v1/records', true), 'GET', params)).then((answer) =>
-      matchedRecords(answer && answer.records, plan.field, plan.match),
+    // new Promise: a kintone.api that throws at once is a failed lookup too, never a lost call.
+    return new Promise((resolve) => resolve(kintone.api(kintone.api.url('/k/v1/records', true), 'GET', params))).then(
+      (answer) => matchedRecords(answer && answer.records, plan.field, plan.match),
     );
   }
 
