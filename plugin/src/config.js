@@ -1,7 +1,7 @@
 // The plugin settings page (administrators only). The key goes only to
 // kintone.plugin.app.setProxyConfig (cybozu.dev "外部APIの実行に必要な情報をプラグインへ保存する"):
 // kintone's servers add it to the plugin's proxied requests. setConfig gets tokenUrl,
-// phoneField and spaceElementId, nothing else (CONTRACT §8).
+// phoneField, spaceElementId and lineUserIdField, nothing else (CONTRACT §8, §9).
 
 import { ct } from './core/config-i18n.js';
 import { languageOf } from './core/i18n.js';
@@ -12,6 +12,7 @@ import {
   PROXY_METHOD,
   phoneFields,
   settingsProblems,
+  textFields,
 } from './core/settings.js';
 
 const PLUGIN_ID = kintone.$PLUGIN_ID;
@@ -24,9 +25,11 @@ const inputs = {
   apiKey: form.elements.namedItem('apiKey'),
   phoneField: form.elements.namedItem('phoneField'),
   spaceElementId: form.elements.namedItem('spaceElementId'),
+  lineUserIdField: form.elements.namedItem('lineUserIdField'),
 };
 let fieldCodes = [];
 let spaceIds = [];
+let textFieldCodes = [];
 
 /** Whether kintone holds a key for this URL. The value itself is never put on the page. */
 function keyStoredFor(url) {
@@ -83,6 +86,15 @@ function fillSelects(properties, layout) {
     space.append(option(stored.spaceElementId, ct(lang, 'missingField', stored.spaceElementId)));
   }
   space.value = stored.spaceElementId || '';
+  const texts = textFields(properties);
+  textFieldCodes = texts.map((f) => f.code);
+  const line = inputs.lineUserIdField;
+  line.replaceChildren(option('', ct(lang, 'noLineField')));
+  for (const f of texts) line.append(option(f.code, `${f.label} (${f.code})`));
+  if (stored.lineUserIdField && !textFieldCodes.includes(stored.lineUserIdField)) {
+    line.append(option(stored.lineUserIdField, ct(lang, 'missingField', stored.lineUserIdField)));
+  }
+  line.value = stored.lineUserIdField || '';
 }
 
 function showProblems(problems) {
@@ -115,6 +127,7 @@ async function save(event) {
     apiKey: inputs.apiKey.value.trim(),
     phoneField: inputs.phoneField.value,
     spaceElementId: inputs.spaceElementId.value,
+    lineUserIdField: inputs.lineUserIdField.value,
   };
   const oldUrl = stored.tokenUrl || '';
   const urlChanged = oldUrl !== '' && oldUrl !== values.tokenUrl;
@@ -124,6 +137,7 @@ async function save(event) {
     previousKeySet: urlChanged && keyStoredFor(oldUrl),
     fieldCodes,
     spaceIds,
+    textFieldCodes,
   });
   showProblems(problems);
   if (problems.length > 0) return;

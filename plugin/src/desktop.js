@@ -1,4 +1,4 @@
-// The record page script (desktop). kintone.$PLUGIN_ID: the id kintone gives a plugin's scripts.
-import { startRecordPage } from './edge/record-page.js';
+// The plugin on the app's desktop pages (list and record views). kintone.$PLUGIN_ID: the id kintone gives a plugin's scripts.
+import { startPage } from './edge/page.js';
 
-startRecordPage({ kintone, pluginId: kintone.$PLUGIN_ID, Twilio: globalThis.Twilio, mobile: false });
+startPage({ kintone, pluginId: kintone.$PLUGIN_ID, Twilio: globalThis.Twilio, mobile: false });

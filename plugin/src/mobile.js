@@ -1,4 +1,4 @@
-// The record page script (kintone mobile). Twilio.Device.isSupported decides whether it can call.
-import { startRecordPage } from './edge/record-page.js';
+// The plugin on kintone mobile's pages. Twilio.Device.isSupported decides whether it can call.
+import { startPage } from './edge/page.js';
 
-startRecordPage({ kintone, pluginId: kintone.$PLUGIN_ID, Twilio: globalThis.Twilio, mobile: true });
+startPage({ kintone, pluginId: kintone.$PLUGIN_ID, Twilio: globalThis.Twilio, mobile: true });

@@ -30,7 +30,7 @@ function clock() {
   };
 }
 
-function setup(answers) {
+function setup(answers, { registerError = null } = {}) {
   const requests = [];
   const devices = [];
   const kintone = {
@@ -38,7 +38,8 @@ function setup(answers) {
     plugin: { app: { proxy: async (...args) => { requests.push(args); return answers(requests.length); } } },
   };
   class Device {
-    constructor(token, options) { this.token = token; this.options = options; this.updates = []; this.handlers = {}; devices.push(this); }
+    constructor(token, options) { this.token = token; this.options = options; this.updates = []; this.handlers = {}; this.registers = 0; devices.push(this); }
+    register() { this.registers += 1; return registerError ? Promise.reject(registerError) : Promise.resolve(); }
     on(name, fn) { this.handlers[name] = fn; }
     updateToken(token) { this.updates.push(token); }
     connect(options) { return Promise.resolve({ options }); }
@@ -51,7 +52,7 @@ function setup(answers) {
   return { manager, requests, devices, timers, events };
 }
 
-const ok = (ttl = 600) => [JSON.stringify({ token: JWT, ttl, edge: 'tokyo', identity: 'kintone_7' }), 200, {}];
+const ok = (ttl = 600, extra = {}) => [JSON.stringify({ token: JWT, ttl, edge: 'tokyo', identity: 'kintone_7', ...extra }), 200, {}];
 
 test('one request, as kintone_<id> through the plugin proxy; the Device gets the edge', async () => {
   const { manager, requests, devices, events, timers } = setup(() => ok());
@@ -109,4 +110,34 @@ test('a proxy failure is "unreachable"', async () => {
   manager.start();
   await timers.advance(0);
   assert.deepEqual(events.at(-1).problem, { key: 'unreachable', args: [] });
+});
+
+test('incoming: true registers the Device once per page load, across renewals', async () => {
+  const { manager, devices, events, timers } = setup(() => ok(600, { incoming: true }));
+  manager.start();
+  await timers.advance(0);
+  assert.equal(devices[0].registers, 1);
+  assert.equal(manager.registered, true);
+  await timers.advance(540_000); // renewal: updateToken, no second register()
+  assert.equal(devices[0].updates.length, 1);
+  assert.equal(devices[0].registers, 1);
+  assert.deepEqual(events.map((e) => e.type), ['ready', 'registered', 'ready']);
+});
+
+test('incoming false or missing: never registered', async () => {
+  for (const extra of [{ incoming: false }, {}, { incoming: 'true' }]) {
+    const { manager, devices, timers } = setup(() => ok(600, extra));
+    manager.start();
+    await timers.advance(0);
+    assert.equal(devices[0].registers, 0, JSON.stringify(extra));
+    assert.equal(manager.registered, false);
+  }
+});
+
+test('a failed registration is one problem message', async () => {
+  const { manager, devices, events, timers } = setup(() => ok(600, { incoming: true }), { registerError: Object.assign(new Error('x'), { code: 31005 }) });
+  manager.start();
+  await timers.advance(0);
+  assert.equal(devices[0].registers, 1);
+  assert.deepEqual(events.at(-1), { type: 'problem', problem: { key: 'network', args: [31005] } });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { blankSpaces, configToStore, phoneFields, settingsProblems, tokenUrlProblem } from '../src/core/settings.js';
+import { blankSpaces, configToStore, phoneFields, settingsProblems, textFields, tokenUrlProblem } from '../src/core/settings.js';
 
 test('token URLs: https ending in /token, or http on 127.0.0.1', () => {
   assert.equal(tokenUrlProblem('https://calltrail.example.com/token'), null);
@@ -71,7 +71,22 @@ test('fields and spaces must exist; keys are printable ASCII', () => {
 
 test('setConfig gets exactly the contract keys, never the key', () => {
   const stored = configToStore({ ...good, tokenUrl: ' https://gw.example.com/token ' });
-  assert.deepEqual(Object.keys(stored).sort(), ['phoneField', 'spaceElementId', 'tokenUrl']);
+  assert.deepEqual(Object.keys(stored).sort(), ['lineUserIdField', 'phoneField', 'spaceElementId', 'tokenUrl']);
+  assert.equal(stored.lineUserIdField, ''); // older forms without it store '' (no LINE lookup)
   assert.equal(stored.tokenUrl, 'https://gw.example.com/token');
   assert.ok(!JSON.stringify(stored).includes('k-123'));
+});
+
+test('the LINE user id field: optional, a single-line text field of the form', () => {
+  const properties = {
+    line: { type: 'SINGLE_LINE_TEXT', code: 'line', label: 'LINEユーザーID' },
+    memo: { type: 'MULTI_LINE_TEXT', code: 'memo', label: 'メモ' },
+    n: { type: 'NUMBER', code: 'n', label: '数' },
+  };
+  assert.deepEqual(textFields(properties).map((f) => f.code), ['line']);
+  const ctx = { ...context, textFieldCodes: ['line'] };
+  assert.deepEqual(settingsProblems({ ...good, lineUserIdField: '' }, ctx), []);
+  assert.deepEqual(settingsProblems({ ...good, lineUserIdField: 'line' }, ctx), []);
+  assert.deepEqual(settingsProblems({ ...good, lineUserIdField: 'memo' }, ctx), [{ name: 'lineUserIdField', key: 'lineFieldUnknown' }]);
+  assert.equal(configToStore({ ...good, lineUserIdField: 'line' }).lineUserIdField, 'line');
 });

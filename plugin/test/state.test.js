@@ -124,3 +124,13 @@ test('a new token clears token messages, not others', () => {
   ({ state } = run([{ type: 'problem', problem: { key: 'microphone' } }, { type: 'deviceReady' }], state));
   assert.deepEqual(state.problem, { key: 'microphone' });
 });
+
+test('busy with an incoming call: the button waits, a click does nothing', () => {
+  let state = reduce(reduce(reduce(initialState, { type: 'deviceReady' }).state, { type: 'record', phone: '03-1234-5678' }).state, { type: 'busy', busy: true }).state;
+  assert.equal(view(state).disabled, true);
+  assert.equal(view(state).reasonKey, 'busyIncoming');
+  assert.equal(reduce(state, { type: 'click' }).effect, null);
+  state = reduce(state, { type: 'busy', busy: false }).state;
+  assert.equal(view(state).disabled, false);
+  assert.deepEqual(reduce(state, { type: 'click' }).effect, { kind: 'connect', to: '03-1234-5678' });
+});

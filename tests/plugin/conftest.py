@@ -19,8 +19,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_pla
 
 from services.devtools.broker import LocalBroker
 from tests.e2e.conftest import start_gateway
-from tests.plugin.harness.server import KintoneHarness, Tenant
-from tests.plugin.values import TOKEN_KEY
+from tests.plugin.harness.server import KintoneHarness, Tenant, make_record
+from tests.plugin.values import RING_IDENTITIES, RING_USER_ID, TOKEN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin"
@@ -83,7 +83,8 @@ def gateway_url(
     kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """One real gateway process for the session. Its rate limits are raised: the suite asks for
-    many tokens from one address and a few identities, which the limits exist to stop."""
+    many tokens from one address and a few identities, which the limits exist to stop. Its ring
+    group (RING_IDENTITIES, CONTRACT §9) is the one user of the incoming-call tests."""
     tmp = tmp_path_factory.mktemp("plugin-gateway")
     service, base = start_gateway(
         kafka_broker.bootstrap,
@@ -91,6 +92,7 @@ def gateway_url(
         tmp,
         token_rate_per_identity=10_000,
         token_rate_per_address=10_000,
+        ring_identities=RING_IDENTITIES,
     )
     try:
         yield base
@@ -101,14 +103,18 @@ def gateway_url(
 @pytest.fixture(scope="session")
 def harness(plugin_zip: Path, manifest: dict[str, Any]) -> Iterator[KintoneHarness]:
     server = KintoneHarness(plugin_zip, manifest["config"]["required_params"]).start()
+    server.ring_identities = set(RING_IDENTITIES)
     try:
         yield server
     finally:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """Package-scoped: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which makes every later asyncio test of the session (tests/unit, after
+    tests/plugin) fail with "Runner.run() cannot be called from a running event loop"."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -168,6 +174,46 @@ def tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
     )
     tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": TOKEN_KEY})
     return tenant
+
+
+@pytest.fixture
+def ringing(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+    """A configured app whose user is in the gateway's ring group, with customers whose numbers
+    are written the ways people write them, and the LINE user id field set."""
+    token_url = f"{gateway_url}/token"
+    tenant = harness.new_tenant(
+        plugin_id,
+        config={
+            "tokenUrl": token_url,
+            "phoneField": "phone",
+            "spaceElementId": "calltrail_button",
+            "lineUserIdField": "line_user_id",
+        },
+        records=inbound_records(),
+    )
+    tenant.user = {**tenant.user, "id": RING_USER_ID, "code": "takahashi", "name": "高橋 誠"}
+    tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": TOKEN_KEY})
+    return tenant
+
+
+LINE_USER_ID = "U" + "4af4980629" * 3 + "ab"
+
+
+def inbound_records() -> list[dict[str, Any]]:
+    """Customers, newest last; 106 shares only its last group with 102."""
+    return [
+        make_record(101, "株式会社サンプル商事", "03-1234-5678", "山田 太郎"),
+        make_record(102, "有限会社みなと製作所", "090-1111-2222", "鈴木 一郎"),
+        make_record(103, "合同会社番号なし", "", "田中 次郎"),
+        make_record(104, "ハイフンなし工業", "09033334444", "伊藤 三郎"),
+        make_record(105, "国際表記貿易", "+81 80 5555 6666", "渡辺 四郎"),
+        make_record(106, "末尾だけ同じ商店", "03-9999-2222", "中村 五郎"),
+        make_record(107, "スペース区切り社", "080 7777 8888", "小林 六郎"),
+        make_record(108, "LINE のお客様", "", "加藤 七子", line_user_id=LINE_USER_ID),
+        make_record(109, "括弧書き物産", "(045) 123-4567", "吉田 八郎"),
+        make_record(110, "全角入力商会", "０９０－２２２２－３３３３", "山本 九郎"),
+        make_record(111, "二つの番号社", "携帯 070-4444-5555 / 会社 03-1111-0000", "井上 十郎"),
+    ]
 
 
 def screenshot_dir() -> Path | None:

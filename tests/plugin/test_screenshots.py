@@ -1,5 +1,6 @@
-"""The README's pictures of the settings page and the record page. The pages are checked on every
-run; the PNGs are written only when CALLTRAIL_SCREENSHOTS=<dir> is set (`make screenshots`)."""
+"""The README's pictures of the settings page, the record page and the incoming-call panel. The
+pages are checked on every run; the PNGs are written only when CALLTRAIL_SCREENSHOTS=<dir> is set
+(`make screenshots`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ from playwright.sync_api import Page
 
 from tests.plugin.conftest import screenshot_dir
 from tests.plugin.harness.server import KintoneHarness, Tenant
-from tests.plugin.pages import BUTTON, button, call_control, open_record, wait_ready
+from tests.plugin.pages import (
+    BUTTON,
+    button,
+    call_control,
+    incoming_panel,
+    open_record,
+    ring,
+    wait_lookup_done,
+    wait_ready,
+    wait_registered,
+)
 
 
 def test_settings_page_picture(page: Page, harness: KintoneHarness, tenant: Tenant) -> None:
@@ -38,3 +49,17 @@ def test_record_page_picture(page: Page, harness: KintoneHarness, tenant: Tenant
             "() => document.getElementById('calltrail-timer').textContent > '0:01'"
         )
         page.screenshot(path=str(target / "record.png"))
+
+
+def test_incoming_panel_picture(page: Page, harness: KintoneHarness, ringing: Tenant) -> None:
+    """A customer calls while the user looks at the customer list: one panel, the caller, the
+    record it matches, Answer and Decline."""
+    page.set_viewport_size({"width": 900, "height": 420})
+    open_record(page, harness, ringing, "index")
+    wait_registered(page)
+    ring(page, {"caller": "+819011112222", "kind": "number"})
+    wait_lookup_done(page)
+    assert incoming_panel(page)["calls"][0]["records"][0]["id"] == "102"
+    target = screenshot_dir()
+    if target:
+        page.screenshot(path=str(target / "incoming.png"))

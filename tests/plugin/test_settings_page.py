@@ -58,6 +58,7 @@ def test_first_setup_saves_the_key_only_through_set_proxy_config(
         "tokenUrl": token_url,
         "phoneField": "phone",
         "spaceElementId": "calltrail_button",
+        "lineUserIdField": "",  # optional (issue 11): no LINE lookup
     }
     assert TOKEN_KEY not in json.dumps(fresh.config_writes)
     for request in recorded.requests:
@@ -157,11 +158,20 @@ def test_drop_downs_come_from_the_form(page: Page, harness: KintoneHarness, fres
         "company",
         "contact",
         "employees",
+        "line_user_id",
         "phone",
         "website",
     ]
     # Blank spaces with an element ID (one is inside a group), or the header ("").
     assert options(page, "spaceElementId") == ["", "calltrail_button", "side"]
+    # The LINE user id field: single-line text fields only, or none ("").
+    assert sorted(options(page, "lineUserIdField")) == [
+        "",
+        "company",
+        "contact",
+        "line_user_id",
+        "phone",
+    ]
     assert "先頭の 0 が消えます" in page.text_content(
         "select[name=phoneField] option[value=employees]"
     )
@@ -177,3 +187,20 @@ def test_english_for_english_administrators(
     page.click("#calltrail-save")
     page.wait_for_selector("#calltrail-error-tokenUrl:has-text('must start with https://')")
     assert "Enter the key" in page.text_content("#calltrail-error-apiKey")
+
+
+def test_the_line_user_id_field_is_saved_and_settings_without_it_still_load(
+    page: Page, harness: KintoneHarness, tenant: Tenant
+) -> None:
+    """Settings saved before issue 11 have no lineUserIdField: the page shows "使わない"."""
+    assert "lineUserIdField" not in tenant.config
+    open_settings(page, harness, tenant)
+    assert page.input_value("select[name=lineUserIdField]") == ""
+    assert page.text_content("select[name=lineUserIdField] option[value='']") == "使わない"
+    page.select_option("select[name=lineUserIdField]", "line_user_id")
+    page.click("#calltrail-save")
+    saved(page)
+    assert tenant.config["lineUserIdField"] == "line_user_id"
+    assert tenant.config["phoneField"] == "phone"
+    open_settings(page, harness, tenant)
+    assert page.input_value("select[name=lineUserIdField]") == "line_user_id"

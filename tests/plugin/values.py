@@ -8,4 +8,8 @@ try:
 except ModuleNotFoundError:  # before tests/factories.py
     from tests.conftest import API_KEY, API_SECRET, APP_SID, TOKEN_KEY
 
-__all__ = ["API_KEY", "API_SECRET", "APP_SID", "TOKEN_KEY"]
+# The plugin tests' ring group: the test gateway is started with RING_IDENTITIES set to it.
+RING_USER_ID = "21"
+RING_IDENTITIES = [f"kintone_{RING_USER_ID}"]
+
+__all__ = ["API_KEY", "API_SECRET", "APP_SID", "RING_IDENTITIES", "RING_USER_ID", "TOKEN_KEY"]

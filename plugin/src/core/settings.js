@@ -1,7 +1,9 @@
 // The settings page's rules, pure: what a token URL may be, which fields can hold a phone
 // number, where the button can go, and what a save must fix first.
 
-export const CONFIG_KEYS = Object.freeze(['tokenUrl', 'phoneField', 'spaceElementId']);
+// lineUserIdField (issue 11, optional): the customer's LINE user id field, for the incoming-call
+// lookup of LINE calls; '' (or absent, as older settings are) = no LINE lookup.
+export const CONFIG_KEYS = Object.freeze(['tokenUrl', 'phoneField', 'spaceElementId', 'lineUserIdField']);
 export const PROXY_METHOD = 'POST';
 export const KEY_HEADER = 'X-Calltrail-Key';
 
@@ -37,6 +39,14 @@ export function phoneFields(properties) {
     .sort((a, b) => a.label.localeCompare(b.label) || a.code.localeCompare(b.code));
 }
 
+/** The app's top-level single-line text fields (a LINE user id's home): [{code, label, type}]. */
+export function textFields(properties) {
+  return Object.values(properties ?? {})
+    .filter((f) => f && f.type === 'SINGLE_LINE_TEXT')
+    .map((f) => ({ code: f.code, label: f.label ?? f.code, type: f.type }))
+    .sort((a, b) => a.label.localeCompare(b.label) || a.code.localeCompare(b.code));
+}
+
 /** Element IDs of the form's Blank space fields (SPACER with an elementId), in form order. */
 export function blankSpaces(layout) {
   const out = [];
@@ -54,8 +64,9 @@ export function blankSpaces(layout) {
 
 /**
  * Problems of a save, [{name, key}] (name: the input's name; key: the i18n message key).
- * form: {tokenUrl, apiKey, phoneField, spaceElementId}; context: {keySet (a key is stored for
- * the new URL), urlChanged, previousKeySet (a key is stored for the old URL), fieldCodes, spaceIds}.
+ * form: {tokenUrl, apiKey, phoneField, spaceElementId, lineUserIdField}; context: {keySet (a key
+ * is stored for the new URL), urlChanged, previousKeySet (a key is stored for the old URL),
+ * fieldCodes, spaceIds, textFieldCodes}.
  */
 export function settingsProblems(form, context) {
   const problems = [];
@@ -75,6 +86,9 @@ export function settingsProblems(form, context) {
   if (form.spaceElementId && !(context.spaceIds ?? []).includes(form.spaceElementId)) {
     problems.push({ name: 'spaceElementId', key: 'spaceUnknown' });
   }
+  if (form.lineUserIdField && !(context.textFieldCodes ?? []).includes(form.lineUserIdField)) {
+    problems.push({ name: 'lineUserIdField', key: 'lineFieldUnknown' });
+  }
   return problems;
 }
 
@@ -84,5 +98,6 @@ export function configToStore(form) {
     tokenUrl: form.tokenUrl.trim(),
     phoneField: String(form.phoneField ?? ''),
     spaceElementId: String(form.spaceElementId ?? ''),
+    lineUserIdField: String(form.lineUserIdField ?? ''),
   };
 }

@@ -26,6 +26,7 @@ export const initialState = Object.freeze({
   startedAt: null, // ms, when the call was answered
   muted: false,
   problem: null, // {key, args}: the one message on the page, replaced, never appended
+  busy: false, // an incoming call is being answered or talked on (the incoming panel)
 });
 
 function phoneOf(value) {
@@ -51,9 +52,11 @@ export function reduce(state, event) {
       return next({ device: Device.UNAVAILABLE, problem: event.problem ?? state.problem });
     case 'problem':
       return next({ problem: event.problem });
+    case 'busy':
+      return next({ busy: Boolean(event.busy) });
     case 'click':
       if (state.call === Call.IDLE) {
-        if (state.device !== Device.READY || state.phone === null) return next({});
+        if (state.device !== Device.READY || state.phone === null || state.busy) return next({});
         return next({ call: Call.CONNECTING, problem: null }, { kind: 'connect', to: state.phone });
       }
       if (state.call === Call.ACTIVE) return next({ call: Call.ENDING }, { kind: 'disconnect' });
@@ -99,6 +102,9 @@ export function view(state) {
   }
   if (state.phone === null) {
     return { disabled: true, action: null, labelKey: 'call', ariaKey: 'call', ariaArgs: [], reasonKey: 'noPhone' };
+  }
+  if (state.busy) {
+    return { disabled: true, action: null, labelKey: 'call', ariaKey: 'call', ariaArgs: [], reasonKey: 'busyIncoming' };
   }
   if (state.device === Device.READY) {
     return { disabled: false, action: 'call', labelKey: 'call', ariaKey: 'callTo', ariaArgs: [state.phone], reasonKey: null };

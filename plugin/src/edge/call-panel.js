@@ -137,6 +137,7 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
   manager.subscribe((event) => {
     if (event.type === 'ready') dispatch({ type: 'deviceReady' });
     else if (event.type === 'unavailable') dispatch({ type: 'deviceUnavailable', problem: event.problem });
+    else if (event.type === 'busy') dispatch({ type: 'busy', busy: event.busy });
     else if (event.type === 'problem') {
       if (state.call === 'connecting') abandon(event.problem);
       else dispatch({ type: 'problem', problem: event.problem });

@@ -1,5 +1,7 @@
-// One Twilio.Device per page load, and the token that keeps it valid. The call button (and, in a
-// later issue, an incoming-call panel) subscribe to it; none of them creates a Device itself.
+// One Twilio.Device per page load, and the token that keeps it valid. The call button and the
+// incoming-call panel subscribe to it; none of them creates a Device itself. When a token's
+// answer says `incoming: true` (the user is in the gateway's ring group, CONTRACT §9), the Device
+// is registered once for the page load (the SDK keeps the registration across updateToken).
 //
 // Token: kintone.plugin.app.proxy(pluginId, tokenUrl, "POST", {"Content-Type": "application/json"},
 // {identity}) — kintone's server adds the stored X-Calltrail-Key (CONTRACT §8). Renewed
@@ -13,7 +15,8 @@ import { parseTokenAnswer, TokenFailure } from '../core/token.js';
 
 /**
  * Events to subscribers: {type: 'ready'} | {type: 'unavailable', problem} | {type: 'problem',
- * problem} | {type: 'incoming', call}. problem: {key, args} (an i18n key).
+ * problem} | {type: 'incoming', call} | {type: 'registered'} | {type: 'busy', busy} (an incoming
+ * call is being answered or talked on: the call button waits). problem: {key, args} (an i18n key).
  */
 export function createDeviceManager({
   kintone,
@@ -35,6 +38,7 @@ export function createDeviceManager({
   let expiryTimer = null;
   let sdkTokenErrors = 0;
   let last = null; // the last ready/unavailable event, replayed to late subscribers
+  let registered = false; // register() called (once per page load)
 
   const emit = (event) => {
     if (event.type === 'ready' || event.type === 'unavailable') last = event;
@@ -112,6 +116,7 @@ export function createDeviceManager({
       expiryTimer = timers.setTimeout(onExpired, Math.max(0, expiresAt - now()));
       schedule(renewalDelayMs(answer.ttl));
       emit({ type: 'ready' });
+      if (answer.incoming && !registered) register();
       return;
     }
     attempt += 1;
@@ -119,6 +124,21 @@ export function createDeviceManager({
     // A still-valid token keeps the button usable; the message says what is wrong meanwhile.
     emit(tokenValid() ? { type: 'problem', problem } : { type: 'unavailable', problem });
     schedule(retryDelayMs(attempt, answer.retryAfterS, random()));
+  }
+
+  function register() {
+    registered = true;
+    let promise;
+    try {
+      promise = Promise.resolve(device.register());
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    // A failed registration is reported like any Device error (the SDK also emits 'error').
+    promise.then(
+      () => emit({ type: 'registered' }),
+      (error) => emit({ type: 'problem', problem: problemOf(errorClassOf(error), error && error.code) }),
+    );
   }
 
   function onExpired() {
@@ -151,9 +171,13 @@ export function createDeviceManager({
       if (!tokenValid()) return Promise.reject(Object.assign(new Error('no valid token'), { code: 20104 }));
       return device.connect({ params });
     },
-    /** For the incoming-call panel (a later issue): register to receive calls. */
-    register() {
-      return device ? device.register() : Promise.reject(new Error('no device'));
+    /** The incoming panel says whether one of its calls is answered (the call button waits). */
+    setBusy(busy) {
+      emit({ type: 'busy', busy: Boolean(busy) });
+    },
+    /** Whether this page's Device was registered for incoming calls. */
+    get registered() {
+      return registered;
     },
     get device() {
       return device;

@@ -29,10 +29,34 @@
   const clone = (v) => JSON.parse(JSON.stringify(v));
   const record = () => S.records[index];
 
+  const listPage = S.page === 'index' || S.page === 'mobile-index';
+  let listOffset = 0;
+  const LIST_SIZE = 20;
+
+  // --- the list view: a table of the records, drawn again on every page of the list ----------
+  function renderList() {
+    const host = document.getElementById('record-gaia');
+    host.replaceChildren();
+    const table = document.createElement('table');
+    table.className = 'harness-list';
+    for (const rec of S.records.slice(listOffset, listOffset + LIST_SIZE)) {
+      const row = document.createElement('tr');
+      for (const code of ['$id', 'company', 'phone', 'contact']) {
+        const cell = document.createElement('td');
+        cell.textContent = rec[code] ? String(rec[code].value ?? '') : '';
+        row.append(cell);
+      }
+      table.append(row);
+    }
+    host.append(table);
+    document.getElementById('record-title').textContent = `${S.appName} — 一覧`;
+  }
+
   // --- the record view: kintone renders the form again on every record it shows ------------
   function renderRecord() {
     const host = document.getElementById('record-gaia');
     if (!host) return;
+    if (listPage) return renderList();
     host.replaceChildren();
     const rec = record();
     const walk = (rows, into) => {
@@ -74,7 +98,10 @@
 
   async function fire(type, extra = {}) {
     const rec = record();
-    const event = { type, appId: S.appId, recordId: Number(rec.$id.value), record: clone(rec), ...extra };
+    const event = listPage
+      ? // app.record.index.show: the view and the page of records shown (cybozu.dev)
+        { type, appId: S.appId, viewId: 5520, viewName: '（すべて）', viewType: 'list', records: clone(S.records.slice(listOffset, listOffset + LIST_SIZE)), offset: listOffset, size: LIST_SIZE, date: null, ...extra }
+      : { type, appId: S.appId, recordId: Number(rec.$id.value), record: clone(rec), ...extra };
     window.__harness.fired.push({ type, at: performance.now() });
     let current = event;
     for (const handler of handlers.get(type) || []) {
@@ -84,6 +111,7 @@
     return current;
   }
   const detailShow = () => fire(S.mobile ? 'mobile.app.record.detail.show' : 'app.record.detail.show');
+  const indexShow = () => fire(S.mobile ? 'mobile.app.record.index.show' : 'app.record.index.show');
 
   function spaceElement(id) {
     return document.querySelector(`#record-gaia [data-element-id="${CSS.escape(id)}"]`);
@@ -197,6 +225,13 @@
     boot() {
       renderRecord();
       if (S.page === 'record' || S.page === 'mobile') return detailShow();
+      if (listPage) return indexShow();
+    },
+    /** The list's next page (kintone fires index.show again), or the same page filtered. */
+    nextPage() {
+      listOffset = listOffset + LIST_SIZE < S.records.length ? listOffset + LIST_SIZE : 0;
+      renderList();
+      return indexShow();
     },
     next() {
       index = (index + 1) % S.records.length;

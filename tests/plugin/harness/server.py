@@ -7,6 +7,9 @@ kintone's server does, adds the stored headers to the plugin's request and forwa
 token URL (the real gateway in the tests). The pages load the plugin's files from the signed zip
 ``make plugin`` builds, so the tests run what ships; ``js/twilio.min.js`` is swapped for the
 Voice SDK stand-in unless a tenant asks for the real SDK.
+
+The records API (``GET /k/v1/records.json``) answers from the tenant's records with kintone's
+query language as ``harness/query.py`` plays it (the incoming-call lookup).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from tests.plugin.harness import query as kintone_query
 
 HERE = Path(__file__).parent
 CONTENT_TYPES = {
@@ -54,6 +59,7 @@ def default_fields() -> dict[str, dict[str, Any]]:
         ("employees", "NUMBER", "従業員数"),
         ("memo", "MULTI_LINE_TEXT", "メモ"),
         ("record_no", "RECORD_NUMBER", "レコード番号"),
+        ("line_user_id", "SINGLE_LINE_TEXT", "LINEユーザーID"),
     ]
     return {code: {"type": t, "code": code, "label": label} for code, t, label in fields}
 
@@ -79,7 +85,9 @@ def default_layout() -> list[dict[str, Any]]:
     ]
 
 
-def make_record(record_id: int, company: str, phone: str, contact: str) -> dict[str, Any]:
+def make_record(
+    record_id: int, company: str, phone: str, contact: str, line_user_id: str = ""
+) -> dict[str, Any]:
     return {
         "$id": {"type": "__ID__", "value": str(record_id)},
         "record_no": {"type": "RECORD_NUMBER", "value": str(record_id)},
@@ -89,6 +97,7 @@ def make_record(record_id: int, company: str, phone: str, contact: str) -> dict[
         "website": {"type": "LINK", "value": "https://example.co.jp"},
         "employees": {"type": "NUMBER", "value": "42"},
         "memo": {"type": "MULTI_LINE_TEXT", "value": ""},
+        "line_user_id": {"type": "SINGLE_LINE_TEXT", "value": line_user_id},
     }
 
 
@@ -131,6 +140,9 @@ class Tenant:
     proxy_config: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     proxy_log: list[dict[str, Any]] = field(default_factory=list)
     config_writes: list[dict[str, str]] = field(default_factory=list)
+    # GET /k/v1/records.json requests (their params), and how the next ones answer
+    records_queries: list[dict[str, Any]] = field(default_factory=list)
+    records_status: int = 200
     proxy_config_writes: list[dict[str, Any]] = field(default_factory=list)
 
     def set_proxy_config(self, url: str, method: str, headers: dict[str, str]) -> None:
@@ -148,6 +160,8 @@ class KintoneHarness:
         self.manifest = json.loads(self.files["manifest.json"])
         self.required_params = required_params
         self.tenants: dict[str, Tenant] = {}
+        # The identities the test gateway rings (its RING_IDENTITIES), for the relay's shim below.
+        self.ring_identities: set[str] = set()
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -172,6 +186,8 @@ class KintoneHarness:
         r.add_get("/harness/{name}", self._harness_file)
         r.add_get("/t/{tid}/record", self._record_page)
         r.add_get("/t/{tid}/mobile", self._record_page)
+        r.add_get("/t/{tid}/index", self._record_page)
+        r.add_get("/t/{tid}/mobile-index", self._record_page)
         r.add_get("/t/{tid}/config", self._config_page)
         r.add_get("/t/{tid}/plugins", self._plugin_list)
         r.add_get("/t/{tid}/state.js", self._state_js)
@@ -241,7 +257,7 @@ class KintoneHarness:
         state = {
             "tenant": tenant.id,
             "page": page,
-            "mobile": page == "mobile",
+            "mobile": page.startswith("mobile"),
             "pluginId": tenant.plugin_id,
             "appId": tenant.app_id,
             "appName": tenant.app_name,
@@ -269,9 +285,9 @@ class KintoneHarness:
 
     async def _record_page(self, request: web.Request) -> web.Response:
         tenant = self._tenant(request)
-        mobile = request.path.endswith("/mobile")
+        page = request.path.rsplit("/", 1)[1]
+        mobile = page.startswith("mobile")
         part = self.manifest["mobile" if mobile else "desktop"]
-        page = "mobile" if mobile else "record"
         body = RECORD_PAGE.format(
             lang=html.escape(tenant.user["language"]),
             title=html.escape(tenant.app_name),
@@ -354,12 +370,35 @@ class KintoneHarness:
                 answer_headers = {
                     k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS
                 }
+                text = self._ring_group_shim(text, answer.status, data)
                 return web.json_response(
                     {"body": text, "status": answer.status, "headers": answer_headers}
                 )
         except aiohttp.ClientError:
             entry["status"] = None
             return web.json_response({"failed": True, "body": '{"code":"GAIA_PR01"}'})
+
+    def _ring_group_shim(self, text: str, status: int, data: Any) -> str:
+        """SHIM, goes once the gateway answers `incoming` (issue 11's gateway side, merged before
+        the plugin's): main's /token does not say `incoming` yet, so a 2xx answer without the
+        field gets it here, true for the identities the test gateway was started to ring
+        (RING_IDENTITIES). An answer that has the field is relayed untouched."""
+        if not 200 <= status < 300:
+            return text
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return text
+        if not isinstance(doc, dict) or "incoming" in doc or "token" not in doc:
+            return text
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                data = None
+        identity = data.get("identity") if isinstance(data, dict) else None
+        doc["incoming"] = identity in self.ring_identities
+        return json.dumps(doc)
 
     async def _rest(self, request: web.Request) -> web.Response:
         """The kintone REST API subset the plugin uses (form fields and layout, records)."""
@@ -386,7 +425,26 @@ class KintoneHarness:
                 if record["$id"]["value"] == str(params.get("id")):
                     return web.json_response({"record": record})
             return web.json_response({"code": "GAIA_RE01", "message": "no record"}, status=404)
+        if method == "GET" and path == "/k/v1/records.json":
+            return self._records(tenant, params)
         return web.json_response({"code": "CB_NO02", "message": "not in the harness"}, status=404)
+
+    def _records(self, tenant: Tenant, params: dict[str, Any]) -> web.Response:
+        """GET /k/v1/records.json: app, query, fields, totalCount (cybozu.dev "複数のレコードを
+        取得する"); the query as harness/query.py plays kintone's query language."""
+        tenant.records_queries.append(dict(params))
+        if tenant.records_status != 200:
+            body = {"code": "GAIA_TM12", "message": "too many requests"}
+            return web.json_response(body, status=tenant.records_status)
+        fields = params.get("fields")
+        try:
+            answer = kintone_query.run(str(params.get("query", "")), tenant.records, fields)
+        except kintone_query.QueryError as error:
+            body = {"code": "GAIA_IQ03", "message": str(error)}
+            return web.json_response(body, status=400)
+        if str(params.get("totalCount", "")).lower() != "true":
+            answer["totalCount"] = None
+        return web.json_response(answer)
 
     # --- token URLs that answer badly ----------------------------------------------------
     async def _upstream_status(self, request: web.Request) -> web.Response:
@@ -419,7 +477,7 @@ body {{ margin: 0; font-family: "Noto Sans JP", sans-serif; background: #f7f9fa;
 {css}
 </head><body>
 <div class="harness-bar"><h1 id="record-title"></h1>
-<div id="record-header-menu-space"></div>
+<div id="record-header-menu-space"></div><div id="list-header-menu-space"></div>
 <button type="button" id="harness-previous" onclick="__harness.previous()">◀</button>
 <button type="button" id="harness-next" onclick="__harness.next()">▶</button></div>
 <div id="record-gaia"></div>

@@ -6,9 +6,13 @@
 // static isSupported. Call: disconnect(), mute(bool), isMuted(), status(), accept(), reject(),
 // customParameters (Map); events 'ringing', 'accept', 'disconnect', 'cancel', 'reject', 'error',
 // 'mute' (isMuted, call). Every connect and disconnect is counted in window.__twilioStandin.
+// Incoming calls: control.incoming({params, from}) makes the registered Device emit 'incoming'
+// with a Call whose customParameters (a Map) are the <Client>'s <Parameter>s and whose
+// parameters.From is `from`; accept() opens it ('accept'), reject() closes it ('reject'),
+// ignore() stops it ringing here; _cancel() is the caller hanging up or another user answering.
 (function () {
   'use strict';
-  const log = { devices: [], connects: [], disconnects: 0, tokenUpdates: [], registers: 0, destroyed: 0 };
+  const log = { devices: [], connects: [], disconnects: 0, tokenUpdates: [], registers: 0, destroyed: 0, incoming: [], accepts: 0, rejects: 0, ignores: 0 };
   const control = { log, supported: (window.__KINTONE_STATE__ || {}).twilioSupported !== false, connectDelayMs: 30, holdConnect: false, releaseConnect: null, answerAfterMs: null, connectError: null, calls: [] };
 
   class Emitter {
@@ -42,15 +46,17 @@
     return payload;
   }
 
+  let sids = 0;
   class Call extends Emitter {
-    constructor(device, params) {
+    constructor(device, params, incoming = null) {
       super();
       this._device = device;
-      this._status = 'connecting';
+      this._status = incoming ? 'pending' : 'connecting';
       this._muted = false;
-      this.direction = 'OUTGOING';
+      this.direction = incoming ? 'INCOMING' : 'OUTGOING';
       this.customParameters = new Map(Object.entries(params || {}));
-      this.parameters = {};
+      this.parameters = incoming ? { From: incoming.from, To: `client:${device.identity}`, CallSid: `CA${String(++sids).padStart(32, '0')}` } : {};
+      this.log = { accepts: 0, rejects: 0, ignores: 0 };
     }
     status() { return this._status; }
     isMuted() { return this._muted; }
@@ -64,9 +70,25 @@
       if (this._status === 'closed') return;
       this._close('disconnect');
     }
-    accept() {}
-    reject() {}
-    ignore() {}
+    accept() {
+      if (this.direction !== 'INCOMING') return;
+      log.accepts += 1;
+      this.log.accepts += 1;
+      if (this._status !== 'pending') return;
+      this._status = 'connecting';
+      setTimeout(() => { if (this._status === 'connecting') { this._status = 'open'; this.emit('accept', this); } }, 10);
+    }
+    reject() {
+      if (this.direction !== 'INCOMING') return;
+      log.rejects += 1;
+      this.log.rejects += 1;
+      if (this._status === 'pending') this._close('reject');
+    }
+    ignore() {
+      log.ignores += 1;
+      this.log.ignores += 1;
+      if (this._status === 'pending') this._status = 'closed';
+    }
     sendDigits() {}
     _close(event, ...args) {
       this._status = 'closed';
@@ -77,6 +99,8 @@
     // test controls: the far end
     _answer() { if (this._status === 'ringing' || this._status === 'connecting') { this._status = 'open'; this.emit('accept', this); } }
     _remoteHangUp() { if (this._status !== 'closed') this._close('disconnect'); }
+    // The incoming call's caller hung up, or another user's Device answered it (the SDK sends
+    // 'cancel' to the Devices that did not).
     _cancel() { if (this._status !== 'closed') this._close('cancel'); }
     _reject() { if (this._status !== 'closed') this._close('reject'); }
     _fail(code) { if (this._status !== 'closed') { this._device.emit('error', new TwilioError(code, `error ${code}`), this); this._close('error', new TwilioError(code, `error ${code}`)); } }
@@ -151,6 +175,18 @@
   Device.State = { Destroyed: 'destroyed', Unregistered: 'unregistered', Registering: 'registering', Registered: 'registered' };
 
   control.lastCall = () => control.calls[control.calls.length - 1] || null;
+  /** An inbound call rings this page's Device (only a registered one rings, as at Twilio). */
+  control.incoming = ({ params = {}, from = '' } = {}) => {
+    const device = control._device;
+    if (!device || device.state !== 'registered') return null;
+    const call = new Call(device, params, { from });
+    device.calls.push(call);
+    control.calls.push(call);
+    log.incoming.push({ at: performance.now(), params: { ...params } });
+    device.emit('incoming', call);
+    return control.calls.length - 1;
+  };
+  control.call = (index) => control.calls[index];
   control.deviceError = (code) => {
     if (control._device) control._device.emit('error', new TwilioError(code, `error ${code}`));
   };
