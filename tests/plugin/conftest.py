@@ -103,7 +103,6 @@ def gateway_url(
 @pytest.fixture(scope="session")
 def harness(plugin_zip: Path, manifest: dict[str, Any]) -> Iterator[KintoneHarness]:
     server = KintoneHarness(plugin_zip, manifest["config"]["required_params"]).start()
-    server.ring_identities = set(RING_IDENTITIES)
     try:
         yield server
     finally:

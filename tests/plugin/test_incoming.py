@@ -3,8 +3,8 @@ register their Device once per page load on list and record views; an incoming c
 panel with the caller, the customer records it matches (the records query through the user's
 own kintone session, against the stand-in's kintone query language), Answer/Decline and links.
 
-Tokens come from the real gateway, started with RING_IDENTITIES (conftest); the relay's shim
-adds `incoming` while the gateway does not answer it yet (harness/server.py)."""
+Tokens come from the real gateway, started with RING_IDENTITIES (conftest): its answer says
+`incoming` for the ring group only."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ token URL (the real gateway in the tests). The pages load the plugin's files fro
 Voice SDK stand-in unless a tenant asks for the real SDK.
 
 The records API (``GET /k/v1/records.json``) answers from the tenant's records with kintone's
-query language as ``harness/query.py`` plays it (the incoming-call lookup).
+query language as the kintone stand-in plays it (services/devtools/kintone_query.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.plugin.harness import query as kintone_query
+from services.devtools import kintone_query
 
 HERE = Path(__file__).parent
 CONTENT_TYPES = {
@@ -160,8 +160,6 @@ class KintoneHarness:
         self.manifest = json.loads(self.files["manifest.json"])
         self.required_params = required_params
         self.tenants: dict[str, Tenant] = {}
-        # The identities the test gateway rings (its RING_IDENTITIES), for the relay's shim below.
-        self.ring_identities: set[str] = set()
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -370,35 +368,12 @@ class KintoneHarness:
                 answer_headers = {
                     k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS
                 }
-                text = self._ring_group_shim(text, answer.status, data)
                 return web.json_response(
                     {"body": text, "status": answer.status, "headers": answer_headers}
                 )
         except aiohttp.ClientError:
             entry["status"] = None
             return web.json_response({"failed": True, "body": '{"code":"GAIA_PR01"}'})
-
-    def _ring_group_shim(self, text: str, status: int, data: Any) -> str:
-        """SHIM, goes once the gateway answers `incoming` (issue 11's gateway side, merged before
-        the plugin's): main's /token does not say `incoming` yet, so a 2xx answer without the
-        field gets it here, true for the identities the test gateway was started to ring
-        (RING_IDENTITIES). An answer that has the field is relayed untouched."""
-        if not 200 <= status < 300:
-            return text
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return text
-        if not isinstance(doc, dict) or "incoming" in doc or "token" not in doc:
-            return text
-        if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                data = None
-        identity = data.get("identity") if isinstance(data, dict) else None
-        doc["incoming"] = identity in self.ring_identities
-        return json.dumps(doc)
 
     async def _rest(self, request: web.Request) -> web.Response:
         """The kintone REST API subset the plugin uses (form fields and layout, records)."""
@@ -431,20 +406,35 @@ class KintoneHarness:
 
     def _records(self, tenant: Tenant, params: dict[str, Any]) -> web.Response:
         """GET /k/v1/records.json: app, query, fields, totalCount (cybozu.dev "複数のレコードを
-        取得する"); the query as harness/query.py plays kintone's query language."""
+        取得する"); the query as the kintone stand-in plays it (services/devtools/kintone_query)."""
         tenant.records_queries.append(dict(params))
         if tenant.records_status != 200:
             body = {"code": "GAIA_TM12", "message": "too many requests"}
             return web.json_response(body, status=tenant.records_status)
-        fields = params.get("fields")
+        wanted = params.get("fields")
+        form = {
+            code: kintone_query.Field(prop["type"])
+            for code, prop in tenant.fields.items()
+            if prop.get("type") != "SUBTABLE"
+        }
         try:
-            answer = kintone_query.run(str(params.get("query", "")), tenant.records, fields)
+            query = kintone_query.parse_query(str(params.get("query", "")), form)
         except kintone_query.QueryError as error:
-            body = {"code": "GAIA_IQ03", "message": str(error)}
-            return web.json_response(body, status=400)
-        if str(params.get("totalCount", "")).lower() != "true":
-            answer["totalCount"] = None
-        return web.json_response(answer)
+            body = {"code": error.code, "message": error.message}
+            return web.json_response(body, status=error.status)
+        by_id = {int(record["$id"]["value"]): record for record in tenant.records}
+        ids, total = query.run(
+            [
+                (rid, {code: cell.get("value") for code, cell in record.items()})
+                for rid, record in by_id.items()
+            ]
+        )
+        records = [
+            {code: cell for code, cell in by_id[rid].items() if wanted is None or code in wanted}
+            for rid in ids
+        ]
+        count = str(total) if str(params.get("totalCount", "")).lower() == "true" else None
+        return web.json_response({"records": records, "totalCount": count})
 
     # --- token URLs that answer badly ----------------------------------------------------
     async def _upstream_status(self, request: web.Request) -> web.Response:
