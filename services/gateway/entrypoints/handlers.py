@@ -175,12 +175,11 @@ async def twiml_voice(request: web.Request) -> web.Response:
         )
     except BadCallbackError as exc:
         raise _bad_callback(exc) from None
-    try:
-        await gateway.publisher.publish(event)
-    except PublishError:
-        # The call matters more than this early notice; its status callbacks carry the same
-        # context, so the recorder still learns everything once the broker or spool is back.
-        log.error("dial_event_not_stored")
+    # The call matters more than this early notice, and its status callbacks carry the same
+    # context: the answer does not wait for the event to be stored. The publisher stores it
+    # (broker or spool) in its next group, logs it if neither takes it, and stores whatever
+    # is still queued when the gateway shuts down.
+    gateway.publisher.publish_soon(event)
     gateway.metrics.dials.labels("dialled").inc()
     if debug_enabled():
         log.debug("dialling", destination_type=decision.number.destination_type().value)
