@@ -6,9 +6,11 @@ import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.events import CallContext
-from services.common.numbers import parse_number
+from services.common.numbers import PhoneNumber, parse_number
 from services.gateway.domain.twiml import (
     REFUSAL_JA,
     STATUS_CALLBACK_EVENTS,
@@ -166,3 +168,48 @@ def test_sip_with_nobody_to_ring_is_refused(forward_to: str | None) -> None:
     assert say.attrib["language"] == "ja-JP"
     assert say.text == UNAVAILABLE_JA
     assert root.find("Hangup") is not None
+
+
+# --- the prepared template is VoiceResponse's output, exactly ---------------------------------
+
+
+def _voice_response_dial(number: str, caller_id: str, callback_url: str) -> str:
+    """How dial_number_twiml built its answer before the template: the reference."""
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    response = VoiceResponse()
+    dial = Dial(caller_id=caller_id, answer_on_bridge=True)
+    dial.number(
+        number,
+        status_callback=callback_url,
+        status_callback_event=STATUS_CALLBACK_EVENTS,
+        status_callback_method="POST",
+    )
+    response.append(dial)
+    return str(response)
+
+
+_xml_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("&<>\"'\r\n\t =?#%+;:/"), st.characters(blacklist_categories=("Cs",))
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(number=_xml_text.filter(bool), caller_id=_xml_text, callback=_xml_text)
+def test_dial_template_equals_voice_response(number: str, caller_id: str, callback: str) -> None:
+    phone = PhoneNumber(e164=number, region="JP", line_type=1)
+    assert dial_number_twiml(phone, caller_id, callback) == _voice_response_dial(
+        number, caller_id, callback
+    )
+
+
+@pytest.mark.parametrize("to", ["090-1234-5678", "0312345678", "+819012345678", "05012345678"])
+def test_dial_template_for_real_numbers_and_callbacks(to: str) -> None:
+    number = parse_number(to)
+    callback = status_callback_url(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    assert dial_number_twiml(number, CALLER_ID, callback) == _voice_response_dial(
+        number.e164, CALLER_ID, callback
+    )
