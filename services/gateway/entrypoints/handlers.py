@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
 import orjson
-import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from services.common.events import CallContext, CallEvent, EventKind
-from services.common.logging import debug_enabled, get_logger
+from services.common.logging import bind_call, debug_enabled, get_logger
 from services.gateway.adapters.publisher import PublishError
 from services.gateway.bootstrap import GATEWAY, Gateway
 from services.gateway.domain import twiml
@@ -93,15 +92,9 @@ def _bind_call(form: MultiDictProxy[str]) -> None:
     task of its own, so the binding ends with the request). Cut short: the form is not
     verified yet, and a forged field must not blow up a log line."""
     call_sid = form.get("CallSid")
-    if call_sid is None:
-        return
-    parent = form.get("ParentCallSid")
-    if parent:
-        structlog.contextvars.bind_contextvars(
-            call_sid=call_sid[:MAX_SID_LOGGED], parent_call_sid=parent[:MAX_SID_LOGGED]
-        )
-    else:
-        structlog.contextvars.bind_contextvars(call_sid=call_sid[:MAX_SID_LOGGED])
+    if call_sid is not None:
+        parent = form.get("ParentCallSid")
+        bind_call(call_sid[:MAX_SID_LOGGED], parent[:MAX_SID_LOGGED] if parent else None)
 
 
 async def _twilio_form(request: web.Request, gateway: Gateway) -> MultiDictProxy[str]:
