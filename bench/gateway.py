@@ -199,6 +199,7 @@ def scenarios(calls: int) -> list[Scenario]:
         Scenario("voice hot", VOICE_PATH, 200, voice[:1], "voice"),
         Scenario("token", TOKEN_PATH, 200, token_requests(calls), "token"),
         Scenario("bare", STATUS_PATH, 204, status, "bare"),
+        Scenario("bare twiml", VOICE_PATH, 200, voice, "bare"),
     ]
 
 
@@ -649,7 +650,8 @@ def open_loop_main(argv: Sequence[str]) -> None:
 
 def bare_main(argv: Sequence[str]) -> None:
     """aiohttp + uvloop answering 204 to POST /twilio/status, with no work (the body is read,
-    as any handler must): what the gateway could reach at best on this machine."""
+    as any handler must): what the gateway could reach at best on this machine. It also
+    answers POST /twiml/voice with a fixed TwiML of the gateway's size ("bare twiml")."""
     from aiohttp import web
 
     (port,) = argv
@@ -658,12 +660,26 @@ def bare_main(argv: Sequence[str]) -> None:
         await request.read()
         return web.Response(status=204)
 
+    # A TwiML answer the size of the gateway's: what answering with a body costs by itself.
+    twiml = (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Dial answerOnBridge="true" '
+        'callerId="+815012345678"><Number statusCallback="https://calltrail.example.com'
+        '/twilio/status?app_id=12&amp;record_id=1000&amp;identity=kintone_0" '
+        'statusCallbackEvent="initiated ringing answered completed" '
+        'statusCallbackMethod="POST">+819010000000</Number></Dial></Response>'
+    )
+
+    async def voice(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text=twiml, content_type="text/xml")
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(status=200)
 
     _use_uvloop()
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_post(STATUS_PATH, status)
+    app.router.add_post(VOICE_PATH, voice)
     app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=int(port), access_log=None, print=None)
 
@@ -763,6 +779,9 @@ def published_counts(base: str) -> dict[str, float]:
         rb'^calltrail_events_published_total\{outcome="([a-z]+)"\} ([0-9.e+]+)$', body, re.M
     ):
         out[m.group(1).decode()] = float(m.group(2))
+    groups = re.search(rb"^calltrail_publish_groups_total ([0-9.e+]+)$", body, re.M)
+    if groups:
+        out["groups"] = float(groups.group(1))
     return out
 
 
@@ -1134,6 +1153,13 @@ def median_round(results: list[Measured]) -> Measured:
     return sorted(results, key=lambda m: m.load.rps)[len(results) // 2]
 
 
+def cpu_per_request_us(m: Measured) -> float:
+    """The server's CPU time per answered request: what a request costs, whatever the rate."""
+    if not m.load.rps:
+        return 0.0
+    return m.cpu_percent.get("server", 0.0) / 100 / m.load.rps * 1e6
+
+
 def _ms(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
@@ -1160,17 +1186,21 @@ def report(
     )
     print(
         f"  {'run':<11} {'server':<6} {'req/s':>8} {'of bare':>7} {'p50':>7} {'p99':>7} "
-        f"{'p99.9':>7} {'max':>7} {'ok':>8} {'errors':>6}   CPU (% of one core)"
+        f"{'p99.9':>7} {'max':>7} {'ok':>8} {'errors':>6} {'us/req':>6}   CPU (% of one core)"
     )
     for (row, server), m in chosen.items():
         of_bare = f"{m.load.rps / bare_rps:.2f}" if bare_rps and not m.open_loop else ""
         print(
             f"  {row:<11} {server:<6} {m.load.rps:>8.0f} {of_bare:>7} {_ms(m.load.p50_ms):>7} "
             f"{_ms(m.load.p99_ms):>7} {_ms(m.load.p999_ms):>7} {_ms(m.load.max_ms):>7} "
-            f"{m.load.ok:>8} {m.load.failures:>6}   "
+            f"{m.load.ok:>8} {m.load.failures:>6} {cpu_per_request_us(m):>6.0f}   "
             + "  ".join(f"{k} {v:.0f}%" for k, v in m.cpu_percent.items())
         )
-    print("  (latencies in ms; @ = open loop, latency from the scheduled send time)")
+    print(
+        "  (latencies in ms; @ = open loop, latency from the scheduled send time; us/req: the\n"
+        "   server's CPU microseconds per answered request, the figure least disturbed by a busy\n"
+        "   machine)"
+    )
     if args.rounds > 1:
         for (row, server), ms in rows.items():
             rates = ", ".join(f"{m.load.rps:.0f}" for m in ms)
@@ -1280,6 +1310,7 @@ def report(
                 "transport_errors": m.load.errors,
                 "duration_s": round(m.load.duration_s, 3),
                 "cpu_percent": {k: round(v, 1) for k, v in m.cpu_percent.items()},
+                "server_cpu_us_per_request": round(cpu_per_request_us(m), 1),
                 "rps_by_round": [round(r.load.rps, 1) for r in rows[(m.row, m.server)]],
                 "p99_by_round": [round(r.load.p99_ms, 2) for r in rows[(m.row, m.server)]],
             }
@@ -1292,7 +1323,7 @@ def report(
     print(f"  figures written to {(RESULTS / 'gateway.json').relative_to(ROOT)}")
 
 
-SCENARIO_NAMES = ("status", "status hot", "voice", "voice hot", "token", "bare")
+SCENARIO_NAMES = ("status", "status hot", "voice", "voice hot", "token", "bare", "bare twiml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

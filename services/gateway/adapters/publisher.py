@@ -111,6 +111,7 @@ class EventPublisher:
         self._published_to_broker = metrics.published.labels(Stored.BROKER)
         self._published_to_spool = metrics.published.labels(Stored.SPOOL)
         self._published_failed = metrics.published.labels("failed")
+        self._groups = metrics.publish_groups
 
     @property
     def broker_ok(self) -> bool:
@@ -178,6 +179,7 @@ class EventPublisher:
                 self._failed(group, repr(exc))
 
     async def _store(self, group: list[_Queued]) -> None:
+        self._groups.inc()
         producer = self._producer
         if producer is not None and self._broker_ok:
             try:

@@ -8,6 +8,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
+from yarl._quoting import _Unquoter
 
 from services.common.events import CallContext, CallEvent, EventKind
 from services.common.logging import bind_call, debug_enabled, get_logger
@@ -34,6 +35,8 @@ FORM = "application/x-www-form-urlencoded"
 # The browser SDK passes Device.connect({params}) through Twilio under these names.
 BROWSER_CONTEXT_PARAMS = {"app_id": "AppId", "record_id": "RecordId"}
 CORS_ALLOWED_HEADERS = "Content-Type, X-Calltrail-Key"
+# yarl (aiohttp's URL library) percent-decodes in C; see _percent_decoded.
+_unquote = _Unquoter()
 
 
 def _error(status: type[web.HTTPError], reason: str, **headers: str) -> web.HTTPError:
@@ -48,10 +51,21 @@ def _xml(body: str) -> web.Response:
     return web.Response(text=body, content_type="text/xml")
 
 
+def _percent_decoded(text: str) -> str:
+    """``unquote_to_bytes(text).decode("utf-8")``: yarl's C unquoter first (about ten times
+    faster); it leaves an escape it cannot decode as it is, so when a ``%`` is left (that, or
+    a literal ``%25``) the strict path decides, and raises where parse_qsl raises."""
+    fast = _unquote(text)
+    if "%" not in fast:
+        return fast
+    return unquote_to_bytes(text).decode("utf-8")
+
+
 def parse_form(text: str) -> list[tuple[str, str]]:
     """``parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=512)``, at
-    about half the cost: only the names and values that need it are percent-decoded, each in
-    one go, as strict UTF-8 (UnicodeDecodeError/ValueError exactly where parse_qsl raises)."""
+    a fraction of the cost: only the names and values that need it are percent-decoded, each
+    in one go, as strict UTF-8 (UnicodeDecodeError/ValueError exactly where parse_qsl raises;
+    tests/unit/gateway/test_fast_paths.py pins the two together)."""
     if not text:
         return []
     if text.count("&") >= MAX_FIELDS:
@@ -61,14 +75,14 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         if not field:
             continue
         name, _, value = field.partition("=")
-        if "%" in name:
-            name = unquote_to_bytes(name.replace("+", " ")).decode("utf-8")
-        elif "+" in name:
+        if "+" in name:
             name = name.replace("+", " ")
-        if "%" in value:
-            value = unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
-        elif "+" in value:
+        if "%" in name:
+            name = _percent_decoded(name)
+        if "+" in value:
             value = value.replace("+", " ")
+        if "%" in value:
+            value = _percent_decoded(value)
         pairs.append((name, value))
     return pairs
 
