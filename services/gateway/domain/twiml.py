@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
@@ -17,9 +18,20 @@ REFUSAL_JA = "申し訳ありません。この番号には発信できません
 UNAVAILABLE_JA = "申し訳ありません。ただいま電話に出ることができません。"
 
 
+# What quote_plus leaves as it is: validated ids and identities are, and need no quoting.
+_QUERY_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _query_part(text: str) -> str:
+    """``urlencode``'s ``quote_plus``, skipped when it would change nothing."""
+    return text if _QUERY_SAFE.fullmatch(text) else quote_plus(text)
+
+
 def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
     """The callback URL, carrying the call's kintone context; Twilio's signature covers it."""
-    query = urlencode({k: v for k, v in context.to_dict().items() if v is not None})
+    query = "&".join(
+        f"{_query_part(k)}={_query_part(v)}" for k, v in context.to_dict().items() if v is not None
+    )
     url = f"{public_base_url}{STATUS_CALLBACK_PATH}"
     if query:
         url += f"?{query}"

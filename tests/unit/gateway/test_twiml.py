@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -213,3 +213,26 @@ def test_dial_template_for_real_numbers_and_callbacks(to: str) -> None:
     assert dial_number_twiml(number, CALLER_ID, callback) == _voice_response_dial(
         number.e164, CALLER_ID, callback
     )
+
+
+_context_value = (
+    st.none() | st.text(max_size=20) | st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _context_value, _context_value, _context_value, _context_value, st.sampled_from(["", "rc=3"])
+)
+def test_callback_url_query_is_urlencode_s(
+    app_id: str | None,
+    record_id: str | None,
+    identity: str | None,
+    line_user_id: str | None,
+    fragment: str,
+) -> None:
+    context = CallContext(app_id, record_id, identity, line_user_id)
+    query = urlencode({k: v for k, v in context.to_dict().items() if v is not None})
+    expected = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}" + (f"?{query}" if query else "")
+    expected += f"#{fragment}" if fragment else ""
+    assert status_callback_url(PUBLIC_BASE_URL, context, fragment) == expected
