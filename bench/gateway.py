@@ -243,6 +243,7 @@ class Measured:
     warmup_ok: int
     cpu_percent: dict[str, float] = field(default_factory=dict)  # process -> % of one core
     open_loop: bool = False
+    rss_mb: float = 0.0  # the server's resident memory after the run
 
     @property
     def row(self) -> str:
@@ -848,7 +849,17 @@ def measure(
         warmup_ok=warmup_ok,
         cpu_percent=cpu,
         open_loop=open_loop,
+        rss_mb=process_rss_mb(server.pid),
     )
+
+
+def process_rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) / 1024 if match else 0.0
 
 
 def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
@@ -1205,7 +1216,8 @@ def report(
         for (row, server), ms in rows.items():
             rates = ", ".join(f"{m.load.rps:.0f}" for m in ms)
             p99s = ", ".join(_ms(m.load.p99_ms) for m in ms)
-            print(f"  {row} on {server}: req/s by round {rates}; p99 {p99s}")
+            rss = ", ".join(f"{m.rss_mb:.0f}" for m in ms)
+            print(f"  {row} on {server}: req/s by round {rates}; p99 {p99s}; RSS MB {rss}")
     for m in chosen.values():
         if m.load.failures:
             print(f"  {m.row} on {m.server}: statuses {m.load.statuses}, transport {m.load.errors}")
@@ -1311,6 +1323,7 @@ def report(
                 "duration_s": round(m.load.duration_s, 3),
                 "cpu_percent": {k: round(v, 1) for k, v in m.cpu_percent.items()},
                 "server_cpu_us_per_request": round(cpu_per_request_us(m), 1),
+                "server_rss_mb": round(m.rss_mb, 1),
                 "rps_by_round": [round(r.load.rps, 1) for r in rows[(m.row, m.server)]],
                 "p99_by_round": [round(r.load.p99_ms, 2) for r in rows[(m.row, m.server)]],
             }
