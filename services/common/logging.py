@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -49,6 +50,28 @@ class SecretRedactor:
         return event_dict
 
 
+# The call a request is about. Bound with one ContextVar.set per request, and turned into the
+# ``call_sid``/``parent_call_sid`` fields only when a line is written: at WARNING, on the hot
+# path, almost never. A context variable, so it ends with the request's task.
+_CALL: ContextVar[tuple[str, str | None] | None] = ContextVar("calltrail_call", default=None)
+
+
+def bind_call(call_sid: str, parent_call_sid: str | None = None) -> None:
+    """Every later log line of this task (an aiohttp request) names the call."""
+    _CALL.set((call_sid, parent_call_sid or None))
+
+
+def merge_call(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    call = _CALL.get()
+    if call is not None:
+        event_dict.setdefault("call_sid", call[0])
+        if call[1] is not None:
+            event_dict.setdefault("parent_call_sid", call[1])
+    return event_dict
+
+
 def configure_logging(
     level: str = "INFO", secrets: Iterable[str] = (), *, kafka_level: int = logging.WARNING
 ) -> None:
@@ -60,6 +83,7 @@ def configure_logging(
     redactor = SecretRedactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_call,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

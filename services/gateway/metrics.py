@@ -19,6 +19,11 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.publish_groups = Counter(
+            "calltrail_publish_groups_total",
+            "Groups of events stored together (group commit): events / groups is the group size.",
+            registry=registry,
+        )
         self.spool_depth = Gauge(
             "calltrail_spool_depth", "Events waiting in the local spool.", registry=registry
         )

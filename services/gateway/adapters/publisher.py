@@ -4,6 +4,19 @@ A 204 to Twilio means "stored": either the broker acknowledged the event, or it 
 the spool and a background task will hand it to the broker once it is back. Only when both
 fail does :meth:`EventPublisher.publish` raise, and Twilio is told 503 so it retries.
 
+Group commit: requests do not each send their event and wait for its own acknowledgement.
+They queue it, and one flusher task stores whatever is queued as a group: one closed batch
+per partition in one produce request (``send_grouped``), one future per batch, and every
+waiter of the group gets the group's outcome once the broker acknowledged all of it. While a
+group is on its way the next one piles up, so a burst (or one hot call's callbacks, all on
+one partition) costs one round trip, not one each. A group the broker does not acknowledge in
+time goes to the spool in one transaction (one fsync), each of its events with it.
+
+:meth:`EventPublisher.publish_soon` queues an event nobody waits for (the ``dial`` event of a
+TwiML answer): it takes the same path, to the broker or the spool, is logged as an error if
+neither takes it, and :meth:`EventPublisher.close` stores everything still queued before the
+producer stops.
+
 Delivery is at-least-once: an event whose acknowledgement timed out is spooled, and may also
 reach the broker later. The recorder deduplicates, so a duplicate costs nothing; a loss would.
 """
@@ -20,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.common.events import CallEvent
+from services.common.kafka import send_grouped
 from services.common.logging import get_logger
 from services.gateway.adapters.spool import Spool, SpoolError
 from services.gateway.metrics import GatewayMetrics
@@ -58,6 +72,16 @@ class Publisher(Protocol):
         """Store the event durably, or raise :class:`PublishError`."""
         ...
 
+    def publish_soon(self, event: CallEvent) -> None:
+        """Store the event like :meth:`publish`, without waiting: for an event whose answer
+        does not depend on it. Never lost silently: a failure is logged, and ``close`` stores
+        whatever is still queued."""
+        ...
+
+
+# A queued event: key, value, and the future of the request waiting for it (None: nobody).
+_Queued = tuple[bytes, bytes, "asyncio.Future[Stored] | None"]
+
 
 class EventPublisher:
     """The broker (``acks=all``) when it answers, else the fsync'd spool."""
@@ -79,8 +103,15 @@ class EventPublisher:
         self._broker_ok = False
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._queue: list[_Queued] = []
+        self._queued = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
         metrics.spool_depth.set_function(lambda: self._spool.depth)
         self._published_to_broker = metrics.published.labels(Stored.BROKER)
+        self._published_to_spool = metrics.published.labels(Stored.SPOOL)
+        self._published_failed = metrics.published.labels("failed")
+        self._groups = metrics.publish_groups
 
     @property
     def broker_ok(self) -> bool:
@@ -94,8 +125,14 @@ class EventPublisher:
         """Never blocks on the broker: the gateway serves (into the spool) while it connects."""
         await self._spool.open()
         self._runner = asyncio.create_task(self._run(), name="publisher")
+        self._flusher = asyncio.create_task(self._flush_queue(), name="publisher-groups")
 
     async def close(self) -> None:
+        """Store everything queued (broker or spool), then stop the producer and the spool."""
+        self._closing = True
+        self._queued.set()
+        if self._flusher is not None:
+            await self._flusher
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,26 +147,67 @@ class EventPublisher:
         return self.broker_ok or await self._spool.writable()
 
     async def publish(self, event: CallEvent) -> Stored:
-        key, value = event.key(), event.encode()
+        waiter: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._enqueue((event.key(), event.encode(), waiter))
+        return await waiter
+
+    def publish_soon(self, event: CallEvent) -> None:
+        self._enqueue((event.key(), event.encode(), None))
+
+    def _enqueue(self, item: _Queued) -> None:
+        if self._flusher is None or self._flusher.done():
+            # Not started, or closed: nothing would ever store it.
+            self._failed([item], "publisher not running")
+            return
+        self._queue.append(item)
+        self._queued.set()
+
+    async def _flush_queue(self) -> None:
+        """One group at a time: everything queued while the previous group was stored."""
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            group, self._queue = self._queue, []
+            try:
+                await self._store(group)
+            except Exception as exc:  # a bug must not leave requests waiting for ever
+                log.exception("publish_group_failed", error=repr(exc))
+                self._failed(group, repr(exc))
+
+    async def _store(self, group: list[_Queued]) -> None:
+        self._groups.inc()
         producer = self._producer
         if producer is not None and self._broker_ok:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    await (await producer.send(self._topic, value, key=key))
+                    acks = await send_grouped(producer, self._topic, [i[:2] for i in group])
+                    await asyncio.gather(*acks)
             except (KafkaError, TimeoutError) as exc:
                 self._mark_broker_down(exc)
             else:
-                self._published_to_broker.inc()
-                return Stored.BROKER
+                self._published_to_broker.inc(len(group))
+                _resolve(group, Stored.BROKER)
+                return
         try:
-            await self._spool.append(self._topic, key, value)
+            await self._spool.append_many(self._topic, [i[:2] for i in group])
         except SpoolError as exc:
-            self._metrics.published.labels("failed").inc()
-            log.error("event_not_stored", call_sid=event.call_sid, error=str(exc))
-            raise PublishError(str(exc)) from None
-        self._metrics.published.labels(Stored.SPOOL).inc()
+            self._failed(group, str(exc))
+            return
+        self._published_to_spool.inc(len(group))
         self._wake.set()
-        return Stored.SPOOL
+        _resolve(group, Stored.SPOOL)
+
+    def _failed(self, group: list[_Queued], error: str) -> None:
+        self._published_failed.inc(len(group))
+        for key, _value, waiter in group:
+            # The key is the call's root CallSid: the line says which call's event is gone.
+            log.error("event_not_stored", call_sid=key.decode(errors="replace"), error=error)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(PublishError(error))
 
     def _mark_broker_down(self, exc: BaseException) -> None:
         if self._broker_ok:
@@ -186,11 +264,15 @@ class EventPublisher:
             return
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                pending = [
-                    await self._producer.send(item.topic, item.value, key=item.key)
-                    for item in batch
+                by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+                for item in batch:
+                    by_topic.setdefault(item.topic, []).append((item.key, item.value))
+                acks = [
+                    ack
+                    for topic, records in by_topic.items()
+                    for ack in await send_grouped(self._producer, topic, records)
                 ]
-                await asyncio.gather(*pending)
+                await asyncio.gather(*acks)
         except (KafkaError, TimeoutError) as exc:
             self._mark_broker_down(exc)
             return
@@ -202,3 +284,9 @@ class EventPublisher:
         if not self._broker_ok:
             log.info("broker_back", drained=len(batch), left=self._spool.depth)
         self._broker_ok = True
+
+
+def _resolve(group: list[_Queued], stored: Stored) -> None:
+    for _key, _value, waiter in group:
+        if waiter is not None and not waiter.done():  # done: its request was cancelled
+            waiter.set_result(stored)

@@ -72,6 +72,26 @@ class Spool:
 
         self._run(write)
 
+    def _append_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """All of them in one transaction: one fsync, and all or nothing."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO spool(topic, key, value) VALUES (?, ?, ?)",
+                    [(topic, key, value) for key, value in records],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+            self.depth += len(records)
+
+        self._run(write)
+
     def _oldest(self, limit: int) -> list[SpooledEvent]:
         def read(db: sqlite3.Connection) -> list[SpooledEvent]:
             rows = db.execute(
@@ -102,6 +122,9 @@ class Spool:
 
     async def append(self, topic: str, key: bytes, value: bytes) -> None:
         await asyncio.to_thread(self._append, topic, key, value)
+
+    async def append_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        await asyncio.to_thread(self._append_many, topic, records)
 
     async def oldest(self, limit: int) -> list[SpooledEvent]:
         return await asyncio.to_thread(self._oldest, limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Iterator
@@ -10,7 +12,13 @@ from typing import Any
 import pytest
 import structlog
 
-from services.common.logging import REDACTED, SecretRedactor, configure_logging, get_logger
+from services.common.logging import (
+    REDACTED,
+    SecretRedactor,
+    bind_call,
+    configure_logging,
+    get_logger,
+)
 from tests.factories import API_SECRET, AUTH_TOKEN, TOKEN_KEY
 
 SECRETS = (AUTH_TOKEN, API_SECRET, TOKEN_KEY)
@@ -221,3 +229,39 @@ def test_aiokafka_warnings_are_kept_by_default(capsys: pytest.CaptureFixture[str
     logging.getLogger("aiokafka.conn").warning("Unable to connect to node")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [line["event"] for line in lines] == ["Unable to connect to node"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_a_bound_call_names_the_lines_of_its_task_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", SECRETS)
+    log = get_logger("calltrail.test")
+
+    async def request(call_sid: str, parent: str | None) -> None:
+        bind_call(call_sid, parent)
+        log.info("inside")
+
+    await asyncio.create_task(request("CA1", "CA0"))
+    await asyncio.create_task(request("CA2", None))
+    log.info("outside")
+    inside_child, inside_root, outside = _json_lines(capsys.readouterr().err)
+    assert (inside_child["call_sid"], inside_child["parent_call_sid"]) == ("CA1", "CA0")
+    assert inside_root["call_sid"] == "CA2"
+    assert "parent_call_sid" not in inside_root
+    assert "call_sid" not in outside
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_field_given_explicitly_wins_over_the_bound_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", SECRETS)
+
+    def request() -> None:
+        bind_call("CA1")
+        get_logger("calltrail.test").info("explicit", call_sid="CA9")
+
+    contextvars.copy_context().run(request)  # the binding must not outlive this test
+    [line] = _json_lines(capsys.readouterr().err)
+    assert line["call_sid"] == "CA9"

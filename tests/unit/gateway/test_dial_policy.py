@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.numbers import parse_number
+from services.gateway.domain import dial_policy
 from services.gateway.domain.dial_policy import DialDecision, decide_dial
 
 # --- decide_dial ----------------------------------------------------------------------------
@@ -131,3 +132,20 @@ def test_decide_dial_never_raises_and_never_allows_premium(
         assert decision.number.region in regions
     else:
         assert decision.refusal
+
+
+@settings(max_examples=200, deadline=None)
+@given((st.text(max_size=40) | _phoneish | _known).filter(bool), _regions)
+def test_remembered_decisions_are_the_parser_s(raw: str, regions: list[str]) -> None:
+    first, again = decide_dial(raw, regions), decide_dial(raw, regions)
+    assert first == again == dial_policy._decide(raw, tuple(regions))
+
+
+def test_only_number_sized_input_is_remembered() -> None:
+    dial_policy._decide_cached.cache_clear()
+    decide_dial("090-1234-5678", ["JP"])
+    decide_dial("090-1234-5678", ["JP"])
+    assert dial_policy._decide_cached.cache_info().hits == 1
+    assert not decide_dial("0" * 200, ["JP"]).allowed
+    assert dial_policy._decide_cached.cache_info().currsize == 1
+    assert dial_policy._decide_cached.cache_info().maxsize == dial_policy.DECISIONS_CACHED

@@ -82,3 +82,14 @@ def test_fast_signature_check_agrees_with_request_validator(
         signature = RequestValidator("another-token").compute_signature(BASE + path, params)
     expected = RequestValidator(TOKEN).validate(BASE + path, params, signature)
     assert TwilioSignature(TOKEN, BASE).is_valid(path, params, signature) is expected
+
+
+_escaped_bytes = st.binary(max_size=12).map(lambda b: "".join(f"%{x:02X}" for x in b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_escaped_bytes | _form_text, _escaped_bytes | _form_text), max_size=6))
+def test_parse_form_equals_parse_qsl_for_any_escaped_bytes(pairs: list[tuple[str, str]]) -> None:
+    """Every byte escaped: valid UTF-8 or not, %25 (a literal %) included."""
+    text = "&".join(f"{name}={value}" for name, value in pairs)
+    assert fast(text) == reference(text)

@@ -31,6 +31,7 @@ class FakePublisher:
         self.metrics = metrics
         self.broken = broken
         self.events: list[CallEvent] = []
+        self.lost: list[CallEvent] = []
         self.started = self.closed = False
 
     @property
@@ -55,6 +56,12 @@ class FakePublisher:
             raise PublishError("broker and spool both unavailable")
         self.events.append(event)
         return Stored.BROKER
+
+    def publish_soon(self, event: CallEvent) -> None:
+        if self.broken:
+            self.lost.append(event)  # the real publisher logs event_not_stored
+        else:
+            self.events.append(event)
 
 
 GatewayWith = Callable[..., "AsyncIterator[tuple[TestClient, FakePublisher]]"]

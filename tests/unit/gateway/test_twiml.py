@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.events import CallContext
-from services.common.numbers import parse_number
+from services.common.numbers import PhoneNumber, parse_number
 from services.gateway.domain.twiml import (
     AFTER_DIAL_PATH,
     MISSED_DIAL_STATUSES,
@@ -368,3 +370,71 @@ def test_hangup_twiml() -> None:
 def test_is_missed() -> None:
     assert all(is_missed(s) for s in ("no-answer", "busy", "failed", "canceled"))
     assert not any(is_missed(s) for s in ("completed", "answered", None, "NO-ANSWER"))
+
+
+# --- the prepared template is VoiceResponse's output, exactly ---------------------------------
+
+
+def _voice_response_dial(number: str, caller_id: str, callback_url: str) -> str:
+    """How dial_number_twiml built its answer before the template: the reference."""
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    response = VoiceResponse()
+    dial = Dial(caller_id=caller_id, answer_on_bridge=True)
+    dial.number(
+        number,
+        status_callback=callback_url,
+        status_callback_event=STATUS_CALLBACK_EVENTS,
+        status_callback_method="POST",
+    )
+    response.append(dial)
+    return str(response)
+
+
+_xml_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("&<>\"'\r\n\t =?#%+;:/"), st.characters(blacklist_categories=("Cs",))
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(number=_xml_text.filter(bool), caller_id=_xml_text, callback=_xml_text)
+def test_dial_template_equals_voice_response(number: str, caller_id: str, callback: str) -> None:
+    phone = PhoneNumber(e164=number, region="JP", line_type=1)
+    assert dial_number_twiml(phone, caller_id, callback) == _voice_response_dial(
+        number, caller_id, callback
+    )
+
+
+@pytest.mark.parametrize("to", ["090-1234-5678", "0312345678", "+819012345678", "05012345678"])
+def test_dial_template_for_real_numbers_and_callbacks(to: str) -> None:
+    number = parse_number(to)
+    callback = status_callback_url(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    assert dial_number_twiml(number, CALLER_ID, callback) == _voice_response_dial(
+        number.e164, CALLER_ID, callback
+    )
+
+
+_context_value = (
+    st.none() | st.text(max_size=20) | st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _context_value, _context_value, _context_value, _context_value, st.sampled_from(["", "rc=3"])
+)
+def test_callback_url_query_is_urlencode_s(
+    app_id: str | None,
+    record_id: str | None,
+    identity: str | None,
+    line_user_id: str | None,
+    fragment: str,
+) -> None:
+    context = CallContext(app_id, record_id, identity, line_user_id)
+    query = urlencode({k: v for k, v in context.to_dict().items() if v is not None})
+    expected = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}" + (f"?{query}" if query else "")
+    expected += f"#{fragment}" if fragment else ""
+    assert status_callback_url(PUBLIC_BASE_URL, context, fragment) == expected
