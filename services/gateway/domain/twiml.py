@@ -67,14 +67,20 @@ _DIAL_NUMBER = (
 )
 
 
-def _xml_attribute(text: str) -> str:
-    """ElementTree's attribute escaping, the do-nothing cases first."""
+def _xml_text(text: str) -> str:
+    """ElementTree's character data escaping, the do-nothing cases first."""
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
+    return text
+
+
+def _xml_attribute(text: str) -> str:
+    """ElementTree's attribute escaping: character data's, and quotes and white space."""
+    text = _xml_text(text)
     if '"' in text:
         text = text.replace('"', "&quot;")
     if "\r" in text:
@@ -83,17 +89,6 @@ def _xml_attribute(text: str) -> str:
         text = text.replace("\n", "&#10;")
     if "\t" in text:
         text = text.replace("\t", "&#09;")
-    return text
-
-
-def _xml_text(text: str) -> str:
-    """ElementTree's character data escaping."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
     return text
 
 
