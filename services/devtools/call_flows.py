@@ -103,6 +103,46 @@ RING_STATUSES = {
 }
 
 
+def _dialled_leg_forms(
+    *,
+    parent: str,
+    child: str,
+    statuses: tuple[str, ...],
+    from_: str,
+    to: str,
+    answered: bool,
+    at: datetime,
+    ring_s: int,
+    talk_s: int,
+) -> list[dict[str, str]]:
+    """A leg the gateway's ``<Dial>`` made: initiated and ringing at once, answered (or not)
+    after ``ring_s``, over ``talk_s`` later; CallDuration with the terminal status."""
+    forms = []
+    for sequence, status in enumerate(statuses):
+        moment = at + timedelta(seconds=min(sequence, 1))
+        duration = None
+        if status == "in-progress":
+            moment = at + timedelta(seconds=ring_s)
+        elif sequence == len(statuses) - 1:
+            moment = at + timedelta(seconds=ring_s + (talk_s if answered else 0))
+            duration = talk_s if answered else 0
+        forms.append(
+            status_callback_form(
+                account_sid=ACCOUNT_SID,
+                call_sid=child,
+                parent_call_sid=parent,
+                status=status,
+                sequence=sequence,
+                from_=from_,
+                to=to,
+                direction="outbound-dial",
+                duration_s=duration,
+                timestamp=moment,
+            )
+        )
+    return forms
+
+
 def ring_leg_forms(
     *,
     parent: str,
@@ -116,31 +156,17 @@ def ring_leg_forms(
 ) -> list[dict[str, str]]:
     """One ``<Client>`` leg's status callbacks: From the caller, To ``client:<identity>``;
     ``outcome`` is how it ends (a key of RING_STATUSES)."""
-    forms = []
-    for sequence, status in enumerate(RING_STATUSES[outcome]):
-        moment = at + timedelta(seconds=min(sequence, 1))
-        duration = None
-        if status == "in-progress":
-            moment = at + timedelta(seconds=ring_s)
-        elif sequence == len(RING_STATUSES[outcome]) - 1:
-            answered = outcome == "answered"
-            moment = at + timedelta(seconds=ring_s + (talk_s if answered else 0))
-            duration = talk_s if answered else 0
-        forms.append(
-            status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=child,
-                parent_call_sid=parent,
-                status=status,
-                sequence=sequence,
-                from_=caller,
-                to=f"client:{identity}",
-                direction="outbound-dial",
-                duration_s=duration,
-                timestamp=moment,
-            )
-        )
-    return forms
+    return _dialled_leg_forms(
+        parent=parent,
+        child=child,
+        statuses=RING_STATUSES[outcome],
+        from_=caller,
+        to=f"client:{identity}",
+        answered=outcome == "answered",
+        at=at,
+        ring_s=ring_s,
+        talk_s=talk_s,
+    )
 
 
 def forward_leg_forms(
@@ -155,26 +181,17 @@ def forward_leg_forms(
     caller_id: str = CALLER_ID,
 ) -> list[dict[str, str]]:
     """The forward ``<Number>`` leg's status callbacks (caller ID: the company's number)."""
-    statuses = PSTN_STATUSES if answered else ("initiated", "ringing", "no-answer")
-    forms = []
-    for sequence, status in enumerate(statuses):
-        terminal = sequence == len(statuses) - 1
-        offset = min(sequence, 1) if status in ("initiated", "ringing") else ring_s
-        forms.append(
-            status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=child,
-                parent_call_sid=parent,
-                status=status,
-                sequence=sequence,
-                from_=caller_id,
-                to=to,
-                direction="outbound-dial",
-                duration_s=(talk_s if answered else 0) if terminal else None,
-                timestamp=at + timedelta(seconds=offset + (talk_s if terminal else 0)),
-            )
-        )
-    return forms
+    return _dialled_leg_forms(
+        parent=parent,
+        child=child,
+        statuses=PSTN_STATUSES if answered else ("initiated", "ringing", "no-answer"),
+        from_=caller_id,
+        to=to,
+        answered=answered,
+        at=at,
+        ring_s=ring_s,
+        talk_s=talk_s,
+    )
 
 
 def parent_leg_form(
