@@ -97,14 +97,14 @@ def explain(error: TwilioError, desired: Desired | None = None) -> str:
     return f"{error.message} ({code})"
 
 
-async def _looked_up(
-    rest: TwilioRest, desired: Desired, command: str, err: Write
-) -> Observed | int:
+async def _planned(rest: TwilioRest, desired: Desired, command: str, err: Write) -> Plan | int:
+    """What to change, from everything looked up first; or the exit code if Twilio refused."""
     try:
-        return await observe(rest, desired)
+        observed = await observe(rest, desired)
     except TwilioError as exc:
         err(f"calltrail {command}: looking up Twilio's resources: {explain(exc, desired)}")
         return CONFIG if exc.auth_failed else PROBLEM
+    return plan(desired, observed)
 
 
 def _hint(result: Plan, settings: TwilioAccountSettings, out: Write) -> None:
@@ -125,10 +125,9 @@ async def twilio_status(
     """One line per resource: ok, differs (with what) or missing."""
     rest = rest or TwilioRest.from_settings(settings)
     desired = desired_from(settings)
-    observed = await _looked_up(rest, desired, "twilio status", err)
-    if isinstance(observed, int):
-        return observed
-    result = plan(desired, observed)
+    result = await _planned(rest, desired, "twilio status", err)
+    if isinstance(result, int):
+        return result
     for status in result.statuses:
         out(status.line())
     for warning in result.warnings:
@@ -189,10 +188,9 @@ async def provision(
     rest = rest or TwilioRest.from_settings(settings)
     desired = desired_from(settings)
     command = "twilio provision"
-    observed = await _looked_up(rest, desired, command, err)
-    if isinstance(observed, int):
-        return observed
-    result = plan(desired, observed)
+    result = await _planned(rest, desired, command, err)
+    if isinstance(result, int):
+        return result
     for warning in result.warnings:
         out(f"warning: {warning}")
     if result.blockers:
