@@ -17,6 +17,7 @@ from services.recorder.adapters.repository import make_engine
 from services.recorder.service_layer.reconcile import reconcile_month
 from services.recorder.settings import DatabaseSettings
 from tests.integration.twilio_support import (
+    Lines,
     cli_env,
     lines,
     rest_for,
@@ -112,22 +113,29 @@ async def _stored(database_url: str) -> dict[str, tuple[Decimal | None, str | No
         await engine.dispose()
 
 
-async def test_reconcile_compares_stores_and_reports(
-    database_url: str, standin: TwilioStandin
-) -> None:
-    await _seed(database_url, standin)
+async def reconcile(
+    database_url: str, standin: TwilioStandin, fmt: str = "json"
+) -> tuple[int, Lines]:
+    """``reconcile_month`` against the stand-in: its exit code and what it printed."""
     twilio = settings_for(standin)
-    database = DatabaseSettings(database_url=database_url)
     printed = lines()
     code = await reconcile_month(
-        database,
+        DatabaseSettings(database_url=database_url),
         twilio,
         NOVEMBER,
-        "json",
+        fmt,
         rest=rest_for(twilio),
         out=printed.write_out,
         err=printed.write_err,
     )
+    return code, printed
+
+
+async def test_reconcile_compares_stores_and_reports(
+    database_url: str, standin: TwilioStandin
+) -> None:
+    await _seed(database_url, standin)
+    code, printed = await reconcile(database_url, standin)
     assert code == 0, printed.err
     doc = json.loads("".join(printed.out))
     assert doc["month"] == "2026-11"
@@ -209,17 +217,7 @@ async def test_many_legs_are_read_a_page_at_a_time(
     # The first page fails once, the second twice: retried, not skipped.
     standin.account.fail_next(502, method="GET", path="Calls.json?")
     standin.account.fail_next(502, method="GET", path="PageToken=PT1000", times=2)
-    twilio = settings_for(standin)
-    printed = lines()
-    code = await reconcile_month(
-        DatabaseSettings(database_url=database_url),
-        twilio,
-        NOVEMBER,
-        "json",
-        rest=rest_for(twilio),
-        out=printed.write_out,
-        err=printed.write_err,
-    )
+    code, printed = await reconcile(database_url, standin)
     assert code == 0, printed.err
     doc = json.loads("".join(printed.out))
     assert doc["legs_compared"] == count
@@ -230,18 +228,8 @@ async def test_many_legs_are_read_a_page_at_a_time(
 
 
 async def test_twilio_unreachable_is_one_line(database_url: str, standin: TwilioStandin) -> None:
-    twilio = settings_for(standin)
     standin.account.fail_next(method="GET", path="Calls.json", drop=True, times=10)
-    printed = lines()
-    code = await reconcile_month(
-        DatabaseSettings(database_url=database_url),
-        twilio,
-        NOVEMBER,
-        "table",
-        rest=rest_for(twilio),
-        out=printed.write_out,
-        err=printed.write_err,
-    )
+    code, printed = await reconcile(database_url, standin, "table")
     assert code == 1
     (line,) = printed.err
     assert line.startswith("calltrail reconcile: ")
