@@ -116,6 +116,19 @@ def recorder_env(bootstrap: str, topic: str, database_url: str, port: int) -> di
     )
 
 
+def subtable_writeback_env(
+    kintone_base_url: str, token: str = "token-customers", **more: str
+) -> dict[str, str]:
+    """The settings of kintone write-back in subtable mode, written at once (no delay)."""
+    return {
+        "KINTONE_WRITEBACK": "subtable",
+        "KINTONE_BASE_URL": kintone_base_url,
+        "KINTONE_API_TOKEN": token,
+        "KINTONE_WRITEBACK_DELAY_S": "0",
+        **more,
+    }
+
+
 def start_recorder(env: dict[str, str], log: Path) -> ServiceProcess:
     service = ServiceProcess(["recorder"], env, log)
     service.wait_ready(

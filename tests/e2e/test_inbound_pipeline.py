@@ -14,7 +14,7 @@ from services.devtools.broker import LocalBroker, free_port
 from services.devtools.kintone_standin import KintoneDomain, KintoneStandin, add_customer_app
 from services.devtools.simulate import PlannedInbound, Simulator, plan_inbound_calls
 from services.devtools.twilio_player import TwilioSigner
-from tests.e2e.conftest import recorder_env, start_gateway, start_recorder
+from tests.e2e.conftest import recorder_env, start_gateway, start_recorder, subtable_writeback_env
 from tests.e2e.test_kintone import calltrail
 from tests.factories import ACCOUNT_SID, APP_SID, AUTH_TOKEN, CALLER_ID, PUBLIC_BASE_URL
 from tests.integration.recorder_support import query
@@ -67,13 +67,9 @@ async def test_inbound_calls_through_gateway_broker_recorder_and_kintone(
         ring_timeout_s=15,
     )
     async with KintoneStandin(domain) as kintone:
-        env = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port()) | {
-            "KINTONE_WRITEBACK": "subtable",
-            "KINTONE_BASE_URL": kintone.base_url,
-            "KINTONE_API_TOKEN": "token-customers",
-            "KINTONE_WRITEBACK_DELAY_S": "0",
-            "KINTONE_CUSTOMER_APP": str(APP),
-        }
+        env = recorder_env(
+            kafka_broker.bootstrap, topic, database_url, free_port()
+        ) | subtable_writeback_env(kintone.base_url, KINTONE_CUSTOMER_APP=str(APP))
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
         try:
             simulator = Simulator(

@@ -16,7 +16,7 @@ from services.devtools.kintone_standin import (
 )
 from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
-from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder
+from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder, subtable_writeback_env
 from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.inbound_calls import inbound_call
 from tests.integration.recorder_support import publish, query
@@ -56,12 +56,9 @@ async def test_every_finished_call_lands_once_across_a_recorder_crash(
     domain = customers_domain()
     async with KintoneStandin(domain) as kintone:
         domain.latency_s = 0.01
-        env = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port()) | {
-            "KINTONE_WRITEBACK": "subtable",
-            "KINTONE_BASE_URL": kintone.base_url,
-            "KINTONE_API_TOKEN": "token-customers",
-            "KINTONE_WRITEBACK_DELAY_S": "0",
-        }
+        env = recorder_env(
+            kafka_broker.bootstrap, topic, database_url, free_port()
+        ) | subtable_writeback_env(kintone.base_url)
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-1.log")
         calls = plan_calls(40, seed=4)
         simulator = Simulator(
@@ -163,13 +160,9 @@ async def test_inbound_calls_land_on_their_customers_through_the_recorder_proces
     line = [inbound_call(line_user_id=line_id, answered_by="kintone_7")]
     unmatched = [inbound_call(caller="+819099990000"), inbound_call(caller="anonymous")]
     async with KintoneStandin(domain) as kintone:
-        env = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port()) | {
-            "KINTONE_WRITEBACK": "subtable",
-            "KINTONE_BASE_URL": kintone.base_url,
-            "KINTONE_API_TOKEN": "token-customers",
-            "KINTONE_WRITEBACK_DELAY_S": "0",
-            "KINTONE_CUSTOMER_APP": str(APP),
-        }
+        env = recorder_env(
+            kafka_broker.bootstrap, topic, database_url, free_port()
+        ) | subtable_writeback_env(kintone.base_url, KINTONE_CUSTOMER_APP=str(APP))
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
         try:
             await publish(

@@ -26,7 +26,7 @@ from services.devtools.twilio_player import (
     status_callback_form,
     voice_request_form,
 )
-from tests.e2e.conftest import recorder_env, start_gateway, start_recorder
+from tests.e2e.conftest import recorder_env, start_gateway, start_recorder, subtable_writeback_env
 from tests.factories import (
     ACCOUNT_SID,
     API_SECRET,
@@ -92,13 +92,9 @@ async def test_every_line_is_json_names_its_call_and_hides_secrets(
         stack.push_async_callback(asyncio.to_thread, gateway.stop)
         kintone = await stack.enter_async_context(KintoneStandin(domain))
         recorder_settings = recorder_env(kafka_broker.bootstrap, topic, database_url, free_port())
-        env = recorder_settings | {
-            "KINTONE_WRITEBACK": "subtable",
-            "KINTONE_BASE_URL": kintone.base_url,
-            "KINTONE_API_TOKEN": KINTONE_TOKEN,
-            "KINTONE_WRITEBACK_DELAY_S": "0",
-            "LOG_LEVEL": "DEBUG",
-        }
+        env = recorder_settings | subtable_writeback_env(
+            kintone.base_url, KINTONE_TOKEN, LOG_LEVEL="DEBUG"
+        )
         recorder = None
         try:
             recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
