@@ -41,6 +41,14 @@ from services.gateway.metrics import GatewayMetrics
 log = get_logger(__name__)
 
 DRAIN_BATCH = 500
+# Requests that arrive together reach the queue over several turns of the event loop, not in
+# one: aiohttp hands the bytes to the connection (a turn), the connection's task starts the
+# request's task (the next), the request's task runs the handler (the third, on Python 3.11).
+# Waiting that many turns before taking a group lets a whole burst join it. Measured with
+# bench/gateway.py at 64 connections: 32 events a group without the wait, 64 with it (every
+# connection's request), and about a fifth less CPU a request, as each produce request costs
+# aiokafka ~300 us whatever it carries. Idle, the wait is three empty turns: microseconds.
+GATHER_TURNS = 3
 MAX_BACKOFF_S = 5.0
 
 
@@ -163,7 +171,8 @@ class EventPublisher:
         self._queued.set()
 
     async def _flush_queue(self) -> None:
-        """One group at a time: everything queued while the previous group was stored."""
+        """One group at a time: everything queued while the previous group was stored, and in
+        the few turns of the loop after (see ``GATHER_TURNS``)."""
         while True:
             if not self._queue:
                 if self._closing:
@@ -171,6 +180,8 @@ class EventPublisher:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
+            for _turn in range(GATHER_TURNS):
+                await asyncio.sleep(0)
             group, self._queue = self._queue, []
             try:
                 await self._store(group)
