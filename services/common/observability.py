@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
+from itertools import accumulate
+from typing import ClassVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -19,29 +23,69 @@ FAILURES = web.AppKey("failures", list)
 log = logging.getLogger("calltrail.service")
 
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_LE = [str(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]  # as prometheus_client writes
+
+
 class HttpMetrics:
+    """Requests by route, method and status, and latency by route: counted as plain numbers on
+    every request and turned into Prometheus series only when scraped (a custom collector).
+
+    prometheus_client's ``Counter.inc`` and ``Histogram.observe`` take a lock each and walk the
+    buckets in Python: measured with callgrind through aiohttp's access-log hook, they cost
+    ~22,000 CPU instructions a request, a tenth of a bare aiohttp request. Here it is a dict
+    update and a bisection. Only the event loop's thread counts and scrapes, so no lock."""
+
+    #: The series this collector exposes, with their labels (what a dashboard may query).
+    FAMILIES: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "calltrail_http_requests": ("route", "method", "status"),
+        "calltrail_http_request_duration_seconds": ("route",),
+    }
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "calltrail_http_requests_total",
+        self._requests: dict[tuple[str, str, int], int] = {}
+        # Per route: a count per bucket (the last one past every bound: +Inf), and the sum.
+        self._latency: dict[str, tuple[list[int], list[float]]] = {}
+        registry.register(self)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+        latency[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency[1][0] += seconds
+
+    def describe(self) -> Iterator[Metric]:
+        # Without describe(), registering would call collect() to learn the names.
+        yield from self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "calltrail_http_requests",
             "HTTP requests by route, method and status.",
-            ["route", "method", "status"],
-            registry=registry,
+            labels=self.FAMILIES["calltrail_http_requests"],
         )
-        self.latency = Histogram(
+        for (route, method, status), count in self._requests.items():
+            requests.add_metric([route, method, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
             "calltrail_http_request_duration_seconds",
             "HTTP request latency by route.",
-            ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=registry,
+            labels=self.FAMILIES["calltrail_http_request_duration_seconds"],
         )
+        for route, (counts, total) in self._latency.items():
+            cumulative = list(accumulate(counts))
+            latency.add_metric([route], list(zip(_LE, cumulative, strict=True)), total[0])
+        yield latency
 
     def access_logger(self) -> type[AbstractAccessLogger]:
         """An aiohttp access-log class that records these metrics (pass it to ``run_app`` /
         ``AppRunner`` as ``access_log_class``). Cheaper than a middleware (measured: about 10%
-        of the gateway's throughput): no extra coroutine layer per request, aiohttp times the
-        request itself, and the label children are looked up once."""
-        metrics = self
-        children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        of the gateway's throughput): no extra coroutine layer per request, and aiohttp times
+        the request itself."""
+        observe = self.observe
 
         class MetricsAccessLogger(AbstractAccessLogger):
             def log(
@@ -50,15 +94,7 @@ class HttpMetrics:
                 match_info = getattr(request, "_match_info", None)
                 resource = match_info.route.resource if match_info is not None else None
                 route = resource.canonical if resource is not None else "unmatched"
-                key = (route, request.method, response.status)
-                pair = children.get(key)
-                if pair is None:
-                    pair = children[key] = (
-                        metrics.requests.labels(route, request.method, str(response.status)),
-                        metrics.latency.labels(route),
-                    )
-                pair[0].inc()
-                pair[1].observe(time)
+                observe(route, request.method, response.status, time)
 
         return MetricsAccessLogger
 

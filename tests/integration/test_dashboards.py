@@ -213,6 +213,10 @@ def exposed_series() -> dict[str, set[str]]:
         for metric in vars(owner).values()
         if isinstance(metric, MetricWrapperBase)
     }
+    # A custom collector (HttpMetrics) declares its families and their labels itself.
+    for owner in owners:
+        for name, labels in getattr(owner, "FAMILIES", {}).items():
+            labels_of[name] = set(labels)
     suffixes = {
         "counter": ("_total", "_created"),
         "gauge": ("",),

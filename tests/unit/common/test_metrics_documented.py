@@ -25,6 +25,14 @@ def registered() -> dict[str, tuple[str, set[str]]]:
             if isinstance(metric, MetricWrapperBase):
                 name = metric._name + ("_total" if metric._type == "counter" else "")
                 found[name] = (metric._type, set(metric._labelnames))
+    # A custom collector (HttpMetrics) declares its families' labels; the type is collected.
+    declared = {
+        name: labels for owner in owners for name, labels in getattr(owner, "FAMILIES", {}).items()
+    }
+    for family in registry.collect():
+        if family.name in declared:
+            name = family.name + ("_total" if family.type == "counter" else "")
+            found[name] = (family.type, set(declared[family.name]))
     return found
 
 
