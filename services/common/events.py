@@ -57,6 +57,11 @@ class CallContext:
     # from before the gateway said (the recorder then infers it from the leg).
     direction: str | None = None
 
+    def with_direction(self, direction: str) -> CallContext:
+        """This context for a call known to go that way (dataclasses.replace, at a fifth of
+        the cost: it runs on every /twiml/voice)."""
+        return CallContext(self.app_id, self.record_id, self.identity, self.line_user_id, direction)
+
     def to_dict(self) -> dict[str, str | None]:
         return {
             "app_id": self.app_id,
@@ -101,7 +106,7 @@ class CallEvent:
             "to": self.to,
             "duration_s": self.duration_s,
             "context": self.context.to_dict(),
-            "params": dict(self.params),
+            "params": self.params if type(self.params) is dict else dict(self.params),
         }
 
     def encode(self) -> bytes:
@@ -112,9 +117,11 @@ class CallEvent:
 
 
 def format_rfc3339(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("event timestamps must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # the gateway's own clock is UTC already
+        if moment.tzinfo is None:
+            raise ValueError("event timestamps must be timezone-aware")
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}

@@ -44,6 +44,9 @@ class GatewayMetrics:
             registry=registry,
         )
         self._callbacks_by_status: dict[str, Counter] = {}
+        # Bound once: labels() costs a lock and a tuple each call, on every /twiml/voice.
+        self.dialled = self.dials.labels("dialled")
+        self.dial_refused = self.dials.labels("refused")
         self.rejected = Counter(
             "calltrail_requests_rejected_total",
             "Requests refused before any work, by reason.",
