@@ -43,9 +43,13 @@ def _query_part(text: str) -> str:
 
 def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
     """The callback URL, carrying the call's kintone context; Twilio's signature covers it."""
-    query = "&".join(
-        f"{_query_part(k)}={_query_part(v)}" for k, v in context.to_dict().items() if v is not None
-    )
+    fields = [(k, v) for k, v in context.to_dict().items() if v is not None]
+    # Validated ids and identities need no quoting, and all of them are safe exactly when
+    # their concatenation is: one check instead of one a field (this runs on every dial).
+    if _QUERY_SAFE.fullmatch("".join([k + v for k, v in fields])):
+        query = "&".join([f"{k}={v}" for k, v in fields])
+    else:
+        query = "&".join([f"{_query_part(k)}={_query_part(v)}" for k, v in fields])
     url = f"{public_base_url}{STATUS_CALLBACK_PATH}"
     if query:
         url += f"?{query}"
@@ -92,9 +96,13 @@ def _xml_attribute(text: str) -> str:
     return text
 
 
+# The company number, the same on every dial: escaped once.
+_escaped_caller_id = functools.lru_cache(maxsize=8)(_xml_attribute)
+
+
 def dial_number_twiml(number: PhoneNumber, caller_id: str, callback_url: str) -> str:
     return _DIAL_NUMBER.format(
-        caller_id=_xml_attribute(caller_id),
+        caller_id=_escaped_caller_id(caller_id),
         callback=_xml_attribute(callback_url),
         events=STATUS_CALLBACK_EVENTS,
         number=_xml_text(number.e164),

@@ -52,6 +52,21 @@ def _parse(twiml: str) -> ET.Element:
 # --- status_callback_url --------------------------------------------------------------------
 
 
+_context_value = (
+    st.none() | st.text(max_size=12) | st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(*[_context_value] * 5))
+def test_status_callback_url_query_is_urlencode_s(values: tuple[str | None, ...]) -> None:
+    """Unquoted when every field is safe, quoted otherwise: always what urlencode gives."""
+    context = CallContext(*values)
+    expected = urlencode([(k, v) for k, v in context.to_dict().items() if v is not None])
+    url = status_callback_url(PUBLIC_BASE_URL, context)
+    assert url == f"{PUBLIC_BASE_URL}/twilio/status" + (f"?{expected}" if expected else "")
+
+
 def test_callback_url_carries_the_context() -> None:
     url = status_callback_url(PUBLIC_BASE_URL, CONTEXT)
     assert url == CALLBACK
