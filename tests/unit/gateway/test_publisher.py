@@ -237,6 +237,23 @@ async def test_events_queued_during_a_group_go_out_together_once_it_is_acked(rig
     assert await asyncio.gather(*later) == [Stored.BROKER] * 49
 
 
+async def test_a_burst_spread_over_a_few_loop_turns_goes_out_as_one_group(rig: Rig) -> None:
+    """Requests that arrive together reach publish() over several turns of the loop (aiohttp
+    starts each in a task of its own): they must still share one produce request."""
+
+    async def arriving_after(turns: int, call_sid: str) -> Stored:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await rig.publisher.publish(event(call_sid, "CAroot"))
+
+    waiters = [asyncio.create_task(arriving_after(n % 3, f"CA{n}")) for n in range(30)]
+    await settle()
+    assert len(rig.producer.sent) == 1
+    assert len(rig.producer.sent[0][1].records) == 30
+    rig.producer.ack_all()
+    assert await asyncio.gather(*waiters) == [Stored.BROKER] * 30
+
+
 async def test_a_full_batch_is_split_and_every_part_must_be_acked(rig: Rig) -> None:
     rig.producer.batch_size = 1024  # a few events a batch
     waiters = [
