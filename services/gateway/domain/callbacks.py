@@ -113,6 +113,7 @@ _OWN_NAMES: Mapping[str, str] = {}
 
 
 def _field(fields: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str | None:
+    """The field, None when absent or empty, BadCallbackError when it is not ``pattern``."""
     value = fields.get(name)
     if not value:
         return None
@@ -129,12 +130,7 @@ def _client_identity(party: str | None) -> str | None:
 
 
 def _call_sid(form: Mapping[str, str], name: str) -> str | None:
-    value = form.get(name)
-    if not value:
-        return None
-    if CALL_SID.fullmatch(value) is None:
-        raise BadCallbackError(f"malformed {name}")
-    return value
+    return _field(form, name, CALL_SID)
 
 
 def _required_call_sid(form: Mapping[str, str], name: str) -> str:
