@@ -517,6 +517,33 @@ def _prepared(base: str, spec: str) -> list[tuple[str, bytes, dict[str, str]]]:
     return [(base + r.path, r.body.encode(), r.headers) for r in requests]
 
 
+async def _post(
+    session: Any,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    errors: dict[str, int],
+    pause_after_refusal: float = 0.0,
+) -> str | None:
+    """One request, its answer read: the status, or None with the failure counted in
+    ``errors`` (by kind: "timeout" or the aiohttp error's class). After a connection error
+    (not a timeout) it waits ``pause_after_refusal``, so a closed loop does not spin."""
+    import aiohttp
+
+    try:
+        async with session.post(target, data=body, headers=headers) as response:
+            await response.read()
+            return str(response.status)
+    except TimeoutError:
+        errors["timeout"] = errors.get("timeout", 0) + 1
+    except aiohttp.ClientError as exc:
+        kind = type(exc).__name__
+        errors[kind] = errors.get(kind, 0) + 1
+        if pause_after_refusal:
+            await asyncio.sleep(pause_after_refusal)
+    return None
+
+
 async def _client_worker(
     base: str,
     spec: str,
@@ -546,17 +573,8 @@ async def _client_worker(
                 target, body, headers = prepared[cursor % len(prepared)]
                 cursor += 1
                 t0 = time.perf_counter()
-                try:
-                    async with session.post(target, data=body, headers=headers) as response:
-                        await response.read()
-                        status = str(response.status)
-                except TimeoutError:
-                    errors["timeout"] = errors.get("timeout", 0) + 1
-                    continue
-                except aiohttp.ClientError as exc:
-                    kind = type(exc).__name__
-                    errors[kind] = errors.get(kind, 0) + 1
-                    await asyncio.sleep(0.01)
+                status = await _post(session, target, body, headers, errors, 0.01)
+                if status is None:
                     continue
                 t1 = time.perf_counter()
                 ended = max(ended, t1)
@@ -587,15 +605,8 @@ async def _open_loop_worker(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(due: float, target: str, body: bytes, headers: dict[str, str]) -> None:
-            try:
-                async with session.post(target, data=body, headers=headers) as response:
-                    await response.read()
-                    status = str(response.status)
-            except TimeoutError:
-                errors["timeout"] = errors.get("timeout", 0) + 1
-                return
-            except aiohttp.ClientError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            status = await _post(session, target, body, headers, errors)
+            if status is None:
                 return
             statuses[status] = statuses.get(status, 0) + 1
             latencies.append(round((time.perf_counter() - due) * 1000, 3))
