@@ -153,6 +153,24 @@ async def test_monthly_charges_view_adds_number_rental(
     ]
 
 
+async def test_a_number_held_since_this_month_is_charged_whatever_the_session_time_zone(
+    engine: AsyncEngine,
+) -> None:
+    """The recorder holds its number from the first of the month in Tokyo. For nine hours at
+    every month's end Tokyo is in the next month while UTC is not; the view must still charge
+    that month (it once stopped at the session's current_date, and charged nothing)."""
+    repository = await make_repository(engine)
+    month = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().replace(day=1)  # UTC+14
+    await repository.hold_number("+815012345678", month)
+    async with engine.connect() as conn:
+        for zone in ("Etc/GMT+12", "UTC", "Asia/Tokyo", "Pacific/Kiritimati"):
+            await conn.exec_driver_sql(f"SET TIME ZONE '{zone}'")
+            result = await conn.exec_driver_sql(
+                "SELECT rental_charge FROM monthly_charges WHERE month = $1", (month,)
+            )
+            assert result.all() == [(Decimal("108"),)], zone
+
+
 async def test_call_belongs_to_the_month_it_started_in_tokyo(
     database_url: str, engine: AsyncEngine
 ) -> None:
