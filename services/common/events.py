@@ -93,13 +93,15 @@ class CallEvent:
         return self.parent_call_sid or self.call_sid
 
     def to_dict(self) -> dict[str, Any]:
+        # The kind and status as they are: both are str (StrEnum), which orjson writes as
+        # their value, without the cost of Enum's ``value`` property on every event.
         return {
             "schema": SCHEMA,
-            "kind": self.kind.value,
+            "kind": self.kind,
             "received_at": format_rfc3339(self.received_at),
             "call_sid": self.call_sid,
             "parent_call_sid": self.parent_call_sid,
-            "status": self.status.value,
+            "status": self.status,
             "sequence": self.sequence,
             "direction": self.direction,
             "from": self.from_,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
 import hmac
 import math
 import time
@@ -24,7 +25,7 @@ class TwilioSignature:
         self._validator = RequestValidator(auth_token)
         self._base = public_base_url.rstrip("/")
         self._fragment = url_fragment
-        self._key = auth_token.encode()
+        self._hmac = HmacSha1(auth_token.encode())
 
     def public_url(self, path_qs: str) -> str:
         return self._base + path_qs
@@ -34,13 +35,12 @@ class TwilioSignature:
             return False
         url = self.public_url(path_qs)
         # Fast path: one HMAC-SHA1 over the URL exactly as we handed it to Twilio (and with the
-        # connection-override fragment), in one call into OpenSSL. RequestValidator.validate
-        # always computes two (with and without an explicit :443) after urlparse/parse_qs:
-        # ~28 us a request against ~3 us here.
+        # connection-override fragment). RequestValidator.validate always computes two (with
+        # and without an explicit :443) after urlparse/parse_qs: ~28 us a request against ~2 us.
         fields = _signed_fields(params)
         expected = signature.encode()
         for candidate in (url, f"{url}#{self._fragment}") if self._fragment else (url,):
-            digest = hmac.digest(self._key, (candidate + fields).encode(), "sha1")
+            digest = self._hmac.digest((candidate + fields).encode())
             if hmac.compare_digest(binascii.b2a_base64(digest, newline=False), expected):
                 return True
         # Slow path, only for signatures the fast path refused: twilio's own rules.
@@ -51,6 +51,31 @@ class TwilioSignature:
         return bool(self._fragment) and self._validator.validate(
             f"{url}#{self._fragment}", params, signature
         )
+
+
+class HmacSha1:
+    """HMAC-SHA1 (RFC 2104) under one key, equal to ``hmac.digest(key, msg, "sha1")`` at half
+    the cost: the key's inner and outer SHA-1 states are computed once and copied for each
+    message. ``hmac.digest`` sets the key up again on every call, and OpenSSL 3 looks the
+    algorithm up by name each time (measured: 2.6 us against 1.2 us for a callback's 800
+    bytes; tests/unit/gateway/test_security.py pins the two together)."""
+
+    BLOCK = 64  # SHA-1's block size in bytes
+
+    def __init__(self, key: bytes) -> None:
+        # SHA-1 because Twilio signs with HMAC-SHA1 (SHA-1's collisions do not weaken HMAC).
+        if len(key) > self.BLOCK:
+            key = hashlib.sha1(key).digest()  # noqa: S324
+        key = key.ljust(self.BLOCK, b"\0")
+        self._inner = hashlib.sha1(bytes(b ^ 0x36 for b in key))  # noqa: S324
+        self._outer = hashlib.sha1(bytes(b ^ 0x5C for b in key))  # noqa: S324
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def _signed_fields(params: Mapping[str, str]) -> str:

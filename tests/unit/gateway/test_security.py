@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from services.devtools.twilio_player import (
     voice_request_form,
 )
 from services.gateway.domain.security import (
+    HmacSha1,
     RateLimiter,
     TwilioSignature,
     client_address,
@@ -217,6 +219,21 @@ def test_any_signed_form_verifies_and_any_change_breaks_it(
     assert checker.is_valid(PATH_QS, params, signature)
     changed = {**params, "ExtraParameterNotInTheForm": extra}
     assert not checker.is_valid(PATH_QS, changed, signature)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=3000))
+def test_hmac_sha1_from_prepared_states_is_hmac_sha1(key: bytes, message: bytes) -> None:
+    # Keys shorter than, equal to and longer than SHA-1's 64-byte block (hashed first).
+    prepared = HmacSha1(key)
+    assert prepared.digest(message) == hmac.digest(key, message, "sha1")
+    assert prepared.digest(message) == hmac.digest(key, message, "sha1")  # states not consumed
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 128])
+def test_hmac_sha1_at_the_block_size_edges(size: int) -> None:
+    key = bytes(range(size))
+    assert HmacSha1(key).digest(b"abc") == hmac.digest(key, b"abc", "sha1")
 
 
 # --- keys_match -----------------------------------------------------------------------------
