@@ -9,6 +9,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from itertools import chain
 
 from twilio.request_validator import RequestValidator
 
@@ -83,7 +84,7 @@ def _signed_fields(params: Mapping[str, str]) -> str:
     distinct values sorted, i.e. the distinct (name, value) pairs in sorted order."""
     # A dict's pairs are distinct already; a MultiDict yields every pair, repeats included.
     pairs = params.items() if type(params) is dict else set(params.items())
-    return "".join([name + value for name, value in sorted(pairs)])
+    return "".join(chain.from_iterable(sorted(pairs)))
 
 
 def keys_match(given: str | None, expected: str) -> bool:
