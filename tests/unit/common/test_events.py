@@ -119,6 +119,37 @@ def test_received_at_is_utc_with_milliseconds() -> None:
     assert format_rfc3339(moment) == "2024-05-01T09:30:15.123Z"
 
 
+@settings(max_examples=500)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=9)), timezone(-timedelta(hours=12))]
+        ),
+    )
+)
+def test_received_at_format_is_isoformat_in_utc_to_the_millisecond(moment: datetime) -> None:
+    # Around 1970 and 2106, where the second comes from isoformat instead, included.
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    assert format_rfc3339(moment) == expected
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2106, 2, 7, 6, 28, 15, 999999, tzinfo=UTC),  # 2**32 s - 1 us
+        datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC),  # 2**32 s
+    ],
+)
+def test_received_at_format_at_the_edges_of_a_second(moment: datetime) -> None:
+    expected = moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    assert format_rfc3339(moment) == expected
+
+
 def test_naive_timestamp_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         format_rfc3339(datetime(2024, 5, 1, 9, 30))
