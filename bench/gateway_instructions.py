@@ -226,7 +226,9 @@ def _instructions(code_dir: Path, target: str, count: int, spec: Path, env: dict
             str(count),
             str(spec),
         ],
-        env={**env, "PYTHONPATH": str(code_dir)},
+        # One hash seed for every run: str hashes (dict and set layouts) then repeat, and so
+        # does the count (with random seeds, runs of the same code differ by about 1 %).
+        env={**env, "PYTHONPATH": str(code_dir), "PYTHONHASHSEED": "0"},
         cwd=code_dir,
         capture_output=True,
         text=True,
