@@ -9,7 +9,14 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.common.events import CONTEXT_DIRECTIONS, CallContext, CallEvent, CallStatus, EventKind
+from services.common.events import (
+    CALL_STATUSES,
+    CONTEXT_DIRECTIONS,
+    CallContext,
+    CallEvent,
+    CallStatus,
+    EventKind,
+)
 from services.gateway.domain.line import is_line_user_id
 from services.gateway.domain.tokens import IDENTITY_PATTERN
 
@@ -17,8 +24,6 @@ CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
 KINTONE_ID = re.compile(r"[0-9]{1,20}")
 CLIENT_PREFIX = "client:"
 MAX_COUNTER = 10**9
-# A dict lookup, not CallStatus(value): an Enum call costs a microsecond a callback.
-_STATUSES = {status.value: status for status in CallStatus}
 
 
 class BadCallbackError(ValueError):
@@ -146,7 +151,7 @@ def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallS
         if default is not None:
             return default
         raise BadCallbackError("missing or unknown CallStatus")
-    status = _STATUSES.get(value)
+    status = CALL_STATUSES.get(value)
     if status is None:
         raise BadCallbackError("missing or unknown CallStatus")
     return status
