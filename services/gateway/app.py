@@ -49,7 +49,7 @@ def run(settings: GatewaySettings) -> None:
         topic=settings.kafka_topic,
     )
     app = init_app(settings)
-    _tune_gc()
+    tune_gc()
     serve(
         app,
         settings.gateway_host,
@@ -64,7 +64,7 @@ def run(settings: GatewaySettings) -> None:
 GC_YOUNG_THRESHOLD = 10_000
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Measured under load (bench/gateway.py): a full collection walked the ~70,000 objects of
     the imported modules and settings, 35 ms with the event loop stopped, and the youngest
     generation's collections took ~4 us a request. Everything built so far lives as long as

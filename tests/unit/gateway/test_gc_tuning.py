@@ -1,5 +1,5 @@
 """The gateway process keeps its startup objects out of the collector and collects the young
-generation less often (services/gateway/app.py, _tune_gc)."""
+generation less often (services/gateway/app.py, tune_gc)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def restore_gc() -> Iterator[None]:
 def test_startup_objects_are_frozen_and_young_collections_are_rarer() -> None:
     long_lived = [object() for _ in range(10)]
     _young, middle, old = gc.get_threshold()
-    app._tune_gc()
+    app.tune_gc()
     assert gc.get_freeze_count() >= len(long_lived)
     assert gc.get_threshold() == (app.GC_YOUNG_THRESHOLD, middle, old)
     # Cyclic garbage made after startup is still collected.
