@@ -128,10 +128,10 @@ def _app(target: str) -> Any:
         async def ready(self) -> bool:
             return True
 
-        async def publish(self, event: Any) -> Any:
+        def publish(self, event: Any) -> Any:
             waiter = asyncio.get_running_loop().create_future()
             self._enqueue((event.key(), event.encode(), waiter))
-            return await waiter
+            return waiter
 
         def publish_soon(self, event: Any) -> None:
             self._enqueue((event.key(), event.encode(), None))

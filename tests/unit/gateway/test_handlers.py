@@ -3,6 +3,7 @@ and when nothing can store it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -51,11 +52,14 @@ class FakePublisher:
     async def ready(self) -> bool:
         return not self.broken
 
-    async def publish(self, event: CallEvent) -> Stored:
+    def publish(self, event: CallEvent) -> asyncio.Future[Stored]:
+        answer: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         if self.broken:
-            raise PublishError("broker and spool both unavailable")
-        self.events.append(event)
-        return Stored.BROKER
+            answer.set_exception(PublishError("broker and spool both unavailable"))
+        else:
+            self.events.append(event)
+            answer.set_result(Stored.BROKER)
+        return answer
 
     def publish_soon(self, event: CallEvent) -> None:
         if self.broken:

@@ -190,7 +190,7 @@ async def settle() -> None:
 
 
 async def test_no_waiter_is_answered_before_the_broker_acked_its_batch(rig: Rig) -> None:
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(30)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(30)]
     await settle()
     assert rig.producer.sent, "the group went out"
     assert not any(w.done() for w in waiters)
@@ -206,7 +206,7 @@ async def test_no_waiter_is_answered_before_the_broker_acked_its_batch(rig: Rig)
 
 
 async def test_one_batch_per_partition_for_a_whole_group(rig: Rig) -> None:
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(60)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(60)]
     await settle()
     partitions = [partition for partition, _batch, _future in rig.producer.sent]
     assert sorted(partitions) == sorted(set(partitions))  # never two batches of one partition
@@ -218,13 +218,11 @@ async def test_one_batch_per_partition_for_a_whole_group(rig: Rig) -> None:
 
 
 async def test_events_queued_during_a_group_go_out_together_once_it_is_acked(rig: Rig) -> None:
-    first = asyncio.create_task(rig.publisher.publish(event("CA0", "CAroot")))
+    first = rig.publisher.publish(event("CA0", "CAroot"))
     await settle()
     assert len(rig.producer.sent) == 1
     # One hot call: every callback on one key, queued while the first is on its way.
-    later = [
-        asyncio.create_task(rig.publisher.publish(event(f"CA{n}", "CAroot"))) for n in range(1, 50)
-    ]
+    later = [rig.publisher.publish(event(f"CA{n}", "CAroot")) for n in range(1, 50)]
     await settle()
     assert len(rig.producer.sent) == 1, "nothing more is sent while a group is in flight"
     rig.producer.ack_all()
@@ -256,9 +254,7 @@ async def test_a_burst_spread_over_a_few_loop_turns_goes_out_as_one_group(rig: R
 
 async def test_a_full_batch_is_split_and_every_part_must_be_acked(rig: Rig) -> None:
     rig.producer.batch_size = 1024  # a few events a batch
-    waiters = [
-        asyncio.create_task(rig.publisher.publish(event(f"CA{n}", "CAroot"))) for n in range(20)
-    ]
+    waiters = [rig.publisher.publish(event(f"CA{n}", "CAroot")) for n in range(20)]
     await settle()
     assert len(rig.producer.sent) > 2
     assert {partition for partition, _b, _f in rig.producer.sent} == {
@@ -274,7 +270,7 @@ async def test_a_full_batch_is_split_and_every_part_must_be_acked(rig: Rig) -> N
 
 
 async def test_a_failed_batch_sends_each_event_of_its_group_to_the_spool(rig: Rig) -> None:
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(12)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(12)]
     await settle()
     rig.producer.pending()[0][2].set_exception(KafkaConnectionError("broker gone"))
     assert await asyncio.gather(*waiters) == [Stored.SPOOL] * 12
@@ -288,25 +284,25 @@ async def test_a_group_not_acked_in_time_is_spooled(
     make_rig: Callable[..., Awaitable[Rig]],
 ) -> None:
     rig = await make_rig(timeout_s=0.05)
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(5)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(5)]
     assert await asyncio.gather(*waiters) == [Stored.SPOOL] * 5
     assert rig.spool.depth == 5
 
 
 async def test_while_the_broker_is_down_groups_go_straight_to_the_spool(rig: Rig) -> None:
-    failing = asyncio.create_task(rig.publisher.publish(event("CA0")))
+    failing = rig.publisher.publish(event("CA0"))
     await settle()
     rig.producer.fail_all(KafkaConnectionError("broker gone"))
     assert await failing == Stored.SPOOL
     sent = len(rig.producer.sent)
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(1, 9)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(1, 9)]
     assert await asyncio.gather(*waiters) == [Stored.SPOOL] * 8
     assert len(rig.producer.sent) == sent, "the broker is not tried by each request"
 
 
 async def test_when_nothing_can_store_a_group_each_waiter_gets_the_error(rig: Rig) -> None:
     rig.spool.broken = True
-    waiters = [asyncio.create_task(rig.publisher.publish(event(f"CA{n}"))) for n in range(4)]
+    waiters = [rig.publisher.publish(event(f"CA{n}")) for n in range(4)]
     await settle()
     rig.producer.fail_all(KafkaConnectionError("broker gone"))
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
@@ -315,8 +311,8 @@ async def test_when_nothing_can_store_a_group_each_waiter_gets_the_error(rig: Ri
 
 
 async def test_a_cancelled_waiter_does_not_stop_its_group(rig: Rig) -> None:
-    gone = asyncio.create_task(rig.publisher.publish(event("CA0")))
-    stays = asyncio.create_task(rig.publisher.publish(event("CA1")))
+    gone = rig.publisher.publish(event("CA0"))
+    stays = rig.publisher.publish(event("CA1"))
     await settle()
     gone.cancel()
     rig.producer.ack_all()
