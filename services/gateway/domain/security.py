@@ -10,6 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from itertools import chain
+from operator import itemgetter
 
 from twilio.request_validator import RequestValidator
 
@@ -82,7 +83,17 @@ class HmacSha1:
 def _signed_fields(params: Mapping[str, str]) -> str:
     """What RequestValidator.compute_signature appends to the URL: names sorted, each name's
     distinct values sorted, i.e. the distinct (name, value) pairs in sorted order."""
-    # A dict's pairs are distinct already; a MultiDict yields every pair, repeats included.
+    if type(params) is dict and len(params) > 1:
+        # A dict's names are distinct: sorting them sorts the pairs, with str comparisons
+        # where sorting the pairs compares tuples; the values are fetched in one C call, and
+        # names and values interleaved by slice assignment (measured with callgrind, a status
+        # callback's 13 fields: 13,700 CPU instructions against 22,200).
+        names = sorted(params)
+        parts = names * 2
+        parts[::2] = names
+        parts[1::2] = itemgetter(*names)(params)  # a tuple, for two names or more
+        return "".join(parts)
+    # A MultiDict yields every pair, repeats included.
     pairs = params.items() if type(params) is dict else set(params.items())
     return "".join(chain.from_iterable(sorted(pairs)))
 
