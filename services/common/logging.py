@@ -119,7 +119,7 @@ def configure_logging(
 def debug_enabled() -> bool:
     """For debug lines on hot paths: one cached check, where a filtered-out structlog call
     still costs a proxy lookup and its arguments (configure_logging sets both levels)."""
-    return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return logging.root.isEnabledFor(logging.DEBUG)  # getLogger() is one more Python call
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
