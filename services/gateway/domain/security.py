@@ -93,9 +93,9 @@ def _signed_fields(params: Mapping[str, str]) -> str:
         parts[::2] = names
         parts[1::2] = itemgetter(*names)(params)  # a tuple, for two names or more
         return "".join(parts)
-    # A MultiDict yields every pair, repeats included.
-    pairs = params.items() if type(params) is dict else set(params.items())
-    return "".join(chain.from_iterable(sorted(pairs)))
+    # A MultiDict (or a dict of one field or none): its distinct pairs, sorted. A MultiDict
+    # yields every pair, repeats included.
+    return "".join(chain.from_iterable(sorted(set(params.items()))))
 
 
 def keys_match(given: str | None, expected: str) -> bool:
