@@ -15,13 +15,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase
 
 from services.common.database import asyncpg_dsn
-from services.common.observability import HttpMetrics, LoopCounter
-from services.gateway.metrics import GatewayMetrics
-from services.recorder.metrics import RecorderMetrics
+from tests.metric_families import metric_families
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 COSTS = GRAFANA / "calltrail-costs.json"
@@ -205,34 +201,16 @@ LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 def exposed_series() -> dict[str, set[str]]:
     """Every series name the services expose, mapped to its labels."""
-    registry = CollectorRegistry()
-    owners = (HttpMetrics(registry), GatewayMetrics(registry), RecorderMetrics(registry))
-    labels_of = {
-        metric._name: set(metric._labelnames)
-        for owner in owners
-        for metric in vars(owner).values()
-        if isinstance(metric, MetricWrapperBase)
-    }
-    labels_of |= {
-        metric.name: set(metric.labelnames)
-        for owner in owners
-        for metric in vars(owner).values()
-        if isinstance(metric, LoopCounter)
-    }
-    # A custom collector (HttpMetrics) declares its families and their labels itself.
-    for owner in owners:
-        for name, labels in getattr(owner, "FAMILIES", {}).items():
-            labels_of[name] = set(labels)
     suffixes = {
         "counter": ("_total", "_created"),
         "gauge": ("",),
         "histogram": ("_bucket", "_sum", "_count", "_created"),
     }
     series: dict[str, set[str]] = {}
-    for family in registry.collect():
-        for suffix in suffixes[family.type]:
+    for name, (kind, labels) in metric_families().items():
+        for suffix in suffixes[kind]:
             extra = {"le"} if suffix == "_bucket" else set()
-            series[family.name + suffix] = labels_of[family.name] | extra
+            series[name + suffix] = labels | extra
     return series
 
 

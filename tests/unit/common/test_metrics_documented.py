@@ -5,37 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase
-
-from services.common.observability import HttpMetrics, LoopCounter
-from services.gateway.metrics import GatewayMetrics
-from services.recorder.metrics import RecorderMetrics
+from tests.metric_families import metric_families
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 ROW = re.compile(r"^\| `(calltrail_\w+)` \| (\w+) \|([^|]*)\|", re.MULTILINE)
 
 
 def registered() -> dict[str, tuple[str, set[str]]]:
-    registry = CollectorRegistry()
-    owners = (HttpMetrics(registry), GatewayMetrics(registry), RecorderMetrics(registry))
-    found = {}
-    for owner in owners:
-        for metric in vars(owner).values():
-            if isinstance(metric, MetricWrapperBase):
-                name = metric._name + ("_total" if metric._type == "counter" else "")
-                found[name] = (metric._type, set(metric._labelnames))
-            elif isinstance(metric, LoopCounter):
-                found[metric.name + "_total"] = ("counter", set(metric.labelnames))
-    # A custom collector (HttpMetrics) declares its families' labels; the type is collected.
-    declared = {
-        name: labels for owner in owners for name, labels in getattr(owner, "FAMILIES", {}).items()
+    return {
+        name + ("_total" if kind == "counter" else ""): (kind, labels)
+        for name, (kind, labels) in metric_families().items()
     }
-    for family in registry.collect():
-        if family.name in declared:
-            name = family.name + ("_total" if family.type == "counter" else "")
-            found[name] = (family.type, set(declared[family.name]))
-    return found
 
 
 def documented() -> dict[str, tuple[str, set[str]]]:
