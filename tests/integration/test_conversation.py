@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.events import CallEvent
 from services.devtools.call_flows import answered_call
+from services.recorder.adapters.outbox import KintoneOutbox
 from services.recorder.adapters.repository import CallRepository, make_engine
+from services.recorder.domain.conversation import (
+    CallConversation,
+    RecordingStatus,
+    Speaker,
+    TranscriptionStatus,
+    settled,
+    transcript_for_record,
+)
 from services.recorder.domain.tariff import TariffBook
 from services.recorder.entrypoints.consumer import to_received
 from services.recorder.service_layer.costs import month_costs
@@ -179,3 +188,40 @@ async def test_the_charges_are_in_monthly_charges_and_costs_then_rerated(
         ("recording", Decimal("0.6")),
         ("transcription", Decimal("10.0")),
     ]
+
+
+async def test_the_write_back_reads_a_calls_conversation_and_its_settlement(
+    engine: AsyncEngine,
+) -> None:
+    call = inbound_call(at=AT)
+    conversation = transcript(
+        call.root, [(IN, CUSTOMER_SAYS), (OUT, STAFF_SAYS)], at=AT, direction="inbound"
+    )
+    # The transcription has stopped; the recording is still being processed.
+    in_progress = recording_event(call.root, at=AT, status="in-progress", direction="inbound")
+    await record(engine, [*call.events, *conversation[::-1], in_progress])
+    outbox = KintoneOutbox(engine)
+    found = await outbox.conversations([call.root, "CA-no-conversation"])
+    assert list(found) == [call.root]
+    said = found[call.root]
+    assert said.utterances == ((Speaker.CUSTOMER, CUSTOMER_SAYS), (Speaker.STAFF, STAFF_SAYS))
+    assert said.recordings == (RecordingStatus.IN_PROGRESS,)
+    assert said.transcriptions == (TranscriptionStatus.COMPLETE,)
+    ended = AT + timedelta(minutes=2)
+
+    def settles(found_now: CallConversation) -> bool:
+        return settled(
+            found_now,
+            ended_at=ended,
+            now=ended + timedelta(seconds=10),
+            timeout_s=300,
+            expect_recording=True,
+            expect_transcription=True,
+        )
+
+    assert not settles(said)
+    await record(engine, [recording_event(call.root, at=AT, direction="inbound")])
+    assert settles((await outbox.conversations([call.root]))[call.root])
+    assert transcript_for_record(said.utterances, 20_000) == (
+        f"お客様: {CUSTOMER_SAYS}\n担当者: {STAFF_SAYS}"
+    )

@@ -13,7 +13,7 @@ Never log what these values carry: utterance text and media URLs are personal da
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -345,3 +345,77 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a if b is None else b
     return min(a, b)
+
+
+# --- the conversation on the kintone record (CONTRACT.md section 11, "On the record") -------
+# Building blocks for the settled write-back (issue 19 item 3), not wired yet: the write-back
+# worker will read a call's conversation, wait for it to settle, and write the transcript.
+
+TRANSCRIPT_LABELS: Mapping[Speaker | None, str] = {
+    Speaker.STAFF: "担当者: ",
+    Speaker.CUSTOMER: "お客様: ",
+    None: "話者不明: ",  # the call's direction not known: never guessed
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallConversation:
+    """What the write-back needs of one call's conversation."""
+
+    utterances: tuple[tuple[Speaker | None, str], ...] = ()  # in spoken order
+    recordings: tuple[RecordingStatus, ...] = ()
+    transcriptions: tuple[TranscriptionStatus, ...] = ()
+
+
+def settled(
+    conversation: CallConversation,
+    *,
+    ended_at: datetime | None,
+    now: datetime,
+    timeout_s: float,
+    expect_recording: bool,
+    expect_transcription: bool,
+) -> bool:
+    """Whether a call can be written onto kintone: it has ended, and its recording (when one is
+    expected: recording on and the call answered) is completed, absent or failed, and its
+    transcription (when expected) stopped or failed; or ``timeout_s`` has passed since it
+    ended, whichever comes first (what arrives later is one more update of the same row)."""
+    if ended_at is None:
+        return False
+    if (now - ended_at).total_seconds() >= timeout_s:
+        return True
+    recordings_done = all(RECORDING_RANK[s] > 0 for s in conversation.recordings)
+    transcriptions_done = all(TRANSCRIPTION_RANK[s] > 0 for s in conversation.transcriptions)
+    return (
+        recordings_done
+        and transcriptions_done
+        and (bool(conversation.recordings) or not expect_recording)
+        and (bool(conversation.transcriptions) or not expect_transcription)
+    )
+
+
+def transcript_for_record(utterances: Sequence[tuple[Speaker | None, str]], max_chars: int) -> str:
+    """The transcript as the record's multi-line text field holds it: ``担当者: …`` /
+    ``お客様: …`` lines in spoken order; past ``max_chars`` (TRANSCRIPT_MAX_CHARS), cut at an
+    utterance, with a last line saying how many utterances and characters were left out. The
+    text goes as it was said: kintone's text fields take markup and control characters as
+    text (the JSON encoding escapes what JSON needs)."""
+    lines = [TRANSCRIPT_LABELS[speaker] + text for speaker, text in utterances]
+    text = "\n".join(lines)
+    if len(text) <= max_chars:
+        return text
+    kept: list[str] = []
+    used = -1  # the first line has no newline before it
+    for index, line in enumerate(lines):
+        # Keep this line only if the note about the ones after it still fits behind it.
+        after = _left_out(utterances[index + 1 :])
+        if used + 1 + len(line) + 1 + len(after) > max_chars:
+            return "\n".join([*kept, _left_out(utterances[index:])])
+        kept.append(line)
+        used += 1 + len(line)
+    return text  # pragma: no cover - the whole text did not fit, so a line was cut above
+
+
+def _left_out(utterances: Sequence[tuple[Speaker | None, str]]) -> str:
+    characters = sum(len(text) for _, text in utterances)
+    return f"（以下 {len(utterances)} 件の発言、{characters:,} 文字を省略）"
