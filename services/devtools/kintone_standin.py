@@ -18,6 +18,19 @@ tests for auth codes, and real-kintone observations recorded by SonicGarden/kint
 Where kintone documents only a status (429 beyond the concurrency limit, 5xx), the body is
 plain text, as a proxy or the maintenance page sends it.
 
+Record comments (cybozu.dev, "レコードのコメントを投稿する" add-comment/ and "レコードのコメントを
+取得する" get-comments/): a post needs the app's view permission (the token's ``view``), a
+``comment.text`` of 1 to 65,535 characters and at most 10 ``mentions`` of type ``USER``,
+``GROUP`` or ``ORGANIZATION``; a read takes ``order`` (``asc``/``desc``, default ``desc``),
+``offset`` (default 0) and ``limit`` (0 to 10, default 10) and answers ``comments`` with
+``older`` and ``newer``. Mentions are checked against the users, groups and organizations the
+domain knows (``add_entity``). Guessed, where the pages say nothing: the refusal of an unknown
+mention (400 ``CB_VA01`` with ``errors`` keyed ``comment.mentions[i].code``, as kintone keys
+other bad parameters), the message wordings, the mention prefix kintone inserts before the text
+("宛先を指定すると、本文の前に宛先情報が挿入されます": here the codes, space-separated, then a
+line break), the creator of a comment posted with an API token (``Administrator``), and
+``older``/``newer`` of an empty page (whether comments exist beyond the offset on that side).
+
 Used by the tests and the benchmarks: ``init_app(domain)`` for an in-process aiohttp
 application, ``KintoneStandin`` to serve it on 127.0.0.1 on a free port.
 """
@@ -44,6 +57,11 @@ from services.devtools import kintone_query
 from services.devtools.local_server import LocalServer
 
 MAX_RECORDS_PER_REQUEST = 100
+MAX_COMMENT_CHARS = 65_535  # comment.text (cybozu.dev, add-comment)
+MAX_MENTIONS = 10  # mentions per comment (cybozu.dev, add-comment)
+MAX_COMMENTS_PER_READ = 10  # limit of GET record/comments.json (cybozu.dev, get-comments)
+ENTITY_TYPES = ("USER", "GROUP", "ORGANIZATION")
+API_TOKEN_USER = {"code": "Administrator", "name": "Administrator"}  # a guess (module doc)
 CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
 SCALAR_TYPES = frozenset(
     {
@@ -75,6 +93,10 @@ MSG_NUMBER = "Only numbers are allowed."
 MSG_TOO_MANY = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be updated at one time."
 MSG_TOO_MANY_ADD = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be added at one time."
 # Not documented word for word; kintone's real texts are localised anyway.
+MSG_TEXT_TOO_LONG = f"Enter {MAX_COMMENT_CHARS} characters or fewer."
+MSG_TOO_MANY_MENTIONS = f"A maximum of {MAX_MENTIONS} mentions can be specified."
+MSG_UNKNOWN_ENTITY = "The specified user, group or organization (code: {code}) is not found."
+MSG_LIMIT = f"Enter a number between 0 and {MAX_COMMENTS_PER_READ}."
 MSG_DATETIME = "Enter the date and time in the format YYYY-MM-DDTHH:MM:SSZ."
 MSG_FORMAT = "Invalid format."
 
@@ -135,10 +157,19 @@ class LoggedRequest:
 
 
 @dataclass(frozen=True)
+class StoredComment:
+    id: int
+    text: str  # as kintone returns it: the mentions' codes first
+    created_at: str
+    mentions: tuple[tuple[str, str], ...]  # (code, type)
+
+
+@dataclass(frozen=True)
 class _Fault:
     status: int
     retry_after: float | None = None
     after_apply: bool = False
+    path: str | None = None  # only requests whose path ends with this
 
 
 class _RejectError(Exception):
@@ -182,6 +213,9 @@ class KintoneDomain:
         self._next_record_id: dict[int, int] = {}
         self._next_row_id = 1000
         self._faults: deque[_Fault] = deque()
+        # The users, groups and organizations mentions may name: (type, code).
+        self.entities: set[tuple[str, str]] = set()
+        self._comments: dict[tuple[int, int], list[StoredComment]] = {}
         self._failure_rate = 0.0
         self._failure_statuses: tuple[int, ...] = (429, 500, 503)
         self._rng = random.Random(seed)
@@ -210,14 +244,26 @@ class KintoneDomain:
         self.tokens[token] = entry
         return entry
 
+    def add_entity(self, code: str, kind: str = "USER") -> None:
+        """A user, group or organization (``kind``: kintone's mention type) that comments may
+        mention."""
+        if kind not in ENTITY_TYPES:
+            raise ValueError(f"kind must be one of {ENTITY_TYPES}")
+        self.entities.add((kind, code))
+
     # --- faults -------------------------------------------------------------------------
 
     def fail_next(
-        self, *statuses: int, retry_after: float | None = None, after_apply: bool = False
+        self,
+        *statuses: int,
+        retry_after: float | None = None,
+        after_apply: bool = False,
+        path: str | None = None,
     ) -> None:
         """Answer the next requests with these statuses, in order. ``after_apply``: do the
-        work first, then fail (the answer is lost, the write is not)."""
-        self._faults.extend(_Fault(s, retry_after, after_apply) for s in statuses)
+        work first, then fail (the answer is lost, the write is not). ``path``: only the next
+        requests whose path ends with it (``/record/comment.json``), the others pass."""
+        self._faults.extend(_Fault(s, retry_after, after_apply, path) for s in statuses)
 
     def set_failure_rate(
         self, rate: float, statuses: Iterable[int] = (429, 500, 503), seed: int | None = None
@@ -236,6 +282,40 @@ class KintoneDomain:
 
     def records(self, app: int) -> list[dict[str, Any]]:
         return [_render(self.apps[app], r) for r in self._records[app].values()]
+
+    def comments(self, app: int, record_id: int) -> list[dict[str, Any]]:
+        """The record's comments, oldest first, as GET record/comments.json renders them."""
+        return [_comment(c) for c in self._comments.get((app, record_id), [])]
+
+    def _add_comment(self, app: App, record_id: int, text: str, mentions: Any) -> int:
+        """Store a comment as kintone does, or refuse it with kintone's error."""
+        codes: list[tuple[str, str]] = []
+        if mentions is not None and not isinstance(mentions, list):
+            raise _invalid({"comment.mentions": [MSG_FORMAT]})
+        for index, mention in enumerate(mentions or []):
+            code = mention.get("code") if isinstance(mention, Mapping) else None
+            kind = mention.get("type") if isinstance(mention, Mapping) else None
+            if not isinstance(code, str) or not code:
+                raise _invalid({f"comment.mentions[{index}].code": [MSG_REQUIRED_PARAM]})
+            if kind not in ENTITY_TYPES:
+                raise _invalid({f"comment.mentions[{index}].type": [MSG_FORMAT]})
+            if (kind, code) not in self.entities:
+                raise _invalid(
+                    {f"comment.mentions[{index}].code": [MSG_UNKNOWN_ENTITY.format(code=code)]}
+                )
+            codes.append((code, str(kind)))
+        if len(codes) > MAX_MENTIONS:
+            raise _invalid({"comment.mentions": [MSG_TOO_MANY_MENTIONS]})
+        stored = self._comments.setdefault((app.app_id, record_id), [])
+        prefix = " ".join(code for code, _ in codes) + " \n" if codes else ""
+        comment = StoredComment(
+            id=len(stored) + 1,  # per record, from 1 (kintone's sample answers "id": 3)
+            text=prefix + text,
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            mentions=tuple(codes),
+        )
+        stored.append(comment)
+        return comment.id
 
     def revision(self, app: int, record_id: int) -> int:
         return self._records[app][record_id].revision
@@ -353,9 +433,11 @@ class KintoneDomain:
         self._next_row_id += 1
         return str(self._next_row_id)
 
-    def _fault(self) -> _Fault | None:
-        if self._faults:
-            return self._faults.popleft()
+    def _fault(self, path: str = "") -> _Fault | None:
+        for fault in self._faults:
+            if fault.path is None or path.endswith(fault.path):
+                self._faults.remove(fault)
+                return fault
         if self._failure_rate and self._rng.random() < self._failure_rate:
             return _Fault(self._rng.choice(self._failure_statuses))
         return None
@@ -745,7 +827,7 @@ def init_app(domain: KintoneDomain) -> web.Application:
             try:
                 if domain.latency_s:
                     await asyncio.sleep(domain.latency_s)
-                fault = domain._fault()
+                fault = domain._fault(request.path)
                 if fault is not None and not fault.after_apply:
                     response = _fault_response(fault)
                     return response
@@ -855,6 +937,50 @@ def init_app(domain: KintoneDomain) -> web.Application:
         properties = {code: _property(code, spec) for code, spec in app.fields.items()}
         return _json({"properties": properties, "revision": str(app.revision)})
 
+    def _stored_record(app: App, record_id: int) -> None:
+        if record_id not in domain._records[app.app_id]:
+            raise _RejectError(
+                404, "GAIA_RE01", f"The specified record (ID: {record_id}) is not found."
+            )
+
+    async def post_comment(request: web.Request) -> web.Response:
+        """POST record/comment.json: needs only the view permission (cybozu.dev)."""
+        body = await _body(request)
+        app = domain.authorize(request, _positive_int(body.get("app"), "app"), "view")
+        record_id = _positive_int(body.get("record"), "record")
+        comment = body.get("comment")
+        if not isinstance(comment, Mapping):
+            raise _invalid({"comment": [MSG_REQUIRED_PARAM]})
+        text = comment.get("text")
+        if not isinstance(text, str) or not text:
+            raise _invalid({"comment.text": [MSG_REQUIRED_PARAM]})
+        if len(text) > MAX_COMMENT_CHARS:
+            raise _invalid({"comment.text": [MSG_TEXT_TOO_LONG]})
+        _stored_record(app, record_id)
+        comment_id = domain._add_comment(app, record_id, text, comment.get("mentions"))
+        return _json({"id": str(comment_id)})
+
+    async def get_comments(request: web.Request) -> web.Response:
+        """GET record/comments.json, parameters in the URL's query."""
+        query = request.query
+        app = domain.authorize(request, _positive_int(query.get("app"), "app"), "view")
+        record_id = _positive_int(query.get("record"), "record")
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _invalid({"order": [MSG_FORMAT]})
+        offset = _count(query.get("offset"), "offset", 0)
+        limit = _count(query.get("limit"), "limit", MAX_COMMENTS_PER_READ)
+        if limit > MAX_COMMENTS_PER_READ:
+            raise _invalid({"limit": [MSG_LIMIT]})
+        _stored_record(app, record_id)
+        stored = domain._comments.get((app.app_id, record_id), [])
+        ordered = stored if order == "asc" else stored[::-1]
+        page = ordered[offset : offset + limit]
+        before, after = offset > 0 and bool(stored), offset + len(page) < len(stored)
+        # "older"/"newer": comments with lower/higher ids than the ones returned.
+        older, newer = (before, after) if order == "asc" else (after, before)
+        return _json({"comments": [_comment(c) for c in page], "older": older, "newer": newer})
+
     web_app = web.Application(middlewares=[gate])
     for prefix in ("/k/v1", r"/k/guest/{space:\d+}/v1"):
         web_app.router.add_get(f"{prefix}/record.json", get_record)
@@ -864,7 +990,32 @@ def init_app(domain: KintoneDomain) -> web.Application:
         web_app.router.add_get(f"{prefix}/records.json", get_records)
         web_app.router.add_put(f"{prefix}/records.json", put_records)
         web_app.router.add_get(f"{prefix}/app/form/fields.json", get_form_fields)
+        web_app.router.add_post(f"{prefix}/record/comment.json", post_comment)
+        web_app.router.add_get(f"{prefix}/record/comments.json", get_comments)
     return web_app
+
+
+def _comment(comment: StoredComment) -> dict[str, Any]:
+    return {
+        "id": str(comment.id),
+        "text": comment.text,
+        "createdAt": comment.created_at,
+        "creator": dict(API_TOKEN_USER),
+        "mentions": [{"code": code, "type": kind} for code, kind in comment.mentions],
+    }
+
+
+def _count(value: Any, name: str, default: int) -> int:
+    """A whole number of at least 0 (``offset``, ``limit``), ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise _invalid({name: ["must be an integer"]}) from None
+    if number < 0:
+        raise _invalid({name: ["must be greater than or equal to 0"]})
+    return number
 
 
 _FIELDS_PARAM = re.compile(r"fields\[([0-9]{1,2})\]")
