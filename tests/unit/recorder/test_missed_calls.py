@@ -78,9 +78,7 @@ def test_missed_is_told_by_the_legs_in_any_order(
     )
     for seed, events in enumerate(orders(call.events, seed=len(outcome))):
         summary = summarise(call.root, rows(fold(events)))
-        assert (summary.result, summary.missed, summary.seconds) == (result, missed, seconds), (
-            seed
-        )
+        assert (summary.result, summary.missed, summary.seconds) == (result, missed, seconds), seed
         assert summary.user == ("kintone_5" if outcome == "answered" else None)
         assert summary.number == ("LINE" if line else "+819011112222")
 
@@ -96,13 +94,12 @@ def test_an_outbound_call_is_never_missed() -> None:
 def test_a_browser_that_talked_counts_even_when_its_answered_callback_was_lost() -> None:
     call = inbound_call(outcome="answered", talk_s=30, at=T0)
     answered = call.legs["kintone_5"]
-    events = [
-        e for e in call.events if not (e.call_sid == answered and e.status == "in-progress")
-    ]
+    events = [e for e in call.events if not (e.call_sid == answered and e.status == "in-progress")]
     children = [leg for leg in rows(fold(events)) if leg["parent_call_sid"] == call.root]
     outcome, leg = inbound_outcome(children)
     assert outcome is InboundOutcome.ANSWERED
-    assert leg is not None and leg["call_sid"] == answered
+    assert leg is not None
+    assert leg["call_sid"] == answered
 
 
 def test_a_browser_answer_wins_over_the_forward_whatever_the_order() -> None:

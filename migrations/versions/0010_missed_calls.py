@@ -1,0 +1,32 @@
+"""Missed calls (CONTRACT.md section 12): kintone_outbox.missed (the worker's finding) and
+kintone_outbox.notified_record_ids (the records known to carry the call's comment)
+
+Revision ID: 0010
+Revises: 0005
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0010"
+# Chained after 0005, the head on this branch: issue 19's migrations (0006…) land first, and
+# this down_revision then moves to their head.
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("kintone_outbox", sa.Column("missed", sa.Boolean()))
+    op.add_column(
+        "kintone_outbox", sa.Column("notified_record_ids", postgresql.ARRAY(sa.BigInteger()))
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("kintone_outbox", "notified_record_ids")
+    op.drop_column("kintone_outbox", "missed")
