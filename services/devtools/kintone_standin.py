@@ -170,6 +170,7 @@ class _Fault:
     retry_after: float | None = None
     after_apply: bool = False
     path: str | None = None  # only requests whose path ends with this
+    hold_s: float = 0.0  # the answer waits this long (a slow kintone, a client dying meanwhile)
 
 
 class _RejectError(Exception):
@@ -259,11 +260,13 @@ class KintoneDomain:
         retry_after: float | None = None,
         after_apply: bool = False,
         path: str | None = None,
+        hold_s: float = 0.0,
     ) -> None:
         """Answer the next requests with these statuses, in order. ``after_apply``: do the
         work first, then fail (the answer is lost, the write is not). ``path``: only the next
-        requests whose path ends with it (``/record/comment.json``), the others pass."""
-        self._faults.extend(_Fault(s, retry_after, after_apply, path) for s in statuses)
+        requests whose path ends with it (``/record/comment.json``), the others pass.
+        ``hold_s``: hold each answer that long first."""
+        self._faults.extend(_Fault(s, retry_after, after_apply, path, hold_s) for s in statuses)
 
     def set_failure_rate(
         self, rate: float, statuses: Iterable[int] = (429, 500, 503), seed: int | None = None
@@ -829,6 +832,7 @@ def init_app(domain: KintoneDomain) -> web.Application:
                     await asyncio.sleep(domain.latency_s)
                 fault = domain._fault(request.path)
                 if fault is not None and not fault.after_apply:
+                    await asyncio.sleep(fault.hold_s)
                     response = _fault_response(fault)
                     return response
                 try:
@@ -839,6 +843,7 @@ def init_app(domain: KintoneDomain) -> web.Application:
                     status = exc.status
                     raise
                 if fault is not None:
+                    await asyncio.sleep(fault.hold_s)
                     response = _fault_response(fault)  # done, but the answer is lost
                 return response
             finally:
