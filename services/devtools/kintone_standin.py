@@ -295,20 +295,23 @@ class KintoneDomain:
         codes: list[tuple[str, str]] = []
         if mentions is not None and not isinstance(mentions, list):
             raise _invalid({"comment.mentions": [MSG_FORMAT]})
+        if len(mentions or []) > MAX_MENTIONS:
+            raise _invalid({"comment.mentions": [MSG_TOO_MANY_MENTIONS]})
+        errors: dict[str, list[str]] = {}  # every bad entry, as kintone lists input errors
         for index, mention in enumerate(mentions or []):
             code = mention.get("code") if isinstance(mention, Mapping) else None
             kind = mention.get("type") if isinstance(mention, Mapping) else None
+            where = f"comment.mentions[{index}]"
             if not isinstance(code, str) or not code:
-                raise _invalid({f"comment.mentions[{index}].code": [MSG_REQUIRED_PARAM]})
-            if kind not in ENTITY_TYPES:
-                raise _invalid({f"comment.mentions[{index}].type": [MSG_FORMAT]})
-            if (kind, code) not in self.entities:
-                raise _invalid(
-                    {f"comment.mentions[{index}].code": [MSG_UNKNOWN_ENTITY.format(code=code)]}
-                )
-            codes.append((code, str(kind)))
-        if len(codes) > MAX_MENTIONS:
-            raise _invalid({"comment.mentions": [MSG_TOO_MANY_MENTIONS]})
+                errors[f"{where}.code"] = [MSG_REQUIRED_PARAM]
+            elif kind not in ENTITY_TYPES:
+                errors[f"{where}.type"] = [MSG_FORMAT]
+            elif (kind, code) not in self.entities:
+                errors[f"{where}.code"] = [MSG_UNKNOWN_ENTITY.format(code=code)]
+            else:
+                codes.append((code, str(kind)))
+        if errors:
+            raise _invalid(errors)
         stored = self._comments.setdefault((app.app_id, record_id), [])
         prefix = " ".join(code for code, _ in codes) + " \n" if codes else ""
         comment = StoredComment(

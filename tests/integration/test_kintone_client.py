@@ -852,10 +852,15 @@ async def test_comment_limits_and_unknown_mentions_are_refused(
             CUSTOMERS,
             customer,
             "x",
-            [{"code": "sato", "type": "USER"}, {"code": "ghost", "type": "USER"}],
+            [
+                {"code": "sato", "type": "USER"},
+                {"code": "ghost", "type": "USER"},
+                {"code": "幽霊部", "type": "GROUP"},
+            ],
         )
     assert (unknown.value.status, unknown.value.code) == (400, "CB_VA01")
-    assert list(unknown.value.errors) == ["comment.mentions[1].code"]
+    # Every bad entry is named, as kintone lists all of a request's input errors.
+    assert list(unknown.value.errors) == ["comment.mentions[1].code", "comment.mentions[2].code"]
     with pytest.raises(KintoneValidationError):  # sato is a user, not a group
         await client.add_comment(CUSTOMERS, customer, "x", [{"code": "sato", "type": "GROUP"}])
     with pytest.raises(KintoneNotFoundError):

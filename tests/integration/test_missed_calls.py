@@ -188,7 +188,7 @@ async def test_a_worker_dying_between_the_post_and_the_commit_never_doubles_it(
 async def test_a_mention_kintone_refuses_is_left_out_never_the_comment(
     make_harness: MakeHarness,
 ) -> None:
-    h = await harness(make_harness, notify="sato,ghost,GROUP:営業部")
+    h = await harness(make_harness, notify="sato,ghost,GROUP:営業部,ORGANIZATION:幽霊部")
     customer = h.customer(電話番号=CALLER)
     calls = [inbound_call(caller=CALLER, outcome="missed", at=AT) for _ in range(2)]
     await record(h, calls[0])
@@ -201,7 +201,7 @@ async def test_a_mention_kintone_refuses_is_left_out_never_the_comment(
     assert [c["mentions"] for c in told] == [MENTIONS, MENTIONS]
     assert [calls[0].root in told[0]["text"], calls[1].root in told[1]["text"]] == [True, True]
     [refused] = [e for e in logs if e["event"] == "kintone_comment_mention_refused"]
-    assert refused["refused"] == ["USER:ghost"]
+    assert refused["refused"] == ["USER:ghost", "ORGANIZATION:幽霊部"]
     # The refused mention costs one more post, once: the worker leaves it out from then on.
     assert posts(h) == 3
     assert await h.outbox() == {"done": 2}

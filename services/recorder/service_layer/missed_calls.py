@@ -141,6 +141,7 @@ class MissedCallNotifier:
 
     async def _post(self, job: Job, record_id: int, text: str) -> None:
         mentions = [m for m in self._mentions if m not in self._refused]
+        sent = mentions
         try:
             await self._client.add_comment(
                 job.app_id, record_id, text, [m.as_kintone() for m in mentions]
@@ -160,12 +161,14 @@ class MissedCallNotifier:
                 refused=[str(m) for m in refused],
                 error=str(exc),
             )
-            kept = [m.as_kintone() for m in mentions if m not in refused]
-            await self._client.add_comment(job.app_id, record_id, text, kept)
+            sent = [m for m in mentions if m not in refused]
+            await self._client.add_comment(
+                job.app_id, record_id, text, [m.as_kintone() for m in sent]
+            )
         log.info(
             "kintone_comment_posted",
             call_sid=job.call_sid,
             app=job.app_id,
             record=record_id,
-            mentions=len(mentions),
+            mentions=[str(m) for m in sent],
         )
