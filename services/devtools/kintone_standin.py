@@ -777,14 +777,22 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _positive_int(value: Any, name: str) -> int:
+    return _whole_number(value, name, minimum=1)
+
+
+def _whole_number(value: Any, name: str, *, minimum: int, default: int | None = None) -> int:
+    """A parameter that is a whole number of at least ``minimum``; ``default`` when absent
+    (None: the parameter is required)."""
     if value is None or value == "":
-        raise _invalid({name: [MSG_REQUIRED_PARAM]})
+        if default is None:
+            raise _invalid({name: [MSG_REQUIRED_PARAM]})
+        return default
     try:
         number = int(str(value))
     except ValueError:
         raise _invalid({name: ["must be an integer"]}) from None
-    if number < 1:
-        raise _invalid({name: ["must be greater than or equal to 1"]})
+    if number < minimum:
+        raise _invalid({name: [f"must be greater than or equal to {minimum}"]})
     return number
 
 
@@ -976,8 +984,8 @@ def init_app(domain: KintoneDomain) -> web.Application:
         order = query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise _invalid({"order": [MSG_FORMAT]})
-        offset = _count(query.get("offset"), "offset", 0)
-        limit = _count(query.get("limit"), "limit", MAX_COMMENTS_PER_READ)
+        offset = _whole_number(query.get("offset"), "offset", minimum=0, default=0)
+        limit = _whole_number(query.get("limit"), "limit", minimum=0, default=MAX_COMMENTS_PER_READ)
         if limit > MAX_COMMENTS_PER_READ:
             raise _invalid({"limit": [MSG_LIMIT]})
         _stored_record(app, record_id)
@@ -1011,19 +1019,6 @@ def _comment(comment: StoredComment) -> dict[str, Any]:
         "creator": dict(API_TOKEN_USER),
         "mentions": [{"code": code, "type": kind} for code, kind in comment.mentions],
     }
-
-
-def _count(value: Any, name: str, default: int) -> int:
-    """A whole number of at least 0 (``offset``, ``limit``), ``default`` when absent."""
-    if value is None or value == "":
-        return default
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise _invalid({name: ["must be an integer"]}) from None
-    if number < 0:
-        raise _invalid({name: ["must be greater than or equal to 0"]})
-    return number
 
 
 _FIELDS_PARAM = re.compile(r"fields\[([0-9]{1,2})\]")
