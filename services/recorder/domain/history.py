@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.common.numbers import InvalidNumberError, parse_number
-from services.recorder.domain.missed import MISSED, InboundOutcome, inbound_outcome
+from services.recorder.domain.missed import MISSED, VOICEMAIL, InboundOutcome, inbound_outcome
 
 INBOUND = "inbound"
 DIRECTION_LABELS = {"inbound": "着信", "outbound": "発信"}  # KINTONE_FIELD_DIRECTION's values
@@ -48,8 +48,9 @@ class CallSummary:
 
     @property
     def missed(self) -> bool:
-        """An inbound call no browser answered and nobody else took (domain/missed.py)."""
-        return self.inbound and self.result == MISSED
+        """An inbound call no browser answered and nobody else took (domain/missed.py), a
+        voicemail left or not."""
+        return self.inbound and self.result in (MISSED, VOICEMAIL)
 
 
 @dataclass(frozen=True, slots=True)
