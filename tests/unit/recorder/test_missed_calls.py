@@ -11,6 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.common.settings import SettingsError, load_settings
 from services.recorder.domain.history import summarise
@@ -81,6 +83,21 @@ def test_missed_is_told_by_the_legs_in_any_order(
         assert (summary.result, summary.missed, summary.seconds) == (result, missed, seconds), seed
         assert summary.user == ("kintone_5" if outcome == "answered" else None)
         assert summary.number == ("LINE" if line else "+819011112222")
+
+
+CALLS = {
+    outcome: inbound_call(caller="+819011112222", outcome=outcome, forward_to=FORWARD, at=T0)
+    for outcome in ("answered", "forwarded", "forward-unanswered", "missed", "hung-up")
+}
+
+
+@given(st.sampled_from(sorted(CALLS)), st.data())
+def test_any_permutation_with_any_repeats_tells_the_same(outcome: str, data: st.DataObject) -> None:
+    call = CALLS[outcome]
+    repeats = data.draw(st.lists(st.sampled_from(call.events), max_size=len(call.events)))
+    events = data.draw(st.permutations(call.events + repeats))
+    summary = summarise(call.root, rows(fold(events)))
+    assert summary.missed is (outcome not in ("answered", "forwarded"))
 
 
 def test_an_outbound_call_is_never_missed() -> None:
