@@ -242,23 +242,17 @@ class WritebackWorker:
         """Jobs whose call is on kintone: done, once a missed call's records also carry its
         comment (``MISSED_CALL_NOTIFY``); a comment that failed retries the job."""
         notifier = self._notifier
-        told = [
-            job
-            for job in jobs
-            if notifier is not None and summaries[job.call_sid].missed and matched.get(job.call_sid)
-        ]
-        errors: list[KintoneError | None] = []
-        if notifier is not None and told:
-            errors = await asyncio.gather(
-                *(
-                    notifier.notify(job, summaries[job.call_sid], matched[job.call_sid])
-                    for job in told
-                )
-            )
-        failed = {job.call_sid for job, error in zip(told, errors, strict=True) if error}
-        for job, error in zip(told, errors, strict=True):
-            if error is not None:
-                await self._settle([job], error)
+        if notifier is None:
+            await self._settle(jobs, None)
+            return
+        told = [job for job in jobs if summaries[job.call_sid].missed and matched.get(job.call_sid)]
+        errors = await asyncio.gather(
+            *(notifier.notify(job, summaries[job.call_sid], matched[job.call_sid]) for job in told)
+        )
+        failed = {job.call_sid: error for job, error in zip(told, errors, strict=True) if error}
+        for job in told:
+            if job.call_sid in failed:
+                await self._settle([job], failed[job.call_sid])
         await self._settle([job for job in jobs if job.call_sid not in failed], None)
 
     # --- database ---------------------------------------------------------------------------
