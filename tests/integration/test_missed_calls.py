@@ -235,3 +235,20 @@ async def test_status_lists_missed_calls_that_matched_no_record(make_harness: Ma
     assert sorted(status.missed) == sorted([stranger_missed.root, withheld_missed.root])
     assert set(status.missed) < set(status.unmatched)
     assert stranger_answered.root in status.unmatched
+
+
+async def test_the_retry_pages_back_through_colleagues_comments_to_find_its_own(
+    make_harness: MakeHarness,
+) -> None:
+    h = await harness(make_harness)
+    customer = h.customer(電話番号=CALLER)
+    call = inbound_call(caller=CALLER, outcome="missed", at=AT)
+    await record(h, call)
+    h.domain.fail_next(500, after_apply=True, path=COMMENT)
+    await h.worker().run_once()
+    for i in range(25):  # colleagues discuss the customer meanwhile: ours is on page three
+        await h.client.add_comment(CUSTOMERS, customer, f"折り返します {i}")
+    before = posts(h)
+    await drain(h)
+    assert [call.root in c["text"] for c in comments(h, customer)] == [True] + [False] * 25
+    assert (posts(h) - before, reads(h)) == (0, 3)
