@@ -190,6 +190,10 @@ def _kintone(args: argparse.Namespace) -> int:
     print(f"unmatched {len(status.unmatched)}")
     for call_sid in status.unmatched:
         print(f"  {call_sid}")
+    # Of those, the missed calls: nobody was told on a record (CONTRACT.md section 12).
+    print(f"missed {len(status.missed)}")
+    for call_sid in status.missed:
+        print(f"  {call_sid}")
     return 0
 
 

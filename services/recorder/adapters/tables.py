@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -118,6 +119,10 @@ kintone_outbox = Table(
     Column("kintone_record_id", Text),  # null for an inbound call: found by the lookup
     # Inbound: the customer records the lookup matched (empty: none), null until it ran.
     Column("matched_record_ids", ARRAY(BigInteger)),
+    # A missed call (CONTRACT.md section 12), as the worker found it; null until it looked.
+    Column("missed", Boolean),
+    # The matched records known to carry the missed call's comment; null: none ever tried.
+    Column("notified_record_ids", ARRAY(BigInteger)),
     Column("state", Text, nullable=False, server_default="pending"),  # pending, done, parked
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
