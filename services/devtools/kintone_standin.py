@@ -10,7 +10,12 @@ error body ``{"code", "id", "message"[, "errors"]}``, and it keeps kintone's tra
 - a NUMBER that is not a number is refused at the top level but silently stored as ``""``
   inside a SUBTABLE;
 - unknown field codes are ignored, not refused ("If field codes that don't exist are specified,
-  these will be ignored", Add Record): a misspelt column code loses data without an error.
+  these will be ignored", Add Record): a misspelt column code loses data without an error;
+- files go in two steps (cybozu.dev "ファイルをアップロードする"): ``POST file.json``
+  (multipart, part ``file``) answers a temporary ``fileKey``, which a FILE field's value
+  ``[{"fileKey": …}]`` then attaches; a stored file gets a key of its own (the one GET record
+  returns and ``GET file.json?fileKey=`` downloads). Guesses, marked where they are made: a
+  temporary key attaches once, and an unknown one is refused with ``GAIA_BL01``.
 
 Sources: kintone.dev / cybozu.dev API pages (Update Record(s), upsert mode, Add Record, Field
 Types, REST API limits), the official ``@kintone/rest-api-client`` and cli-kintone end-to-end
@@ -26,10 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import email.parser
+import email.policy
 import random
 import re
 import secrets
 import string
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +53,8 @@ from services.devtools import kintone_query
 from services.devtools.local_server import LocalServer
 
 MAX_RECORDS_PER_REQUEST = 100
+# kintone takes files up to 1 GB; the stand-in holds them in memory, so it takes less.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
 SCALAR_TYPES = frozenset(
     {
@@ -125,6 +136,23 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    name: str
+    content_type: str
+    data: bytes
+    app: int | None = None  # the app of the record it is attached to (None: uploaded only)
+
+    def describe(self, file_key: str) -> dict[str, str]:
+        """As a FILE field's value lists it (GET record.json)."""
+        return {
+            "contentType": self.content_type,
+            "fileKey": file_key,
+            "name": self.name,
+            "size": str(len(self.data)),
+        }
+
+
+@dataclass(frozen=True)
 class LoggedRequest:
     method: str
     path: str
@@ -181,6 +209,9 @@ class KintoneDomain:
         self._index: dict[int, dict[str, dict[str, int]]] = {}
         self._next_record_id: dict[int, int] = {}
         self._next_row_id = 1000
+        # uploaded, not yet attached (temporary key) / attached (download key)
+        self.uploads: dict[str, StoredFile] = {}
+        self.files: dict[str, StoredFile] = {}
         self._faults: deque[_Fault] = deque()
         self._failure_rate = 0.0
         self._failure_statuses: tuple[int, ...] = (429, 500, 503)
@@ -268,8 +299,8 @@ class KintoneDomain:
 
     # --- request handling ---------------------------------------------------------------
 
-    def authorize(self, request: web.Request, app_id: int, *needed: str) -> App:
-        """kintone's checks, in order: tokens, app, guest space, token ↔ app, permission."""
+    def authenticate(self, request: web.Request) -> list[ApiToken]:
+        """The request's API tokens, as kintone checks them before anything else."""
         header = request.headers.get("X-Cybozu-API-Token", "")
         if not header.strip():
             raise _RejectError(401, "CB_AU01", "Log in to kintone to use this API.")
@@ -287,6 +318,11 @@ class KintoneDomain:
             raise _RejectError(
                 400, "GAIA_DA03", "You cannot specify a duplicate API token for the same app."
             )
+        return known
+
+    def authorize(self, request: web.Request, app_id: int, *needed: str) -> App:
+        """kintone's checks, in order: tokens, app, guest space, token ↔ app, permission."""
+        known = self.authenticate(request)
         app = self.apps.get(app_id)
         if app is None:
             raise _RejectError(
@@ -331,7 +367,7 @@ class KintoneDomain:
                     "The revision is not the latest. Someone may update a record after you "
                     "opened it.",
                 )
-            parsed = _parse_record(app, item.record, where, errors)
+            parsed = _parse_record(app, item.record, where, errors, stage.attach)
             if target is None:
                 record = StoredRecord(stage.new_id(), 1, _blank(app))
                 if item.key is not None:
@@ -381,6 +417,27 @@ class _Stage:
         self.touched: dict[int, StoredRecord] = {}
         self.overlay: dict[tuple[str, str], int | None] = {}
         self.next_id = domain._next_record_id[app.app_id]
+        self.attached: dict[str, str] = {}  # temporary key → download key, kept on commit
+
+    def attach(self, value: Any, where: str, errors: dict[str, list[str]]) -> list[Any] | None:
+        """A FILE field's value ``[{"fileKey": temporary key}, …]`` as stored, or None (the
+        error noted) when it is malformed; an unknown key refuses the whole request."""
+        if value is None:
+            value = []
+        keys = [v.get("fileKey") for v in value] if isinstance(value, list) else None
+        if keys is None or not all(
+            isinstance(v, Mapping) and isinstance(k, str) for v, k in zip(value, keys, strict=True)
+        ):
+            errors.setdefault(f"{where}.value", []).append(MSG_FORMAT)
+            return None
+        stored = []
+        for key in keys:
+            upload = self.domain.uploads.get(key) if isinstance(key, str) else None
+            if upload is None:  # guess: kintone's answer to a key it does not know
+                raise _RejectError(400, "GAIA_BL01", f"The specified file (id: {key}) not found.")
+            download = self.attached.setdefault(key, uuid.uuid4().hex + uuid.uuid4().hex[:18])
+            stored.append(upload.describe(download))
+        return stored
 
     def new_id(self) -> int:
         record_id = self.next_id
@@ -441,6 +498,10 @@ class _Stage:
         self.touched[record.id] = record
 
     def commit(self) -> None:
+        for upload, download in self.attached.items():  # guess: a temporary key attaches once
+            self.domain.files[download] = dataclasses.replace(
+                self.domain.uploads.pop(upload), app=self.app.app_id
+            )
         self.records.update(self.touched)
         for (code, value), record_id in self.overlay.items():
             if record_id is None:
@@ -458,7 +519,7 @@ def _blank(app: App) -> dict[str, Any]:
 
 
 def _empty(spec: Field) -> Any:
-    return [] if spec.type in LIST_TYPES or spec.type == "SUBTABLE" else ""
+    return [] if spec.type in LIST_TYPES or spec.type in ("SUBTABLE", "FILE") else ""
 
 
 def _number(value: Any) -> str | None:
@@ -503,8 +564,11 @@ def _scalar(spec: Field, value: Any) -> str | None:
     return text
 
 
+Attach = Callable[[Any, str, dict[str, list[str]]], "list[Any] | None"]
+
+
 def _parse_record(
-    app: App, record: Any, where: str, errors: dict[str, list[str]]
+    app: App, record: Any, where: str, errors: dict[str, list[str]], attach: Attach
 ) -> dict[str, Any]:
     """The request's known fields as stored values; refusals go to ``errors`` in kintone's
     key shape (``record.code.value``, ``record[code].value`` for numbers, rows by index)."""
@@ -522,7 +586,11 @@ def _parse_record(
         if not isinstance(cell, Mapping):
             errors.setdefault(f"{where}.{code}.value", []).append(MSG_FORMAT)
         elif spec.type == "SUBTABLE":
-            parsed[code] = _parse_rows(spec, value, f"{where}.{code}", errors)
+            parsed[code] = _parse_rows(spec, value, f"{where}.{code}", errors, attach)
+        elif spec.type == "FILE":
+            files = attach(value, f"{where}.{code}", errors)
+            if files is not None:
+                parsed[code] = files
         elif spec.type in LIST_TYPES:
             if value is None:
                 value = []
@@ -544,7 +612,7 @@ def _parse_record(
 
 
 def _parse_rows(
-    spec: Field, rows: Any, where: str, errors: dict[str, list[str]]
+    spec: Field, rows: Any, where: str, errors: dict[str, list[str]], attach: Attach
 ) -> list[tuple[str | None, dict[str, Any]]]:
     if rows is None:
         rows = []
@@ -569,6 +637,10 @@ def _parse_rows(
                 values[code] = _number(value) or ""
             elif inner.type in LIST_TYPES:
                 values[code] = list(value) if isinstance(value, list) else []
+            elif inner.type == "FILE":
+                files = attach(value, f"{at}.{code}", errors)
+                if files is not None:
+                    values[code] = files
             else:
                 text = _scalar(inner, value)
                 if text is None:
@@ -855,8 +927,32 @@ def init_app(domain: KintoneDomain) -> web.Application:
         properties = {code: _property(code, spec) for code, spec in app.fields.items()}
         return _json({"properties": properties, "revision": str(app.revision)})
 
-    web_app = web.Application(middlewares=[gate])
+    async def upload_file(request: web.Request) -> web.Response:
+        """POST file.json: multipart, the part named ``file`` with its filename; no permission
+        needed, only a token kintone knows (cybozu.dev "ファイルをアップロードする")."""
+        domain.authenticate(request)
+        upload = _multipart_file(request.headers.get("Content-Type", ""), await request.read())
+        if upload is None:  # guess: kintone's answer to a request without the part
+            raise _invalid({"file": [MSG_REQUIRED_PARAM]})
+        file_key = str(uuid.uuid4())
+        domain.uploads[file_key] = upload
+        return _json({"fileKey": file_key})
+
+    async def download_file(request: web.Request) -> web.StreamResponse:
+        """GET file.json?fileKey=: a file attached to a record, with view permission on its
+        app (cybozu.dev "ファイルをダウンロードする")."""
+        file_key = request.query.get("fileKey", "")
+        stored = domain.files.get(file_key)
+        if stored is None or stored.app is None:  # guess: as an unknown key on attaching
+            domain.authenticate(request)
+            raise _RejectError(404, "GAIA_BL01", f"The specified file (id: {file_key}) not found.")
+        domain.authorize(request, stored.app, "view")
+        return web.Response(body=stored.data, content_type=stored.content_type)
+
+    web_app = web.Application(middlewares=[gate], client_max_size=MAX_UPLOAD_BYTES)
     for prefix in ("/k/v1", r"/k/guest/{space:\d+}/v1"):
+        web_app.router.add_post(f"{prefix}/file.json", upload_file)
+        web_app.router.add_get(f"{prefix}/file.json", download_file)
         web_app.router.add_get(f"{prefix}/record.json", get_record)
         web_app.router.add_post(f"{prefix}/record.json", post_record)
         web_app.router.add_put(f"{prefix}/record.json", put_record)
@@ -865,6 +961,24 @@ def init_app(domain: KintoneDomain) -> web.Application:
         web_app.router.add_put(f"{prefix}/records.json", put_records)
         web_app.router.add_get(f"{prefix}/app/form/fields.json", get_form_fields)
     return web_app
+
+
+def _multipart_file(content_type: str, body: bytes) -> StoredFile | None:
+    """The part named ``file`` of a multipart/form-data body, with its filename, or None."""
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    for part in message.iter_parts() if message.is_multipart() else ():
+        if part.get_param("name", header="content-disposition") != "file":
+            continue
+        name = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if not name or not isinstance(payload, bytes):
+            return None
+        return StoredFile(name, part.get_content_type(), payload)
+    return None
 
 
 _FIELDS_PARAM = re.compile(r"fields\[([0-9]{1,2})\]")
@@ -949,7 +1063,7 @@ class KintoneStandin(LocalServer):
 
 # --- the apps calltrail writes to, with its default field codes ---------------------------
 
-#: The call history columns (README, "Setting up the kintone app"), default field codes.
+#: The call history columns (docs/kintone.md, "The app's fields"), default field codes.
 CALL_HISTORY_FIELDS: Mapping[str, Field] = {
     "通話日時": Field("DATETIME"),
     "通話番号": Field("SINGLE_LINE_TEXT"),

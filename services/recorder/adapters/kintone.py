@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -435,6 +435,19 @@ class KintoneClient:
             raise _bad_response("properties")
         return properties
 
+    async def upload_file(self, app: int, name: str, content_type: str, data: bytes) -> str:
+        """Upload a file for ``app``'s records; returns the temporary ``fileKey`` that a FILE
+        field's value ``[{"fileKey": …}]`` attaches (cybozu.dev "ファイルをアップロードする").
+        The key attaches once and expires after three days unattached, so a retried upload
+        only leaves an unused copy behind: uploads are safe to repeat. Counted against
+        ``app``, whose write it is for."""
+        payload = _Upload(name, content_type, data)
+        answer = await self._request("POST", "file", app, upload=payload)
+        file_key = answer.get("fileKey")
+        if not isinstance(file_key, str) or not file_key:
+            raise _bad_response("fileKey")
+        return file_key
+
     def requests_today(self, app: int) -> int:
         """Requests sent for ``app`` since 00:00 UTC (kintone's 09:00 JST reset)."""
         self._roll_day()
@@ -450,12 +463,13 @@ class KintoneClient:
         *,
         params: Mapping[str, int | str] | None = None,
         body: Mapping[str, Any] | None = None,
+        upload: _Upload | None = None,
     ) -> dict[str, Any]:
         url = f"{self._base_url}{self._prefix}/{api}.json"
         attempt = 0
         while True:
             try:
-                return await self._attempt(method, url, int(app), params, body)
+                return await self._attempt(method, url, int(app), params, body, upload)
             except KintoneError as exc:
                 if not exc.retryable or attempt >= self._max_retries:
                     raise
@@ -479,12 +493,18 @@ class KintoneClient:
         app: int,
         params: Mapping[str, int | str] | None,
         body: Mapping[str, Any] | None,
+        upload: _Upload | None = None,
     ) -> dict[str, Any]:
         headers = dict(self._headers)
-        data: bytes | None = None
+        data: bytes | aiohttp.FormData | None = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
+        elif upload is not None:  # a new form each attempt: aiohttp sends a FormData once
+            data = aiohttp.FormData()
+            data.add_field(
+                "file", upload.data, filename=upload.name, content_type=upload.content_type
+            )
         query = {k: str(v) for k, v in (params or {}).items()}
         # The semaphore covers only the request, never the backoff: a sleeping retry holds
         # no slot, so the cap stays a cap on what kintone sees at once.
@@ -570,6 +590,13 @@ class KintoneClient:
             self._on_request(app, outcome)
         except Exception:  # a metrics hook must never break a write-back
             self._log.exception("kintone_on_request_failed", app=app)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)  # a recording: personal data, never in a repr or a log
 
 
 def _int(value: Any, what: str) -> int:

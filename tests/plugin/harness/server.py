@@ -15,6 +15,7 @@ query language as the kintone stand-in plays it (services/devtools/kintone_query
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import io
 import json
@@ -40,6 +41,11 @@ CONTENT_TYPES = {
 }
 # Headers kintone's proxy does not pass on from the browser's request or the answer.
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
+
+
+def plugin_id_of(pubkey: bytes) -> str:
+    """The plugin id as Cybozu's packer derives it: sha256 of PUBKEY, 32 hex digits as a–p."""
+    return "".join("abcdefghijklmnop"[int(c, 16)] for c in hashlib.sha256(pubkey).hexdigest()[:32])
 
 
 def plugin_files(zip_path: Path) -> dict[str, bytes]:
@@ -143,6 +149,13 @@ class Tenant:
     # GET /k/v1/records.json requests (their params), and how the next ones answer
     records_queries: list[dict[str, Any]] = field(default_factory=list)
     records_status: int = 200
+    # The app's record title (GET /k/v1/app/settings.json → titleField); None: a kintone that
+    # does not say (the field was added to the API in July 2024), so the plugin reads the layout.
+    title_field: dict[str, str] | None = field(
+        default_factory=lambda: {"selectionMode": "MANUAL", "code": "company"}
+    )
+    # Every REST request the page made: (method, path), for counting.
+    rest_log: list[tuple[str, str]] = field(default_factory=list)
     proxy_config_writes: list[dict[str, Any]] = field(default_factory=list)
 
     def set_proxy_config(self, url: str, method: str, headers: dict[str, str]) -> None:
@@ -155,7 +168,8 @@ class Tenant:
 class KintoneHarness:
     """The harness server, on its own thread and event loop, for sync Playwright tests."""
 
-    def __init__(self, zip_path: Path, required_params: list[str]) -> None:
+    def __init__(self, zip_path: Path, required_params: list[str], port: int = 0) -> None:
+        self.port = port
         self.files = plugin_files(zip_path)
         self.manifest = json.loads(self.files["manifest.json"])
         self.required_params = required_params
@@ -200,7 +214,7 @@ class KintoneHarness:
         r.add_post("/upstream/html/token", self._upstream_html)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -212,8 +226,8 @@ class KintoneHarness:
             await self._runner.cleanup()
 
     # --- tenants -------------------------------------------------------------------------
-    def new_tenant(self, plugin_id: str, **kwargs: Any) -> Tenant:
-        tenant = Tenant(id=uuid.uuid4().hex[:12], plugin_id=plugin_id, **kwargs)
+    def new_tenant(self, plugin_id: str, tenant_id: str | None = None, **kwargs: Any) -> Tenant:
+        tenant = Tenant(id=tenant_id or uuid.uuid4().hex[:12], plugin_id=plugin_id, **kwargs)
         self.tenants[tenant.id] = tenant
         return tenant
 
@@ -381,6 +395,7 @@ class KintoneHarness:
         path = "/" + request.match_info["path"]
         method = request.headers.get("X-Harness-Method", request.method)
         params = json.loads(request.query.get("q", "{}")) if method == "GET" else {}
+        tenant.rest_log.append((method, path))
         if method == "GET" and str(params.get("app")) != str(tenant.app_id):
             return web.json_response(
                 {"code": "GAIA_AP01", "message": "指定したアプリが存在しません。"}, status=404
@@ -395,6 +410,20 @@ class KintoneHarness:
             "/k/v1/preview/app/form/layout.json",
         }:
             return web.json_response({"layout": tenant.layout, "revision": "3"})
+        if method == "GET" and path == "/k/v1/app/settings.json":
+            # cybozu.dev "アプリの一般設定を取得する": name, description, icon, theme, revision,
+            # and since July 2024 titleField {selectionMode: AUTO | MANUAL, code}. Guess: with
+            # AUTO kintone names the field it picked in `code`; the plugin reads any code given.
+            settings: dict[str, Any] = {
+                "name": tenant.app_name,
+                "description": "",
+                "icon": {"type": "PRESET", "key": "APP72"},
+                "theme": "WHITE",
+                "revision": "3",
+            }
+            if tenant.title_field is not None:
+                settings["titleField"] = tenant.title_field
+            return web.json_response(settings)
         if method == "GET" and path == "/k/v1/record.json":
             for record in tenant.records:
                 if record["$id"]["value"] == str(params.get("id")):
