@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.prometheus_rule import RESOURCE, RULES, render
+from services.devtools.prometheus_rule import RESOURCE, ROOT, RULES, render
 from tests.metric_families import metric_families
+from tests.unit.docs.test_docs import anchors
 
 RULES_TEST = RULES.with_name("calltrail-rules.test.yaml")
+RUNBOOKS = ROOT / "docs" / "operations.md"
 # CONTRACT.md section 13: the names people route and silence on, and their severities.
 CONTRACT_ALERTS = {
     "CalltrailGatewayDown": "page",
@@ -81,6 +83,16 @@ def test_every_alert_carries_its_annotations(rule: dict[str, Any]) -> None:
     # The values that fired it: $value, except where the value says nothing (absent() is 1).
     if not rule["expr"].startswith("absent("):
         assert "$value" in annotations["description"]
+
+
+def test_every_runbook_url_leads_to_its_section_of_the_operations_page() -> None:
+    sections = anchors(RUNBOOKS)
+    missing = {
+        rule["alert"]
+        for rule in alert_rules()
+        if rule["annotations"]["runbook_url"].rpartition("#")[2] not in sections
+    }
+    assert not missing, f"no runbook in docs/operations.md for {sorted(missing)}"
 
 
 def test_every_alert_is_tested_by_promtool() -> None:
