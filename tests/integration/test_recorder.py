@@ -102,9 +102,8 @@ async def test_records_calls_and_dead_letters_poison(
     assert all(headers["source"].startswith(topic.encode()) for _, headers in dead)
 
 
-async def test_database_outage_loses_nothing(
-    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
-) -> None:
+async def database_behind_a_proxy(database_url: str) -> tuple[TcpProxy, str]:
+    """A TCP proxy in front of the test's database (to cut it), and the URL through it."""
     url = make_url(database_url)
     socket_dir = url.query.get("host")
     host = socket_dir if isinstance(socket_dir, str) else (url.host or "127.0.0.1")
@@ -112,6 +111,13 @@ async def test_database_outage_loses_nothing(
     via_proxy = url.set(host="127.0.0.1", port=proxy.port, query={}).render_as_string(
         hide_password=False
     )
+    return proxy, via_proxy
+
+
+async def test_database_outage_loses_nothing(
+    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
+) -> None:
+    proxy, via_proxy = await database_behind_a_proxy(database_url)
     recorder = await make_recorder(database_url=via_proxy)
 
     await publish(kafka_broker.bootstrap, topic, answered_call())
@@ -178,13 +184,7 @@ def test_recorder_settings_name_a_missing_database_url(tmp_path: Path) -> None:
 async def test_consumer_lag_keeps_counting_while_the_database_is_away(
     make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
 ) -> None:
-    url = make_url(database_url)
-    socket_dir = url.query.get("host")
-    host = socket_dir if isinstance(socket_dir, str) else (url.host or "127.0.0.1")
-    proxy = await TcpProxy(host, url.port or 5432).start()
-    via_proxy = url.set(host="127.0.0.1", port=proxy.port, query={}).render_as_string(
-        hide_password=False
-    )
+    proxy, via_proxy = await database_behind_a_proxy(database_url)
     recorder = await make_recorder(database_url=via_proxy)
 
     async def lag_reaches(expected: float) -> None:
