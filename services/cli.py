@@ -81,8 +81,16 @@ def _rerate(args: argparse.Namespace) -> int:
     except (ValueError, TariffError) as exc:
         print(f"calltrail rerate: {exc}", file=sys.stderr)
         return 2
-    legs, unrated = asyncio.run(rerate(settings, tariffs, month))
-    print(f"calltrail rerate: {legs} legs of {args.month} priced again; {unrated} still unrated")
+    done = asyncio.run(rerate(settings, tariffs, month))
+    print(
+        f"calltrail rerate: {done.legs} legs of {args.month} priced again; "
+        f"{done.unrated_legs} still unrated"
+    )
+    if done.conversation:
+        print(
+            f"calltrail rerate: {done.conversation} recordings and transcriptions priced again; "
+            f"{done.unrated_conversation} still unrated"
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ worker died is claimed again once its lease runs out.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.recorder.domain.conversation import (
+    CallConversation,
+    RecordingStatus,
+    Speaker,
+    TranscriptionStatus,
+)
 from services.recorder.domain.outbox import Job, OutboxState
 
 # The f-strings below only join constants of this module and OutboxState's values: nothing
@@ -66,6 +73,20 @@ LEGS = """
 SELECT call_sid, parent_call_sid, leg, status, direction, from_number, to_number, started_at,
        answered_at, duration_s, charge, user_identity, line_user_id
 FROM calls WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
+"""
+# A call's conversation for the settled write-back (CONTRACT.md section 11): its utterances in
+# spoken order (as the call_transcripts view orders them), its recordings' and transcriptions'
+# statuses. Not used by the worker yet (issue 19 item 3).
+UTTERANCES = """
+SELECT s.call_sid, s.speaker, s.text
+FROM transcript_segments s JOIN transcriptions t USING (transcription_sid)
+WHERE s.call_sid = ANY($1::text[])
+ORDER BY s.call_sid, t.started_at NULLS LAST, s.transcription_sid, s.sequence_id
+"""
+CONVERSATION_STATES = """
+SELECT 'recording', call_sid, status FROM recordings WHERE call_sid = ANY($1::text[])
+UNION ALL
+SELECT 'transcription', call_sid, status FROM transcriptions WHERE call_sid = ANY($1::text[])
 """
 SET_MATCHED = """
 UPDATE kintone_outbox SET matched_record_ids = $2::bigint[] WHERE call_sid = $1
@@ -147,6 +168,30 @@ class KintoneOutbox:
         async with self._engine.connect() as conn:
             result = await conn.exec_driver_sql(LEGS, (list(roots),))
             return [dict(row._mapping) for row in result]
+
+    async def conversations(self, roots: Sequence[str]) -> dict[str, CallConversation]:
+        """The conversation of each of these calls (root CallSids) that has one."""
+        said: dict[str, list[tuple[Speaker | None, str]]] = defaultdict(list)
+        recordings: dict[str, list[RecordingStatus]] = defaultdict(list)
+        transcriptions: dict[str, list[TranscriptionStatus]] = defaultdict(list)
+        async with self._engine.connect() as conn:
+            for call_sid, speaker, text in map(
+                tuple, await conn.exec_driver_sql(UTTERANCES, (list(roots),))
+            ):
+                said[call_sid].append((Speaker(speaker) if speaker else None, text))
+            states = await conn.exec_driver_sql(CONVERSATION_STATES, (list(roots),))
+            for kind, call_sid, status in map(tuple, states):
+                if kind == "recording":
+                    recordings[call_sid].append(RecordingStatus(status))
+                else:
+                    transcriptions[call_sid].append(TranscriptionStatus(status))
+        return {
+            root: CallConversation(
+                tuple(said[root]), tuple(recordings[root]), tuple(transcriptions[root])
+            )
+            for root in roots
+            if root in said or root in recordings or root in transcriptions
+        }
 
     async def set_matched(self, call_sid: str, record_ids: Sequence[int]) -> None:
         """Keep what an inbound call's lookup found, so a retry writes to the same records

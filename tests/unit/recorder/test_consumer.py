@@ -17,6 +17,7 @@ from services.recorder.entrypoints.consumer import RecorderConsumer
 from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.settings import DEFAULT_TARIFF
+from tests.conversation_events import recording_event, transcript
 from tests.unit.recorder.fakes import FakeKafka, FakeLegStore, record_of
 
 AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -109,3 +110,15 @@ async def test_a_bug_stops_the_consumer_with_its_batch_uncommitted(bug: Exceptio
         await run(store, [record_of(e, i) for i, e in enumerate(events)])
     assert store.legs == {}
     assert store.commits == 0
+
+
+async def test_recordings_and_transcripts_are_recorded_with_the_call() -> None:
+    store = FakeLegStore()
+    events = answered_call(at=AT)
+    root = events[0].root_call_sid
+    extra = [recording_event(root, at=AT), *transcript(root, [("inbound_track", "はい")], at=AT)]
+    records = [record_of(e, i) for i, e in enumerate(events + extra)]
+    kafka = await run(store, records)
+    assert kafka.log == [("commit", {0: len(records)})]
+    assert (len(store.legs), len(store.recordings), len(store.segments)) == (2, 1, 1)
+    assert len(store.events) == len(records)
