@@ -63,6 +63,19 @@ test: plugin-check
 plugin-check: plugin chromium
 	cd plugin && node --test test/
 
+# promtool and prometheus (Debian's prometheus package) for the alerting rules' tests. Its
+# postinst starts the daemon through invoke-rc.d where no systemd runs (a container): a
+# policy-rc.d that refuses, for the time of the install, keeps anything from starting. Without
+# recommends: prometheus-node-exporter would be another daemon.
+.PHONY: prometheus
+test: prometheus
+prometheus:
+	@test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { \
+	  policy=/usr/sbin/policy-rc.d; ours=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && ours=1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	  status=$$?; if [ -n "$$ours" ]; then rm -f $$policy; fi; exit $$status; }
+
 ## make screenshots: the README's pictures of the plugin (docs/plugin/*.png)
 screenshots: $(STAMP) plugin chromium
 	@fc-list | grep -qi ipa || (apt-get update && apt-get install -y fonts-ipafont-gothic)

@@ -36,6 +36,10 @@ generator or a busy machine is visible. ``--profile`` records each gateway under
 py-spy (``bench/results/profile-*.txt``, collapsed stacks); ``--asyncio-debug`` runs the
 gateways with PYTHONASYNCIODEBUG=1 and counts the slow callbacks (> 100 ms) they logged.
 
+``--scrape-every S`` GETs ``/metrics`` of the gateway ``this`` every S seconds while it is
+measured, as Prometheus would; with ``--gateway-dir`` naming this same checkout, ``base`` is the
+same code unscraped, so the A/B rows show what scraping costs.
+
 Figures are printed as a table and written to bench/results/gateway.json.
 Targets (issue 13): status >= 0.5 and voice >= 0.4 of the bare app's throughput; p99 < 50 ms
 for both, hot runs included; p99 < 10 ms for both at 500 requests a second.
@@ -55,6 +59,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -825,6 +830,7 @@ def measure(
     broker_pid: int,
     profile: Path | None = None,
     open_loop: bool = False,
+    scrape_every_s: float | None = None,
 ) -> Measured:
     label = f"{scenario.name}{' @' + generator.name if open_loop else ''} on {server.name}"
     warmup_ok = 0
@@ -843,7 +849,8 @@ def measure(
         if profile is not None:
             spy.append(py_spy(server.pid, seconds, profile))
 
-    load = generator.run(server.base, scenario, seconds, started)
+    with scraping(server.base, scrape_every_s):
+        load = generator.run(server.base, scenario, seconds, started)
     wall = time.monotonic() - before["t0"]
     for proc in spy:
         proc.wait(timeout=30)
@@ -1046,6 +1053,28 @@ def stop_gateway(server: Server) -> None:
     server.proc.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def scraping(base: str, every_s: float | None) -> Iterator[None]:
+    """GET ``/metrics`` every ``every_s`` seconds meanwhile (None: not at all)."""
+    if every_s is None:
+        yield
+        return
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(every_s):
+            with contextlib.suppress(OSError):
+                http_get(f"{base}/metrics")
+
+    thread = threading.Thread(target=scrape, name="scrape", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def run(args: argparse.Namespace) -> int:
     from services.devtools.broker import LocalBroker
 
@@ -1110,6 +1139,7 @@ def run(args: argparse.Namespace) -> int:
                                 args.seconds,
                                 broker_pid,
                                 profile,
+                                scrape_every_s=scraped(server, args),
                             )
                         )
                 for name in ("status", "voice"):
@@ -1125,6 +1155,7 @@ def run(args: argparse.Namespace) -> int:
                                 args.open_seconds,
                                 broker_pid,
                                 open_loop=True,
+                                scrape_every_s=scraped(server, args),
                             )
                         )
 
@@ -1170,6 +1201,11 @@ def run(args: argparse.Namespace) -> int:
     return 0 if losses and all(v["ok"] for v in losses.values()) else 1
 
 
+def scraped(server: Server, args: argparse.Namespace) -> float | None:
+    """How often ``server`` is scraped while measured: only ``this`` is."""
+    return args.scrape_every if server.name == "this" else None
+
+
 def median_round(results: list[Measured]) -> Measured:
     """The round with the median throughput (the figures of one real run, not a blend); for
     an open-loop row, whose rate is fixed, the round with the median p99 (until 2026-11-30 it
@@ -1209,6 +1245,7 @@ def report(
         f"gateway benchmark: {args.seconds:.0f}s per run after {args.warmup:.0f}s warm-up, "
         f"{args.connections} connections, {generator.name}; open loop (@): "
         f"{args.rate:.0f} req/s for {args.open_seconds:.0f}s; median of {args.rounds} round(s)"
+        + (f"; 'this' scraped every {args.scrape_every:g}s" if args.scrape_every else "")
     )
     print(
         f"  {'run':<11} {'server':<6} {'req/s':>8} {'of bare':>7} {'p50':>7} {'p99':>7} "
@@ -1402,6 +1439,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--asyncio-debug", action="store_true", help="PYTHONASYNCIODEBUG=1: log slow callbacks"
     )
     parser.add_argument("--client-processes", type=int, default=2, help="Python generator only")
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=None,
+        help="GET /metrics of gateway 'this' every S seconds while it is measured",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := set(args.scenarios) - set(SCENARIO_NAMES):

@@ -9,6 +9,10 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.observability import Count, LoopCounter
 
+# Every ``reason`` of calltrail_requests_rejected_total, created at 0 when the gateway starts (as
+# the published outcomes are), so that ``increase()`` sees the first refusals after a restart.
+REJECTION_REASONS = ("signature", "token_key", "rate_limit_address", "rate_limit_identity")
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -58,6 +62,8 @@ class GatewayMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)
 
     def callback(self, status: str) -> Count:
         """``callbacks.labels(status)``, bound once per status (labels() builds and hashes a

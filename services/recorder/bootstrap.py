@@ -61,8 +61,7 @@ def make_kintone_client(settings: RecorderSettings, metrics: RecorderMetrics) ->
     assert settings.kintone_base_url is not None  # required unless KINTONE_WRITEBACK=off
 
     def counted(app_id: int, outcome: str) -> None:
-        metrics.kintone_requests.labels(outcome).inc()
-        metrics.kintone_requests_today.labels(str(app_id)).set(client.requests_today(app_id))
+        metrics.kintone_request(app_id, outcome, client.requests_today)
 
     client = KintoneClient(
         settings.kintone_base_url,
@@ -104,6 +103,7 @@ def bootstrap(
             settings,
             home_region=settings.home_region,
             zone=settings.zone,
+            metrics=metrics,
         )
     return Recorder(
         settings=settings,

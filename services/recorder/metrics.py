@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Created at 0 when the recorder starts, so that ``increase()`` sees the first one after a
+# restart (a series born at 1 has no increase): the alerts count on it.
+EVENT_OUTCOMES = ("new", "duplicate", "dead_lettered")
+WRITEBACK_OUTCOMES = ("written", "retried", "parked")
 
 
 class RecorderMetrics:
@@ -13,6 +22,8 @@ class RecorderMetrics:
             ["outcome"],
             registry=registry,
         )
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(outcome)
         self.batch_size = Histogram(
             "calltrail_recorder_batch_size",
             "Events per batch.",
@@ -52,3 +63,39 @@ class RecorderMetrics:
             ["app"],
             registry=registry,
         )
+        self.writebacks = Counter(
+            "calltrail_kintone_writebacks_total",
+            "Calls the write-back worker settled, by outcome: written (on kintone), retried"
+            " (tried again later), parked (given up until `calltrail kintone retry`).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in WRITEBACK_OUTCOMES:
+            self.writebacks.labels(outcome)
+        self.writeback_oldest = Gauge(
+            "calltrail_kintone_writeback_oldest_seconds",
+            "Age of the oldest finished call still waiting for its kintone write-back"
+            " (0: none waiting).",
+            registry=registry,
+        )
+        self._oldest_waiting: float | None = None
+        self.writeback_oldest.set_function(self._oldest_age)
+        self._apps_counted: set[int] = set()
+
+    def kintone_request(self, app: int, outcome: str, requests_today: Callable[[int], int]) -> None:
+        """One request to kintone. ``requests_today(app)`` is read when scraped, so the count
+        drops to 0 when the UTC day rolls over, with or without a new request."""
+        self.kintone_requests.labels(outcome).inc()
+        if app not in self._apps_counted:
+            self._apps_counted.add(app)
+            self.kintone_requests_today.labels(str(app)).set_function(lambda: requests_today(app))
+
+    def writeback_waiting_since(self, oldest: datetime | None) -> None:
+        """When the oldest call still waiting for its write-back ended (None: none waits).
+        Its age is taken when scraped, so it keeps growing while the database is away."""
+        self._oldest_waiting = None if oldest is None else oldest.timestamp()
+
+    def _oldest_age(self) -> float:
+        if self._oldest_waiting is None:
+            return 0.0
+        return max(0.0, time.time() - self._oldest_waiting)

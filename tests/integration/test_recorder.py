@@ -110,9 +110,8 @@ async def test_records_calls_and_dead_letters_poison(
     assert all(headers["source"].startswith(topic.encode()) for _, headers in dead)
 
 
-async def test_database_outage_loses_nothing(
-    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
-) -> None:
+async def database_behind_a_proxy(database_url: str) -> tuple[TcpProxy, str]:
+    """A TCP proxy in front of the test's database (to cut it), and the URL through it."""
     url = make_url(database_url)
     socket_dir = url.query.get("host")
     host = socket_dir if isinstance(socket_dir, str) else (url.host or "127.0.0.1")
@@ -120,6 +119,13 @@ async def test_database_outage_loses_nothing(
     via_proxy = url.set(host="127.0.0.1", port=proxy.port, query={}).render_as_string(
         hide_password=False
     )
+    return proxy, via_proxy
+
+
+async def test_database_outage_loses_nothing(
+    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
+) -> None:
+    proxy, via_proxy = await database_behind_a_proxy(database_url)
     recorder = await make_recorder(database_url=via_proxy)
 
     await publish(kafka_broker.bootstrap, topic, answered_call())
@@ -181,6 +187,44 @@ def test_recorder_settings_name_a_missing_database_url(tmp_path: Path) -> None:
     message = str(raised.value.code)
     assert "DATABASE_URL is required" in message
     assert "CALLTRAIL_TARIFF is malformed" in message
+
+
+async def test_consumer_lag_keeps_counting_while_the_database_is_away(
+    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
+) -> None:
+    proxy, via_proxy = await database_behind_a_proxy(database_url)
+    recorder = await make_recorder(database_url=via_proxy)
+
+    async def lag_reaches(expected: float) -> None:
+        value = None
+        for _ in range(300):
+            metrics = await (await recorder.get("/metrics")).text()
+            (value,) = [
+                float(line.split()[1])
+                for line in metrics.splitlines()
+                if line.startswith("calltrail_recorder_consumer_lag ")
+            ]
+            if value == expected:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"lag {value}, expected {expected}")
+
+    await publish(kafka_broker.bootstrap, topic, answered_call())
+    await wait_for_rows(database_url, 2)
+    await lag_reaches(0)
+
+    await proxy.cut()
+    try:
+        # Every event published during the outage counts, the batch being retried included.
+        await publish(kafka_broker.bootstrap, topic, [e for _ in range(5) for e in answered_call()])
+        await lag_reaches(30)
+        await publish(kafka_broker.bootstrap, topic, [e for _ in range(5) for e in answered_call()])
+        await lag_reaches(60)
+    finally:
+        await proxy.restore()
+    await wait_for_rows(database_url, 22)
+    await lag_reaches(0)
+    await proxy.cut()
 
 
 async def test_a_calls_conversation_through_the_broker(

@@ -24,6 +24,7 @@ from services.recorder.adapters.outbox import KintoneOutbox
 from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.batch import ReceivedEvent
 from services.recorder.domain.tariff import parse_tariffs
+from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.service_layer.writeback import WritebackWorker
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings
@@ -48,8 +49,10 @@ class Harness:
     client: KintoneClient
     settings: KintoneSettings
 
-    def worker(self) -> WritebackWorker:
-        return WritebackWorker(KintoneOutbox(self.engine), self.client, self.settings)
+    def worker(self, metrics: RecorderMetrics | None = None) -> WritebackWorker:
+        return WritebackWorker(
+            KintoneOutbox(self.engine), self.client, self.settings, metrics=metrics
+        )
 
     async def record_calls(self, *calls: list[CallEvent]) -> None:
         events = [e for call in calls for e in call]

@@ -242,6 +242,12 @@ class KintoneOutbox:
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(sql, tuple(args))
 
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest job still pending was created (its call's end), or None."""
+        async with self._engine.connect() as conn:
+            oldest: datetime | None = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
+            return oldest
+
     async def status(self) -> OutboxStatus:
         async with self._engine.connect() as conn:
             rows = await conn.exec_driver_sql(STATE_COUNTS)

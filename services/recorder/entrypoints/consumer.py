@@ -37,6 +37,7 @@ log = get_logger(__name__)
 
 INT32_MAX = 2**31 - 1
 MAX_BACKOFF_S = 10.0
+LAG_TIMEOUT_S = 2.0
 
 
 class PoisonEventError(ValueError):
@@ -107,6 +108,8 @@ class RecorderConsumer:
         self._batch_max = batch_max
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
+        # Fetched (the consumer's position is past them) but not yet committed: part of the lag.
+        self._unrecorded = 0
         self.running = False
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -128,6 +131,7 @@ class RecorderConsumer:
                 # In a thread, so the event loop keeps driving the in-flight write's
                 # statements meanwhile (prepare is pure: no shared state, no I/O).
                 prepared = await asyncio.to_thread(self._prepare, batch) if batch else None
+                self._unrecorded += sum(map(len, batch.values()))
                 if in_flight is not None:
                     stored = await self._finish(*in_flight)
                     in_flight = None
@@ -151,6 +155,7 @@ class RecorderConsumer:
         stored = await task
         if stored:
             await self._commit(batch)
+            self._unrecorded -= sum(map(len, batch.values()))
         return stored
 
     async def _start(
@@ -208,6 +213,9 @@ class RecorderConsumer:
                     raise
                 self._metrics.db_failures.inc()
                 log.warning("batch_not_recorded_retrying", error=repr(exc), events=len(good))
+                # The main loop waits for this batch: the lag would freeze meanwhile, just
+                # when it says how far behind the outage leaves us.
+                await self._update_lag(ask_the_broker=True)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(backoff):
                         await stopping.wait()
@@ -295,14 +303,22 @@ class RecorderConsumer:
             # committed offset, and the replay changes nothing (idempotent writes).
             log.warning("offset_commit_failed", error=repr(exc))
 
-    async def _update_lag(self) -> None:
+    async def _update_lag(self, *, ask_the_broker: bool = False) -> None:
+        """Events on the topic not yet recorded: past the consumer's position, plus the ones
+        fetched and not committed. The topic's end comes from the last fetch, or
+        (``ask_the_broker``, when no fetch runs) from a ListOffsets request; if the broker does
+        not answer within a few seconds, the lag stays as it was."""
         consumer = self._consumer
         if consumer is None:
             return
-        lag = 0
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                with contextlib.suppress(KafkaError):
-                    lag += max(0, highwater - await consumer.position(tp))
-        self._metrics.lag.set(lag)
+        assigned = list(consumer.assignment())
+        lag = self._unrecorded
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(LAG_TIMEOUT_S):
+                asked = await consumer.end_offsets(assigned) if ask_the_broker and assigned else {}
+                for tp in assigned:
+                    # The larger of the two: Tansu answers ListOffsets with less than the
+                    # end (DEVELOPERS.md); aiokafka's background fetches keep highwater going.
+                    end = max(asked.get(tp, 0), consumer.highwater(tp) or 0)
+                    lag += max(0, end - await consumer.position(tp))
+                self._metrics.lag.set(lag)

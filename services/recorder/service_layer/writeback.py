@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from services.common.logging import get_logger
 from services.recorder.adapters.kintone import (
@@ -63,6 +64,7 @@ from services.recorder.domain.history import (
     summarise,
 )
 from services.recorder.domain.outbox import Job
+from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.missed_calls import MissedCallNotifier
 from services.recorder.settings import KintoneSettings
 
@@ -115,9 +117,11 @@ class WritebackWorker:
         lease_s: float = 120.0,
         home_region: str = "JP",
         zone: ZoneInfo | None = None,
+        metrics: RecorderMetrics | None = None,
     ) -> None:
         """``zone``: the time zone a missed call's comment says its time in (BILLING_TZ)."""
         self._outbox = outbox
+        self._metrics = metrics or RecorderMetrics(CollectorRegistry())
         self._client = client
         self._mode = settings.kintone_writeback
         self._table = settings.kintone_history_table
@@ -142,6 +146,8 @@ class WritebackWorker:
         while not stopping.is_set():
             try:
                 handled = await self.run_once()
+                # One indexed query a round (not a job): what the age alert watches.
+                self._metrics.writeback_waiting_since(await self._outbox.oldest_pending())
             except Exception as exc:
                 # kintone's own errors settle the jobs they hit (run_once); what reaches here
                 # is the database. Away: try again shortly. Anything else is a bug: let it
@@ -263,6 +269,7 @@ class WritebackWorker:
             limit=self._batch_size,
             lease_s=self._lease_s,
         )
+        self._metrics.writebacks.labels("parked").inc(len(parked))
         for call_sid in parked:
             log.error("kintone_call_parked", call_sid=call_sid, reason=NOT_A_NUMBER)
         return jobs
@@ -280,6 +287,7 @@ class WritebackWorker:
         call_sids = [job.call_sid for job in jobs]
         if error is None:
             await self._outbox.mark_done(call_sids)
+            self._metrics.writebacks.labels("written").inc(len(jobs))
             _log_each(log.info, "kintone_call_written", jobs)
         elif isinstance(error, ParkError) or (
             isinstance(error, KintoneError)
@@ -287,10 +295,12 @@ class WritebackWorker:
             and not isinstance(error, KintoneConflictError)
         ):
             await self._outbox.mark_parked(call_sids, str(error))
+            self._metrics.writebacks.labels("parked").inc(len(jobs))
             _log_each(log.error, "kintone_call_parked", jobs, reason=str(error))
         else:
             reason = str(error) or repr(error)
             await self._outbox.mark_retry(call_sids, reason, MAX_RETRY_DELAY_S)
+            self._metrics.writebacks.labels("retried").inc(len(jobs))
             _log_each(log.warning, "kintone_call_retry", jobs, reason=reason)
 
     # --- subtable mode -------------------------------------------------------------------------

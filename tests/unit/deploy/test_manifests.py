@@ -33,11 +33,13 @@ from services.recorder.settings import DatabaseSettings, RecorderSettings
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 GRAFANA = ROOT / "deploy" / "grafana"
+RULES = ROOT / "deploy" / "prometheus" / "calltrail-rules.yaml"
 OVERLAYS = ("dev", "production")
 SECRET_NAME = "calltrail-secrets"
 CUSTOM_KINDS = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 POD_KINDS = ("Deployment", "Job")
 # What each `calltrail` subcommand run in the cluster loads its settings from (services/cli.py).
@@ -180,6 +182,7 @@ def test_every_overlay_builds(docs: tuple[dict[str, Any], ...]) -> None:
         "NetworkPolicy",
         "KafkaTopic",
         "ServiceMonitor",
+        "PrometheusRule",
     } <= kinds
 
 
@@ -271,6 +274,20 @@ def test_service_monitor_scrapes_both_services(docs: tuple[dict[str, Any], ...])
             if ports & {endpoint["port"] for endpoint in endpoints}:
                 scraped.add(service["metadata"]["name"])
     assert scraped == {"calltrail-gateway", "calltrail-recorder"}
+
+
+def test_prometheus_rule_is_the_rule_file(overlay: str, docs: tuple[dict[str, Any], ...]) -> None:
+    """PrometheusRule v1: spec.groups[] of name and rules, exactly the rule file's groups."""
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule["spec"]) == {"groups"}
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    for group in rule["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"}
+        for each in group["rules"]:
+            assert set(each) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+    if overlay == "production":  # what kube-prometheus-stack selects, as for the ServiceMonitor
+        assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_dashboards_are_provisioned_as_config_maps(docs: tuple[dict[str, Any], ...]) -> None:

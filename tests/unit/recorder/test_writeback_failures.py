@@ -38,6 +38,9 @@ class FakeOutbox:
     async def mark_parked(self, call_sids: Sequence[str], reason: str) -> None:
         return None
 
+    async def oldest_pending(self) -> None:
+        return None
+
 
 def worker_on(outbox: FakeOutbox) -> WritebackWorker:
     settings = KintoneSettings(
