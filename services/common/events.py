@@ -24,6 +24,18 @@ class EventKind(enum.StrEnum):
     DIAL = "dial"
     SIP_INBOUND = "sip-inbound"
     INBOUND = "inbound"  # a customer calling the company number (/twiml/incoming)
+    # CONTRACT.md section 11: a recording status callback and a real-time transcription
+    # callback. Neither is a leg's status (``status`` is null); ``call_sid`` is the CallSid
+    # Twilio posted (the call that ran the TwiML), ``sequence`` a transcript's SequenceId,
+    # ``duration_s`` a recording's RecordingDuration, every posted parameter in ``params``.
+    RECORDING = "recording"
+    TRANSCRIPT = "transcript"
+
+
+#: The kinds that carry a leg's CallStatus; every other kind carries none (status null).
+LEG_STATUS_KINDS = frozenset(
+    {EventKind.STATUS, EventKind.DIAL, EventKind.SIP_INBOUND, EventKind.INBOUND}
+)
 
 
 class CallStatus(enum.StrEnum):
@@ -78,7 +90,7 @@ class CallEvent:
     kind: EventKind
     received_at: datetime
     call_sid: str
-    status: CallStatus
+    status: CallStatus | None  # None exactly for the kinds outside LEG_STATUS_KINDS
     parent_call_sid: str | None = None
     sequence: int | None = None
     direction: str | None = None
@@ -163,7 +175,7 @@ def decode_event(raw: bytes) -> CallEvent:
         raise EventDecodeError(f"unknown schema {schema!r}, expected {SCHEMA!r}")
     try:
         kind = _lookup(_KINDS, doc["kind"], EventKind)
-        status = _lookup(CALL_STATUSES, doc["status"], CallStatus)
+        status = _status(kind, doc["status"])
         call_sid = _required_str(doc, "call_sid")
         received_at = datetime.fromisoformat(_required_str(doc, "received_at"))
         if received_at.tzinfo is None:
@@ -215,6 +227,16 @@ def _lookup(members: Mapping[str, Any], value: object, enum_type: type[enum.Enum
     if member is None:
         raise EventDecodeError(f"invalid value: {value!r} is not a valid {enum_type.__name__}")
     return member
+
+
+def _status(kind: EventKind, value: object) -> CallStatus | None:
+    """A leg's kinds need a valid CallStatus; a recording or transcript carries none."""
+    if kind in LEG_STATUS_KINDS:
+        status: CallStatus = _lookup(CALL_STATUSES, value, CallStatus)
+        return status
+    if value is not None:
+        raise EventDecodeError(f"status must be null for kind {kind.value!r}")
+    return None
 
 
 def _required_str(doc: Mapping[str, Any], name: str) -> str:

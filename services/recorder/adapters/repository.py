@@ -187,7 +187,7 @@ def event_rows(unique: Mapping[str, ReceivedEvent]) -> EventRows:
             item.event.call_sid,
             item.event.root_call_sid,
             item.event.kind.value,
-            item.event.status.value,
+            item.event.status,  # a StrEnum: its value (legs' events only, never None)
             item.event.sequence,
             item.event.received_at,
             item.payload,

@@ -47,7 +47,7 @@ class FoldedBatch:
 def event_key(event: CallEvent) -> str:
     """Twilio repeats callbacks verbatim; (leg, kind, status, sequence) identifies one."""
     sequence = "-" if event.sequence is None else str(event.sequence)
-    return f"{event.call_sid}:{event.kind.value}:{event.status.value}:{sequence}"
+    return f"{event.call_sid}:{event.kind.value}:{event.status}:{sequence}"
 
 
 def fold_events(

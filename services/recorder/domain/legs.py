@@ -182,9 +182,12 @@ def _pick(current: str | None, candidate: str | None) -> str | None:
 
 def leg_from_event(event: CallEvent, home_region: str = "JP") -> CallLeg:
     """The leg as this one event describes it."""
+    status = event.status
+    if status is None:  # a recording or transcript: not a leg's event (domain.batch sorts)
+        raise ValueError(f"a {event.kind.value} event describes no call leg")
     leg = classify_leg(event)
     at = event_time(event)
-    rank = STATUS_RANK[event.status]
+    rank = STATUS_RANK[status]
     context = event.context
     direction = direction_of(event)
     # The far end of the leg: for the root leg of an inbound call, the caller.
@@ -195,7 +198,7 @@ def leg_from_event(event: CallEvent, home_region: str = "JP") -> CallLeg:
         parent_call_sid=event.parent_call_sid or None,
         leg=leg,
         destination_type=destination_of(leg, far_end, home_region),
-        status=event.status,
+        status=status,
         sequence=event.sequence if event.sequence is not None else -1,
         from_number=event.from_ or None,
         to_number=event.to or None,
@@ -204,7 +207,7 @@ def leg_from_event(event: CallEvent, home_region: str = "JP") -> CallLeg:
         # The dial and sip-inbound events count too: they arrive as the leg starts, and a
         # browser leg has no other event before its end.
         started_at=at if rank >= STATUS_RANK[CallStatus.INITIATED] else None,
-        answered_at=at if event.status is CallStatus.IN_PROGRESS else None,
+        answered_at=at if status is CallStatus.IN_PROGRESS else None,
         ended_at=at if rank == TERMINAL_RANK else None,
         duration_s=event.duration_s,
         kintone_app_id=context.app_id or None,

@@ -209,6 +209,8 @@ class RecorderConsumer:
         await self._dead_letter(poison)
         self._metrics.events.labels("new").inc(outcome.new_events)
         self._metrics.events.labels("duplicate").inc(outcome.duplicate_events)
+        if outcome.ignored_events:
+            self._metrics.events.labels("ignored").inc(outcome.ignored_events)
         self._metrics.unrated.inc(len(outcome.unrated_legs))
         for leg in outcome.unrated_legs:
             # Rare, and the fix is in the tariff file: say which call and what was dialled.

@@ -62,12 +62,14 @@ class PreparedBatch:
     partial_legs: dict[str, CallLeg]  # each leg as this batch's events describe it
     received: int
     unique: int
+    ignored: int = 0  # recording and transcript events, not folded yet (CONTRACT.md s. 11)
 
 
 @dataclass(slots=True)
 class BatchOutcome:
     new_events: int = 0
     duplicate_events: int = 0
+    ignored_events: int = 0
     legs_written: int = 0
     ended_legs: list[CallLeg] = field(default_factory=list)  # ended in this batch
     unrated_legs: list[CallLeg] = field(default_factory=list)  # of those, no rate
@@ -98,17 +100,21 @@ class CallRecorder:
         """The CPU half of a batch, no I/O: so the consumer can do it for the next batch while
         this one's transaction is in flight. Events are folded per leg here already, so the
         transaction merges one partial leg per leg, not one event at a time."""
-        unique, partial = fold_events(received, self._home_region)
+        legs_events = [item for item in received if item.event.status is not None]
+        unique, partial = fold_events(legs_events, self._home_region)
         return PreparedBatch(
             event_rows=self._store.event_rows(unique),
             partial_legs=partial,
-            received=len(received),
+            received=len(legs_events),
             unique=len(unique),
+            ignored=len(received) - len(legs_events),
         )
 
     async def record(self, batch: PreparedBatch) -> BatchOutcome:
         """One transaction: store the new events, merge the legs they touch, price, upsert."""
-        outcome = BatchOutcome(duplicate_events=batch.received - batch.unique)
+        outcome = BatchOutcome(
+            duplicate_events=batch.received - batch.unique, ignored_events=batch.ignored
+        )
         if not batch.unique:
             return outcome
         async with self._store.transaction() as tx:

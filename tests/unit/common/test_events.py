@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.events import (
+    LEG_STATUS_KINDS,
     SCHEMA,
     CallContext,
     CallEvent,
@@ -198,21 +199,26 @@ _contexts = st.builds(
     line_user_id=_optional_text,
     direction=st.sampled_from([None, "inbound", "outbound"]),
 )
+_event_fields: dict[str, st.SearchStrategy[Any]] = {
+    "received_at": _moments,
+    "call_sid": st.text(min_size=1, max_size=64),
+    "parent_call_sid": st.none() | st.text(min_size=1, max_size=64),
+    "sequence": _counters,
+    "direction": _optional_text,
+    "from_": _optional_text,
+    "to": _optional_text,
+    "duration_s": _counters,
+    "context": _contexts,
+    "params": st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=12),
+}
+_STATUSLESS_KINDS = sorted(set(EventKind) - LEG_STATUS_KINDS)
+# A leg's kinds carry a status; a recording or a transcript none (CONTRACT.md section 11).
 _events = st.builds(
     CallEvent,
-    kind=st.sampled_from(EventKind),
-    received_at=_moments,
-    call_sid=st.text(min_size=1, max_size=64),
+    kind=st.sampled_from(sorted(LEG_STATUS_KINDS)),
     status=st.sampled_from(CallStatus),
-    parent_call_sid=st.none() | st.text(min_size=1, max_size=64),
-    sequence=_counters,
-    direction=_optional_text,
-    from_=_optional_text,
-    to=_optional_text,
-    duration_s=_counters,
-    context=_contexts,
-    params=st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=12),
-)
+    **_event_fields,
+) | st.builds(CallEvent, kind=st.sampled_from(_STATUSLESS_KINDS), status=st.none(), **_event_fields)
 
 
 @settings(max_examples=200, deadline=None)
@@ -225,11 +231,94 @@ def test_encode_decode_round_trip(event: CallEvent) -> None:
     assert decoded.encode() == event.encode()
 
 
-@pytest.mark.parametrize("kind", list(EventKind))
+@pytest.mark.parametrize("kind", sorted(LEG_STATUS_KINDS))
 @pytest.mark.parametrize("status", list(CallStatus))
 def test_every_kind_and_status_round_trips(kind: EventKind, status: CallStatus) -> None:
     event = _event(kind=kind, status=status)
     assert decode_event(event.encode()) == event
+
+
+# --- recordings and transcripts (CONTRACT.md section 11) ------------------------------------
+
+
+def test_the_new_kinds_are_on_the_wire_as_the_contract_names_them() -> None:
+    assert EventKind.RECORDING.value == "recording"
+    assert EventKind.TRANSCRIPT.value == "transcript"
+    assert set(EventKind) - LEG_STATUS_KINDS == {EventKind.RECORDING, EventKind.TRANSCRIPT}
+
+
+def test_a_recording_round_trips_with_a_null_status() -> None:
+    root = new_sid()
+    event = _event(
+        kind=EventKind.RECORDING,
+        call_sid=root,
+        status=None,
+        sequence=None,
+        direction=None,
+        from_=None,
+        to=None,
+        duration_s=61,
+        context=CallContext(app_id="12", record_id="345", identity="u_123", direction="outbound"),
+        params={
+            "CallSid": root,
+            "RecordingSid": "RE" + "0" * 32,
+            "RecordingStatus": "completed",
+            "RecordingDuration": "61",
+            "RecordingChannels": "2",
+            "RecordingSource": "DialVerb",
+            "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+        },
+    )
+    doc = orjson.loads(event.encode())
+    assert doc["kind"] == "recording"
+    assert doc["status"] is None
+    assert doc["duration_s"] == 61
+    assert decode_event(event.encode()) == event
+    assert event.key() == root.encode()
+
+
+def test_a_transcript_round_trips_with_its_sequence_id_and_japanese_text() -> None:
+    data = orjson.dumps({"transcript": "お世話になっております", "confidence": 0.93}).decode()
+    event = _event(
+        kind=EventKind.TRANSCRIPT,
+        status=None,
+        sequence=7,
+        duration_s=None,
+        params={
+            "TranscriptionEvent": "transcription-content",
+            "SequenceId": "7",
+            "Track": "inbound_track",
+            "TranscriptionData": data,
+        },
+    )
+    decoded = decode_event(event.encode())
+    assert decoded == event
+    assert decoded.status is None
+    assert decoded.sequence == 7
+    assert (
+        orjson.loads(decoded.params["TranscriptionData"])["transcript"] == "お世話になっております"
+    )
+
+
+@pytest.mark.parametrize("kind", ["recording", "transcript"])
+@pytest.mark.parametrize("status", ["completed", "in-progress", "absent", "", 0, False, {}])
+def test_the_new_kinds_refuse_any_status(kind: str, status: object) -> None:
+    with pytest.raises(EventDecodeError, match=f"status must be null for kind '{kind}'"):
+        decode_event(_raw(_doc(kind=kind, status=status)))
+
+
+@pytest.mark.parametrize("kind", ["recording", "transcript"])
+def test_the_new_kinds_still_need_the_status_field(kind: str) -> None:
+    doc = _doc(kind=kind, status=None)
+    del doc["status"]
+    with pytest.raises(EventDecodeError, match="missing field 'status'"):
+        decode_event(_raw(doc))
+
+
+@pytest.mark.parametrize("kind", sorted(LEG_STATUS_KINDS))
+def test_a_legs_kinds_refuse_a_null_status(kind: EventKind) -> None:
+    with pytest.raises(EventDecodeError, match="not a valid CallStatus"):
+        decode_event(_raw(_doc(kind=kind.value, status=None)))
 
 
 def test_optional_fields_may_be_absent() -> None:

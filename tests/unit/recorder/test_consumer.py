@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.common.events import CallEvent, EventKind
 from services.devtools.call_flows import answered_call
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.entrypoints.consumer import RecorderConsumer
@@ -109,3 +110,24 @@ async def test_a_bug_stops_the_consumer_with_its_batch_uncommitted(bug: Exceptio
         await run(store, [record_of(e, i) for i, e in enumerate(events)])
     assert store.legs == {}
     assert store.commits == 0
+
+
+async def test_recordings_and_transcripts_are_counted_and_never_dead_lettered() -> None:
+    # Until the recorder folds them (issue 19), the new kinds pass through: counted, committed.
+    store = FakeLegStore()
+    events = answered_call(at=AT)
+    root = events[0].root_call_sid
+    extra = [
+        CallEvent(EventKind.RECORDING, AT, root, None, duration_s=61, params={"CallSid": root}),
+        CallEvent(EventKind.TRANSCRIPT, AT, root, None, sequence=1, params={"CallSid": root}),
+    ]
+    stopping = asyncio.Event()
+    records = [record_of(e, i) for i, e in enumerate(events + extra)]
+    kafka = FakeKafka([records], stopping, until=lambda: store.commits >= 1)
+    consumer = consumer_on(store, kafka)
+    async with asyncio.timeout(5):
+        await consumer.run(stopping)
+    assert kafka.log == [("commit", {0: len(records)})]
+    assert len(store.legs) == 2
+    assert len(store.events) == len(events)
+    assert consumer._metrics.events.labels("ignored")._value.get() == 2
