@@ -1,5 +1,5 @@
-"""Every metric family the services register, for the tests that hold the README's metrics
-table and the dashboards to the code."""
+"""Every metric family the services register, for the tests that hold the metrics table of
+docs/operations.md and the dashboards to the code."""
 
 from __future__ import annotations
 

@@ -949,7 +949,7 @@ class KintoneStandin(LocalServer):
 
 # --- the apps calltrail writes to, with its default field codes ---------------------------
 
-#: The call history columns (README, "Setting up the kintone app"), default field codes.
+#: The call history columns (docs/kintone.md, "The app's fields"), default field codes.
 CALL_HISTORY_FIELDS: Mapping[str, Field] = {
     "通話日時": Field("DATETIME"),
     "通話番号": Field("SINGLE_LINE_TEXT"),

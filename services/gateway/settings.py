@@ -41,7 +41,7 @@ class GatewaySettings(KafkaSettings):
     sip_ring_identities: CsvList = Field(default_factory=list)
     ring_timeout_s: int = Field(default=20, ge=5, le=600)
     inbound_forward_to: str | None = None
-    # Twilio connection overrides appended to callback URLs, e.g. "rc=3&rp=all" (README).
+    # Twilio connection overrides appended to callback URLs, e.g. "rc=3&rp=all" (docs/gateway.md).
     status_callback_overrides: str = ""
     gateway_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     gateway_port: int = Field(default=8080, ge=0, le=65_535)

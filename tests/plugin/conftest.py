@@ -4,7 +4,6 @@ harness/twilio_standin.js (one test loads the real SDK)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_pla
 
 from services.devtools.broker import LocalBroker
 from tests.e2e.conftest import start_gateway
-from tests.plugin.harness.server import KintoneHarness, Tenant, make_record
+from tests.plugin.harness.server import KintoneHarness, Tenant, make_record, plugin_id_of
 from tests.plugin.values import RING_IDENTITIES, RING_USER_ID, TOKEN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SOURCES = ("src", "static", "scripts", "package.json", "package-lock.json")
-
-
-def plugin_id_of(pubkey: bytes) -> str:
-    """The plugin id as Cybozu's packer derives it: sha256 of PUBKEY, 32 hex digits as a–p."""
-    return "".join("abcdefghijklmnop"[int(c, 16)] for c in hashlib.sha256(pubkey).hexdigest()[:32])
 
 
 def _newest_source() -> float:

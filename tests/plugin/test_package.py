@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.plugin.conftest import PLUGIN, plugin_id_of
+from tests.plugin.conftest import PLUGIN
+from tests.plugin.harness.server import plugin_id_of
 from tests.plugin.values import TOKEN_KEY
 
 # Node's crypto (OpenSSL) checks the signature; Cybozu's validator checks the manifest.

@@ -1,6 +1,6 @@
 // The <Parameter>s the gateway puts on each ring-group <Client> of an inbound call, read in the
 // browser through call.customParameters.get(name) (Voice SDK 2.x: a Map). One place, so a rename
-// is one edit; the README lists them.
+// is one edit; docs/gateway.md lists them.
 export const PARAM = Object.freeze({
   CALLER: 'caller', // the caller's number in E.164; "LINE" (or empty) for a LINE call; "anonymous"
   KIND: 'kind', // 'number' | 'line'

@@ -189,7 +189,7 @@ async def twilio_status(request: web.Request) -> web.StreamResponse:
     try:
         await gateway.publisher.publish(event)
     except PublishError:
-        # Twilio retries a 503 (with connection overrides, see README); nothing is lost.
+        # Twilio retries a 503 (with connection overrides, see docs/gateway.md); nothing is lost.
         raise _error(
             web.HTTPServiceUnavailable, "event could not be stored", **{"Retry-After": "1"}
         ) from None

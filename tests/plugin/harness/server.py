@@ -15,6 +15,7 @@ query language as the kintone stand-in plays it (services/devtools/kintone_query
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import io
 import json
@@ -40,6 +41,11 @@ CONTENT_TYPES = {
 }
 # Headers kintone's proxy does not pass on from the browser's request or the answer.
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
+
+
+def plugin_id_of(pubkey: bytes) -> str:
+    """The plugin id as Cybozu's packer derives it: sha256 of PUBKEY, 32 hex digits as a–p."""
+    return "".join("abcdefghijklmnop"[int(c, 16)] for c in hashlib.sha256(pubkey).hexdigest()[:32])
 
 
 def plugin_files(zip_path: Path) -> dict[str, bytes]:
@@ -155,7 +161,8 @@ class Tenant:
 class KintoneHarness:
     """The harness server, on its own thread and event loop, for sync Playwright tests."""
 
-    def __init__(self, zip_path: Path, required_params: list[str]) -> None:
+    def __init__(self, zip_path: Path, required_params: list[str], port: int = 0) -> None:
+        self.port = port
         self.files = plugin_files(zip_path)
         self.manifest = json.loads(self.files["manifest.json"])
         self.required_params = required_params
@@ -200,7 +207,7 @@ class KintoneHarness:
         r.add_post("/upstream/html/token", self._upstream_html)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -212,8 +219,8 @@ class KintoneHarness:
             await self._runner.cleanup()
 
     # --- tenants -------------------------------------------------------------------------
-    def new_tenant(self, plugin_id: str, **kwargs: Any) -> Tenant:
-        tenant = Tenant(id=uuid.uuid4().hex[:12], plugin_id=plugin_id, **kwargs)
+    def new_tenant(self, plugin_id: str, tenant_id: str | None = None, **kwargs: Any) -> Tenant:
+        tenant = Tenant(id=tenant_id or uuid.uuid4().hex[:12], plugin_id=plugin_id, **kwargs)
         self.tenants[tenant.id] = tenant
         return tenant
 

@@ -1,4 +1,5 @@
-"""The README's metrics table is exactly what the services register: names, types, labels."""
+"""The metrics table of docs/operations.md is exactly what the services register: names, types
+and labels."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from tests.metric_families import metric_families
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 ROW = re.compile(r"^\| `(calltrail_\w+)` \| (\w+) \|([^|]*)\|", re.MULTILINE)
 
 
@@ -19,10 +20,10 @@ def registered() -> dict[str, tuple[str, set[str]]]:
 
 
 def documented() -> dict[str, tuple[str, set[str]]]:
-    rows = ROW.findall(README.read_text())
-    assert rows, "no metrics table in the README"
+    rows = ROW.findall(OPERATIONS.read_text())
+    assert rows, "no metrics table in docs/operations.md"
     return {name: (kind, set(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 
-def test_readme_lists_every_metric_with_its_type_and_labels() -> None:
+def test_operations_page_lists_every_metric_with_its_type_and_labels() -> None:
     assert documented() == registered()

@@ -1,5 +1,5 @@
-"""The README's "Deploy on Kubernetes" against the manifests: the overlay it tells operators to
-write builds, and every name, label, port and namespace its commands use exists."""
+"""The operations page's "Deploy on Kubernetes" against the manifests: the overlay it tells
+operators to write builds, and every name, label, port and namespace its commands use exists."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from tests.unit.deploy.test_manifests import (
     resolved_env,
 )
 
-README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("## Deploy on Kubernetes") : README.index("### Logs")]
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+SECTION = OPERATIONS[OPERATIONS.index("## Deploy on Kubernetes") : OPERATIONS.index("## Logs")]
 
 
 def blocks(language: str) -> list[str]:
@@ -31,7 +31,7 @@ def blocks(language: str) -> list[str]:
 
 
 def build_readme_overlay(tmp_path: Path) -> tuple[dict[str, Any], ...]:
-    """Step 3: the production overlay with the README's example changes, as an operator's copy."""
+    """Step 3: the production overlay with the page's example changes, as an operator's copy."""
     (snippet,) = blocks("yaml")
     overlay = yaml.safe_load(snippet)
     overlay["resources"] = [os.path.relpath(K8S / "overlays" / "production", tmp_path)]
