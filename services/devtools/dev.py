@@ -168,7 +168,8 @@ def run_dev(gateway_port: int | None = None) -> int:
         if placeholders:
             print(
                 "  note: placeholder settings for " + ", ".join(placeholders) + ";\n"
-                "        set the real ones (docs/operations.md, Settings) to talk to the real Twilio.\n",
+                "        set the real ones (docs/operations.md, Settings) to talk to the real"
+                " Twilio.\n",
                 flush=True,
             )
         while not stop and all(child.poll() is None for child in children):
