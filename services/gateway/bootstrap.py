@@ -18,6 +18,7 @@ from services.common.kafka import make_producer
 from services.gateway.adapters.publisher import EventPublisher, Publisher
 from services.gateway.adapters.spool import Spool
 from services.gateway.domain.security import RateLimiter, TwilioSignature
+from services.gateway.domain.twiml import Conversation, notice_url
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 
@@ -33,6 +34,8 @@ class Gateway:
     metrics: GatewayMetrics
     identity_limiter: RateLimiter
     address_limiter: RateLimiter
+    conversation: Conversation  # what the TwiML records, transcribes and says first
+    notice_url: str  # the callee's notice TwiML (an outbound <Number url>)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -70,4 +73,6 @@ def bootstrap(
         metrics=metrics,
         identity_limiter=RateLimiter(settings.token_rate_per_identity, clock=clock),
         address_limiter=RateLimiter(settings.token_rate_per_address, clock=clock),
+        conversation=settings.conversation,
+        notice_url=notice_url(settings.public_base_url, settings.status_callback_overrides),
     )
