@@ -258,10 +258,7 @@ def _call_sid(form: Mapping[str, str], name: str) -> str | None:
 
 
 def _required_call_sid(form: Mapping[str, str], name: str) -> str:
-    value = _call_sid(form, name)
-    if value is None:
-        raise BadCallbackError(f"missing {name}")
-    return value
+    return _required(form, name, CALL_SID)
 
 
 def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallStatus:

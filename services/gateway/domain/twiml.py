@@ -7,6 +7,7 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote_plus, urlencode
 
 from twilio.twiml.voice_response import Dial, Start, VoiceResponse
@@ -73,25 +74,37 @@ def status_callback_url(public_base_url: str, context: CallContext, fragment: st
     return _url(public_base_url, STATUS_CALLBACK_PATH, _context_query(context), fragment)
 
 
-@dataclass(frozen=True, slots=True)
-class Callbacks:
+class Callbacks(NamedTuple):
     """Where Twilio reports on one ``<Dial>``: its legs' status, its recording and the call's
     transcription, each URL with the same kintone context in its query (and the same
     connection overrides in its fragment: Twilio applies them to every Programmable Voice
-    webhook, and the signature is accepted with or without them)."""
+    webhook, and the signature is accepted with or without them). A NamedTuple: one is built
+    on every dial, and a frozen dataclass costs several times as much to build."""
 
     status: str
-    recording: str
-    transcription: str
+    recording: str = ""  # "" when the dial records nothing
+    transcription: str = ""  # "" when the call is not transcribed
 
     @classmethod
-    def of(cls, public_base_url: str, context: CallContext, fragment: str = "") -> Callbacks:
+    def of(
+        cls,
+        public_base_url: str,
+        context: CallContext,
+        fragment: str = "",
+        conversation: Conversation | None = None,
+    ) -> Callbacks:
+        """The dial's callbacks; with a ``conversation``, only the ones it needs."""
         query = _context_query(context)  # once for the three
-        return cls(
-            _url(public_base_url, STATUS_CALLBACK_PATH, query, fragment),
-            _url(public_base_url, RECORDING_CALLBACK_PATH, query, fragment),
-            _url(public_base_url, TRANSCRIPTION_CALLBACK_PATH, query, fragment),
-        )
+        status = _url(public_base_url, STATUS_CALLBACK_PATH, query, fragment)
+        if conversation is None or conversation.recording:
+            recording = _url(public_base_url, RECORDING_CALLBACK_PATH, query, fragment)
+        else:
+            recording = ""
+        if conversation is None or conversation.transcription:
+            transcription = _url(public_base_url, TRANSCRIPTION_CALLBACK_PATH, query, fragment)
+        else:
+            transcription = ""
+        return cls(status, recording, transcription)
 
 
 def notice_url(public_base_url: str, fragment: str = "") -> str:
@@ -125,7 +138,7 @@ NOTHING_RECORDED = Conversation()
 # two together), without building and serialising an element tree on every dial.
 # answerOnBridge: the browser hears ringing until the customer answers, and the browser leg's
 # billable time starts with the conversation, as the customer experiences it.
-# The parts a Conversation adds are put together once per process (_dial_number_template);
+# The parts a Conversation adds are put together once per process (OutboundDial.prepare);
 # the {names} are the values of each dial, escaped.
 _DIAL_OPEN = '<?xml version="1.0" encoding="UTF-8"?><Response>'
 _DIAL_CALLER = '<Dial answerOnBridge="true" callerId="{caller_id}"'
@@ -174,10 +187,9 @@ def _static_attribute(text: str) -> str:
     return _xml_attribute(text).replace("{", "{{").replace("}", "}}")
 
 
-@functools.lru_cache(maxsize=8)
 def _dial_number_template(conversation: Conversation, notice_url: str) -> str:
-    """The /twiml/voice template for this conversation: put together once, then only
-    formatted (by concatenation, so that no value can be taken for a placeholder)."""
+    """The /twiml/voice template for this conversation, put together by concatenation, so
+    that no value can be taken for a placeholder."""
     start = ""
     if conversation.transcription:
         start = (
@@ -200,26 +212,36 @@ def _optional_attribute(name: str, value: str | None) -> str:
     return f' {name}="{_static_attribute(value)}"' if value is not None else ""
 
 
-def dial_number_twiml(
-    number: PhoneNumber,
-    caller_id: str,
-    callbacks: Callbacks,
-    conversation: Conversation = NOTHING_RECORDED,
-    notice_url: str = "",
-) -> str:
-    """Dial the customer from the browser's call. With a notice to say, the customer hears it
-    from ``notice_url`` when they answer, before the two are bridged."""
-    return _dial_number_template(conversation, notice_url).format(
-        caller_id=_escaped_caller_id(caller_id),
-        callback=_xml_attribute(callbacks.status),
-        events=STATUS_CALLBACK_EVENTS,
-        number=_xml_text(number.e164),
-        # Escaped only when the template has a place for them.
-        recording_callback=_xml_attribute(callbacks.recording) if conversation.recording else "",
-        transcription_callback=(
-            _xml_attribute(callbacks.transcription) if conversation.transcription else ""
-        ),
-    )
+@dataclass(frozen=True, slots=True)
+class OutboundDial:
+    """The /twiml/voice answer: dial the customer from the browser's call, recorded and
+    transcribed as the conversation says. Prepared once (the gateway's bootstrap), then only
+    formatted on each dial. With a notice to say, the customer hears it from ``notice_url``
+    when they answer, before the two are bridged."""
+
+    conversation: Conversation
+    template: str
+
+    @classmethod
+    def prepare(
+        cls, conversation: Conversation = NOTHING_RECORDED, notice_url: str = ""
+    ) -> OutboundDial:
+        return cls(conversation, _dial_number_template(conversation, notice_url))
+
+    def twiml(self, number: PhoneNumber, caller_id: str, callbacks: Callbacks) -> str:
+        return self.template.format(
+            caller_id=_escaped_caller_id(caller_id),
+            callback=_xml_attribute(callbacks.status),
+            events=STATUS_CALLBACK_EVENTS,
+            number=_xml_text(number.e164),
+            # Escaped only when the template has a place for them.
+            recording_callback=(
+                _xml_attribute(callbacks.recording) if self.conversation.recording else ""
+            ),
+            transcription_callback=(
+                _xml_attribute(callbacks.transcription) if self.conversation.transcription else ""
+            ),
+        )
 
 
 @functools.lru_cache(maxsize=16)
@@ -457,7 +479,7 @@ def nobody_answered_twiml(
     return forward_twiml(
         forward_to,
         caller_id=caller_id,
-        callbacks=Callbacks.of(public_base_url, call.callback_context(), fragment),
+        callbacks=Callbacks.of(public_base_url, call.callback_context(), fragment, conversation),
         action_url=after_dial_url(public_base_url, call, forwarded=True, fragment=fragment),
         conversation=conversation,
         opening=opening,

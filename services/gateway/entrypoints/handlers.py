@@ -287,17 +287,9 @@ async def twiml_voice(request: web.Request) -> web.Response:
     if debug_enabled():
         log.debug("dialling", destination_type=decision.number.destination_type().value)
     callbacks = twiml.Callbacks.of(
-        settings.public_base_url, context, settings.status_callback_overrides
+        settings.public_base_url, context, settings.status_callback_overrides, gateway.conversation
     )
-    return _xml(
-        twiml.dial_number_twiml(
-            decision.number,
-            settings.twilio_caller_id,
-            callbacks,
-            gateway.conversation,
-            gateway.notice_url,
-        )
-    )
+    return _xml(gateway.outbound_dial.twiml(decision.number, settings.twilio_caller_id, callbacks))
 
 
 # --- POST /twiml/incoming, /twiml/sip, /twiml/incoming/after-dial --------------------------
@@ -342,7 +334,7 @@ async def _ring(
             identities=identities,
             timeout_s=settings.ring_timeout_s,
             callbacks=twiml.Callbacks.of(
-                settings.public_base_url, call.callback_context(), fragment
+                settings.public_base_url, call.callback_context(), fragment, gateway.conversation
             ),
             action_url=twiml.after_dial_url(settings.public_base_url, call, fragment=fragment),
             conversation=gateway.conversation,

@@ -29,10 +29,10 @@ from services.gateway.domain.twiml import (
     DialOutcome,
     InboundCall,
     InboundKind,
+    OutboundDial,
     after_dial_twiml,
     after_dial_url,
     caller_number,
-    dial_number_twiml,
     forward_target,
     hangup_twiml,
     is_missed,
@@ -49,6 +49,16 @@ from tests.factories import CALLER_ID, PUBLIC_BASE_URL
 
 CONTEXT = CallContext(app_id="12", record_id="345", identity="u_123")
 CALLBACK = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}?app_id=12&record_id=345&identity=u_123"
+
+
+def _dial(
+    number: PhoneNumber,
+    caller_id: str,
+    callbacks: Callbacks,
+    conversation: Conversation = NOTHING_RECORDED,
+    notice_url: str = "",
+) -> str:
+    return OutboundDial.prepare(conversation, notice_url).twiml(number, caller_id, callbacks)
 
 
 def _parse(twiml: str) -> ET.Element:
@@ -110,10 +120,10 @@ def test_callback_url_quotes_what_it_carries() -> None:
 # --- dial_number_twiml ----------------------------------------------------------------------
 
 
-def test_dial_number_twiml() -> None:
+def test__dial() -> None:
     callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
     callback = callbacks.status
-    twiml = dial_number_twiml(parse_number("090-1234-5678"), CALLER_ID, callbacks)
+    twiml = _dial(parse_number("090-1234-5678"), CALLER_ID, callbacks)
     root = _parse(twiml)
     [dial] = list(root)
     assert dial.tag == "Dial"
@@ -133,7 +143,7 @@ def test_dial_number_twiml() -> None:
 
 def test_dial_number_twiml_escapes_the_callback_query() -> None:
     callbacks = Callbacks(CALLBACK, "r", "t")
-    twiml = dial_number_twiml(parse_number("09012345678"), CALLER_ID, callbacks)
+    twiml = _dial(parse_number("09012345678"), CALLER_ID, callbacks)
     assert "&amp;record_id=345" in twiml
     number = _parse(twiml).find("Dial/Number")
     assert number is not None
@@ -478,9 +488,9 @@ def test_dial_template_equals_voice_response(
     number: str, caller_id: str, callbacks: Callbacks, conversation: Conversation, notice: str
 ) -> None:
     phone = PhoneNumber(e164=number, region="JP", line_type=1)
-    assert dial_number_twiml(
-        phone, caller_id, callbacks, conversation, notice
-    ) == _voice_response_dial(number, caller_id, callbacks, conversation, notice)
+    assert _dial(phone, caller_id, callbacks, conversation, notice) == _voice_response_dial(
+        number, caller_id, callbacks, conversation, notice
+    )
 
 
 @pytest.mark.parametrize("to", ["090-1234-5678", "0312345678", "+819012345678", "05012345678"])
@@ -497,9 +507,9 @@ def test_dial_template_for_real_numbers_and_callbacks(to: str, conversation: Con
     number = parse_number(to)
     callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
     notice = notice_url(PUBLIC_BASE_URL, "rc=3&rp=all")
-    assert dial_number_twiml(
-        number, CALLER_ID, callbacks, conversation, notice
-    ) == _voice_response_dial(number.e164, CALLER_ID, callbacks, conversation, notice)
+    assert _dial(number, CALLER_ID, callbacks, conversation, notice) == _voice_response_dial(
+        number.e164, CALLER_ID, callbacks, conversation, notice
+    )
 
 
 _context_value = (
@@ -570,9 +580,7 @@ def test_the_notice_is_said_only_when_something_is_recorded(
 def test_an_outbound_dial_recorded_transcribed_and_noticed() -> None:
     callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
     notice = notice_url(PUBLIC_BASE_URL)
-    root = _parse(
-        dial_number_twiml(parse_number("09012345678"), CALLER_ID, callbacks, BOTH, notice)
-    )
+    root = _parse(_dial(parse_number("09012345678"), CALLER_ID, callbacks, BOTH, notice))
     assert [child.tag for child in root] == ["Start", "Dial"]
     [transcription] = list(root.find("Start"))  # type: ignore[arg-type]
     assert transcription.tag == "Transcription"
@@ -601,7 +609,7 @@ def test_an_outbound_dial_recorded_transcribed_and_noticed() -> None:
 
 def test_transcribed_without_engine_or_model_leaves_twilio_s_defaults() -> None:
     callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
-    twiml = dial_number_twiml(parse_number("09012345678"), CALLER_ID, callbacks, TRANSCRIBED)
+    twiml = _dial(parse_number("09012345678"), CALLER_ID, callbacks, TRANSCRIBED)
     transcription = _parse(twiml).find("Start/Transcription")
     assert transcription is not None
     assert "transcriptionEngine" not in transcription.attrib
@@ -726,3 +734,18 @@ def test_the_notice_twiml() -> None:
     assert root.findtext("Say") == RECORDING_NOTICE_JA
     assert list(_parse(notice_twiml(""))) == []
     assert "&lt;b&gt;" in notice_twiml("<b>録音</b>")
+
+
+def test_a_dial_s_callbacks_are_only_those_its_conversation_needs() -> None:
+    everything = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=NOTHING_RECORDED) == (
+        everything.status,
+        "",
+        "",
+    )
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=RECORDED) == (
+        everything.status,
+        everything.recording,
+        "",
+    )
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=BOTH) == everything
