@@ -15,6 +15,12 @@ from callers who each have a customer record (phone numbers written in several f
 customer app holding ``--records`` customers: every call needs its one customer lookup (a
 records query), then its write.
 
+Missed calls (issue 20) with ``MISSED_CALL_NOTIFY`` set, ``--missed-calls`` of them (default
+500) from callers with a customer record each: every call's lookup, its row, and one comment on
+each matched record. Measured twice: clean, and with ``--lost-answers`` comment posts (default
+a tenth) stored by kintone but answered 500, whose retries read the record's comments first.
+Target (issue): the comment path adds at most 2 requests per missed call and record.
+
 Figures are printed and written to bench/results/kintone.json.
 Targets (issue): subtable <= 2 requests per call (fewer when calls share a record); app mode
 <= 1 request per 100 calls; app-mode drain < 60 s. Inbound: at most one lookup per call, and
@@ -59,6 +65,7 @@ from services.recorder.adapters.migrations import upgrade  # noqa: E402
 from services.recorder.adapters.outbox import KintoneOutbox  # noqa: E402
 from services.recorder.adapters.repository import CallRepository, make_engine  # noqa: E402
 from services.recorder.domain.batch import ReceivedEvent  # noqa: E402
+from services.recorder.domain.outbox import OutboxState  # noqa: E402
 from services.recorder.domain.tariff import parse_tariffs  # noqa: E402
 from services.recorder.service_layer.recording import CallRecorder  # noqa: E402
 from services.recorder.service_layer.writeback import WritebackWorker  # noqa: E402
@@ -87,10 +94,17 @@ def written_form(e164: str, i: int) -> str:
     return forms[i % len(forms)]
 
 
-def serve_standin(port: int, records: int, latency: float) -> None:
+NOTIFY = "bench-sato"  # the user missed calls are told to
+COMMENT = "/record/comment.json"
+
+
+def serve_standin(port: int, records: int, latency: float, lost: int = 0) -> None:
     """The stand-in process: a customers app with ``records`` records (each with its phone
-    number, in varying forms), and a call-log app."""
+    number, in varying forms), and a call-log app; the first ``lost`` comment posts are
+    stored and answered 500."""
     domain = KintoneDomain(latency_s=latency)
+    domain.add_entity(NOTIFY)
+    domain.fail_next(*[500] * lost, after_apply=True, path=COMMENT)
     add_customer_app(domain, CUSTOMERS, "bench-customers")
     for i in range(records):
         domain.add_record(
@@ -104,11 +118,13 @@ def serve_standin(port: int, records: int, latency: float) -> None:
     web.run_app(init_app(domain), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def start_standin(records: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_standin(
+    records: int, latency: float, lost: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     standin = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port), "--records", str(records)]  # noqa: RUF005
-        + ["--latency", str(latency)]
+        + ["--latency", str(latency), "--lost-answers", str(lost)]
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -130,17 +146,31 @@ def run_mode(
     latency: float,
     *,
     inbound: bool = False,
+    missed: bool = False,
+    lost: int = 0,
 ) -> dict[str, float]:
-    standin, base = start_standin(records, latency)
+    standin, base = start_standin(records, latency, lost)
     try:
-        return asyncio.run(drain_mode(database_url, base, mode, calls, records, inbound=inbound))
+        result = asyncio.run(
+            drain_mode(
+                database_url, base, mode, calls, records, inbound=inbound or missed, missed=missed
+            )
+        )
+        return result | {"lost_answers": lost}
     finally:
         standin.terminate()
         standin.wait(timeout=10)
 
 
 async def drain_mode(
-    database_url: str, base: str, mode: str, calls: int, records: int, *, inbound: bool = False
+    database_url: str,
+    base: str,
+    mode: str,
+    calls: int,
+    records: int,
+    *,
+    inbound: bool = False,
+    missed: bool = False,
 ) -> dict[str, float]:
     engine = make_engine(database_url)
     try:
@@ -159,7 +189,10 @@ async def drain_mode(
                 event
                 for i in range(calls)
                 for event in inbound_call(
-                    caller=customer_number(i % records), talk_s=30 + i % 300, at=at
+                    caller=customer_number(i % records),
+                    talk_s=30 + i % 300,
+                    at=at,
+                    outcome="missed" if missed else None,
                 ).events
             ]
         else:
@@ -182,41 +215,61 @@ async def drain_mode(
             kintone_api_token=TOKENS,
             kintone_call_log_app=CALL_LOG,
             kintone_customer_app=CUSTOMERS,
+            missed_call_notify=NOTIFY if missed else "",
         )
         counted = 0
-        lookups = 0
+        # Requests by what they are: lookups (GET records), comment posts and comment reads.
+        by_api = {
+            ("GET", "records"): 0,
+            ("POST", "record/comment"): 0,
+            ("GET", "record/comments"): 0,
+        }
 
         def count(_app: int, _outcome: str) -> None:
             nonlocal counted
             counted += 1
 
-        async def get_records_counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal lookups
-            lookups += 1
-            return await get_records(*args, **kwargs)
-
         async with KintoneClient(base, settings.kintone_tokens, on_request=count) as client:
-            get_records = client.get_records
-            client.get_records = get_records_counted  # type: ignore[method-assign]
-            worker = WritebackWorker(KintoneOutbox(engine), client, settings)
+            request = client._request
+
+            async def counted_by_api(method: str, api: str, *args: Any, **kwargs: Any) -> Any:
+                if (method, api) in by_api:
+                    by_api[(method, api)] += 1
+                return await request(method, api, *args, **kwargs)
+
+            client._request = counted_by_api  # type: ignore[method-assign]
+            outbox = KintoneOutbox(engine)
+            worker = WritebackWorker(outbox, client, settings)
             started = time.perf_counter()
             while await worker.run_once():
                 pass
+            # Jobs whose comment answer was lost retry after a backoff: make them due now.
+            while (await outbox.status()).counts[OutboxState.PENDING]:
+                async with engine.begin() as conn:
+                    await conn.exec_driver_sql("UPDATE kintone_outbox SET available_at = now()")
+                await worker.run_once()
             elapsed = time.perf_counter() - started
+        lookups = by_api[("GET", "records")]
+        posts, reads = by_api[("POST", "record/comment")], by_api[("GET", "record/comments")]
         async with engine.connect() as conn:
             rows = await conn.exec_driver_sql(
                 "SELECT state, count(*) FROM kintone_outbox GROUP BY state"
             )
-            states = {state: count for state, count in rows}
+            states = {state: n for state, n in map(tuple, rows)}
             unmatched = (
                 await conn.exec_driver_sql(
                     "SELECT count(*) FROM kintone_outbox WHERE matched_record_ids = '{}'"
                 )
             ).scalar()
+            matched = (
+                await conn.exec_driver_sql(
+                    "SELECT coalesce(sum(cardinality(matched_record_ids)), 0) FROM kintone_outbox"
+                )
+            ).scalar()
     finally:
         await engine.dispose()
     return {
-        "mode": f"{mode}-in" if inbound else mode,
+        "mode": f"{mode}-missed" if missed else f"{mode}-in" if inbound else mode,
         "calls": calls,
         "records": records,
         "requests": counted,
@@ -227,6 +280,9 @@ async def drain_mode(
         "done": states.get("done", 0),
         "not_done": calls - states.get("done", 0),
         "unmatched": int(unmatched or 0),
+        "comment_posts": posts,
+        "comment_reads": reads,
+        "comment_requests_per_call_record": (posts + reads) / max(int(matched or 0), 1),
     }
 
 
@@ -252,9 +308,29 @@ def measure(args: argparse.Namespace) -> list[dict[str, float]]:
                 ),
                 run_mode(database_url, "app", inbound, args.records, args.latency, inbound=True),
             ]
-            return outbound + inbound_runs
+            missed = args.missed_calls
+            lost = missed // 10 if args.lost_answers is None else args.lost_answers
+            missed_runs = [
+                run_mode(database_url, mode, missed, args.records, args.latency, missed=True)
+                for mode in ("subtable", "app")
+            ] + [
+                run_mode(
+                    database_url,
+                    "subtable",
+                    missed,
+                    args.records,
+                    args.latency,
+                    missed=True,
+                    lost=lost,
+                )
+            ]
+            return outbound + inbound_runs + missed_runs
         finally:
             postgres.drop_database(name)
+
+
+def _lost(result: dict[str, float]) -> str:
+    return f" ({result['lost_answers']:.0f} answers lost)" if result["lost_answers"] else ""
 
 
 def main() -> int:
@@ -266,12 +342,14 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inbound-calls", type=int, default=2_000)
     parser.add_argument("--inbound-only", action="store_true", help="skip the outbound runs")
+    parser.add_argument("--missed-calls", type=int, default=500)
+    parser.add_argument("--lost-answers", type=int, help="default: a tenth of --missed-calls")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As in production (JSON lines), but quiet: one line per call written would be 10,000.
     configure_logging("WARNING")
     if args.serve:
-        serve_standin(args.serve, args.records, args.latency)
+        serve_standin(args.serve, args.records, args.latency, args.lost_answers or 0)
         return 0
     results = measure(args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -287,14 +365,25 @@ def main() -> int:
     )
     print(f"\nkintone write-back, stand-in latency {args.latency * 1000:.0f} ms, 10 in flight")
     header = ("mode", "calls", "records", "requests", "req/call", "lookup/c", "write/c")
-    print("{:<12}{:>8}{:>9}{:>10}{:>10}{:>10}{:>10}{:>9}{:>8}".format(*header, "drain s", "done"))
+    print("{:<16}{:>8}{:>9}{:>10}{:>10}{:>10}{:>10}{:>9}{:>8}".format(*header, "drain s", "done"))
     for r in results:
         print(
-            f"{r['mode']:<12}{r['calls']:>8,}{r['records']:>9,}{r['requests']:>10,}"
+            f"{r['mode']:<16}{r['calls']:>8,}{r['records']:>9,}{r['requests']:>10,}"
             f"{r['requests_per_call']:>10.3f}{r['lookups_per_call']:>10.3f}"
             f"{r['writes_per_call']:>10.4f}{r['seconds']:>9.1f}{r['done']:>8,}"
         )
-    sub_in, app_in = results[-2:]
+    *_, sub_in, app_in, sub_missed, app_missed, lossy = results
+    print(
+        "missed calls, comment requests per call and record (posts, reads): "
+        + "; ".join(
+            f"{r['mode']}{_lost(r)}"
+            f" {r['comment_requests_per_call_record']:.3f}"
+            f" ({r['comment_posts']:,}, {r['comment_reads']:,})"
+            for r in (sub_missed, app_missed, lossy)
+        )
+        + "; <= 2: "
+        + ("ok" if lossy["comment_requests_per_call_record"] <= 2 else "MISSED")
+    )
     print(
         f"inbound: unmatched {sub_in['unmatched']} and {app_in['unmatched']} (expected 0); "
         f"subtable <= 2 req/call: "

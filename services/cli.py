@@ -81,8 +81,16 @@ def _rerate(args: argparse.Namespace) -> int:
     except (ValueError, TariffError) as exc:
         print(f"calltrail rerate: {exc}", file=sys.stderr)
         return 2
-    legs, unrated = asyncio.run(rerate(settings, tariffs, month))
-    print(f"calltrail rerate: {legs} legs of {args.month} priced again; {unrated} still unrated")
+    done = asyncio.run(rerate(settings, tariffs, month))
+    print(
+        f"calltrail rerate: {done.legs} legs of {args.month} priced again; "
+        f"{done.unrated_legs} still unrated"
+    )
+    if done.conversation:
+        print(
+            f"calltrail rerate: {done.conversation} recordings and transcriptions priced again; "
+            f"{done.unrated_conversation} still unrated"
+        )
     return 0
 
 
@@ -183,6 +191,10 @@ def _kintone(args: argparse.Namespace) -> int:
     # Inbound calls that matched no customer record (CONTRACT.md section 9).
     print(f"unmatched {len(status.unmatched)}")
     for call_sid in status.unmatched:
+        print(f"  {call_sid}")
+    # Of those, the missed calls: nobody was told on a record (CONTRACT.md section 12).
+    print(f"missed {len(status.missed)}")
+    for call_sid in status.missed:
         print(f"  {call_sid}")
     return 0
 

@@ -39,11 +39,14 @@ def inbound_call(
     forward_to: str | None = None,
     line_user_id: str | None = None,
     at: datetime | None = None,
+    outcome: str | None = None,
 ) -> InboundCall:
     """One inbound call: to the company number, or through LINE when ``line_user_id`` is
-    given (``caller`` is then ignored: LINE calls come from a SIP URI)."""
+    given (``caller`` is then ignored: LINE calls come from a SIP URI). ``outcome`` (one of
+    ``call_flows.INBOUND_OUTCOMES``) overrides what ``answered_by`` and ``forward_to`` say."""
     answered = answered_by is not None and answered_by in ring
-    outcome = "answered" if answered else "forwarded" if forward_to else "missed"
+    outcome = outcome or ("answered" if answered else "forwarded" if forward_to else "missed")
+    answered = outcome == "answered"
     events = call_flows.inbound_call(
         kind="line" if line_user_id is not None else "number",
         outcome=outcome,

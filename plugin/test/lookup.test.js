@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   callerLabel,
+  firstSingleLineText,
   isFieldCode,
   lineQuery,
   lookupPlan,
@@ -16,6 +17,7 @@ import {
   wordGroups,
   recordUrl,
   samePhone,
+  titleFieldOf,
 } from '../src/core/lookup.js';
 import { isLineUserId, Kind, PARAM, readIncoming } from '../src/core/incoming-params.js';
 
@@ -130,6 +132,36 @@ test('matched records: those whose value matches, with their ids', () => {
     { id: '3', label: '+81 90 1111 2222' },
   ]);
   assert.deepEqual(matchedRecords(undefined, 'phone', () => true), []);
+});
+
+test('a record is named by the label field, else by the value it matched', () => {
+  const parsed = parseCaller('+819011112222');
+  const row = (id, phone, company) => ({ $id: { value: id }, phone: { value: phone }, company: { value: company } });
+  const records = [row('1', '090-1111-2222', ' 株式会社サンプル '), row('2', '09011112222', ''), row('3', '090 1111 2222', null)];
+  assert.deepEqual(matchedRecords(records, 'phone', (v) => samePhone(v, parsed), 'company'), [
+    { id: '1', label: '株式会社サンプル' },
+    { id: '2', label: '09011112222' },
+    { id: '3', label: '090 1111 2222' },
+  ]);
+  assert.deepEqual(matchedRecords(records, 'phone', () => true, 'missing')[0], { id: '1', label: '090-1111-2222' });
+});
+
+test('the title field: the app settings\' code, else the layout\'s first single-line text', () => {
+  assert.equal(titleFieldOf({ titleField: { selectionMode: 'MANUAL', code: '会社名' } }), '会社名');
+  for (const settings of [{}, null, { titleField: { selectionMode: 'AUTO', code: '' } }, { titleField: { code: 'a" or 1' } }]) {
+    assert.equal(titleFieldOf(settings), null, JSON.stringify(settings));
+  }
+  const layout = {
+    layout: [
+      { type: 'ROW', fields: [{ type: 'LINK', code: 'web' }, { type: 'SPACER', elementId: 'x' }] },
+      { type: 'SUBTABLE', code: 't', fields: [{ type: 'SINGLE_LINE_TEXT', code: 'in_table' }] },
+      { type: 'GROUP', code: 'g', layout: [{ type: 'ROW', fields: [{ type: 'SINGLE_LINE_TEXT', code: '担当者' }] }] },
+      { type: 'ROW', fields: [{ type: 'SINGLE_LINE_TEXT', code: '会社名' }] },
+    ],
+  };
+  assert.equal(firstSingleLineText(layout), '担当者');
+  assert.equal(firstSingleLineText({ layout: [] }), null);
+  assert.equal(firstSingleLineText(undefined), null);
 });
 
 test('record links: desktop, mobile, guest space', () => {

@@ -212,6 +212,9 @@ def parent_leg_form(
     )
 
 
+INBOUND_OUTCOMES = ("answered", "forwarded", "forward-unanswered", "missed", "hung-up")
+
+
 def _twilio_order(form: dict[str, str]) -> tuple[datetime, bool]:
     return parsedate_to_datetime(form["Timestamp"]), form["CallStatus"] == "canceled"
 
@@ -235,8 +238,10 @@ def inbound_call(
 
     ``outcome``: ``answered`` (by ``answered_by``, default the first identity; the other legs
     are canceled), ``forwarded`` (nobody answered: every client leg ``no-answer``, then the
-    forward phone answers) or ``missed`` (nobody answered, nowhere to forward: a message)."""
-    if outcome not in ("answered", "forwarded", "missed"):
+    forward phone answers), ``forward-unanswered`` (the forward phone rings out too),
+    ``missed`` (nobody answered, nowhere to forward: a message) or ``hung-up`` (the caller
+    hung up while it rang: Twilio cancels the client legs)."""
+    if outcome not in INBOUND_OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     stamp = at or datetime.now(UTC)
     parent = new_sid()
@@ -256,6 +261,8 @@ def inbound_call(
     for identity in identities:
         if outcome == "answered":
             leg_outcome = "answered" if identity == answerer else "canceled"
+        elif outcome == "hung-up":
+            leg_outcome = "canceled"
         else:
             leg_outcome = "no-answer"
         leg_forms += ring_leg_forms(
@@ -269,11 +276,17 @@ def inbound_call(
             talk_s=talk_s,
         )
     ended = stamp + timedelta(seconds=ring_s + (talk_s if outcome == "answered" else 0))
-    if outcome == "forwarded":
+    if outcome in ("forwarded", "forward-unanswered"):
+        answered = outcome == "forwarded"
         leg_forms += forward_leg_forms(
-            parent=parent, child=new_sid(), to=forward_to, answered=True, at=ended, talk_s=talk_s
+            parent=parent,
+            child=new_sid(),
+            to=forward_to,
+            answered=answered,
+            at=ended,
+            talk_s=talk_s if answered else 0,
         )
-        ended += timedelta(seconds=8 + talk_s)
+        ended += timedelta(seconds=8 + (talk_s if answered else 0))
     elif outcome == "missed":
         ended += timedelta(seconds=5)  # the message
     # Twilio's order: by time; at the moment a browser answers, its leg first, then the

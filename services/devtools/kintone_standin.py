@@ -10,13 +10,31 @@ error body ``{"code", "id", "message"[, "errors"]}``, and it keeps kintone's tra
 - a NUMBER that is not a number is refused at the top level but silently stored as ``""``
   inside a SUBTABLE;
 - unknown field codes are ignored, not refused ("If field codes that don't exist are specified,
-  these will be ignored", Add Record): a misspelt column code loses data without an error.
+  these will be ignored", Add Record): a misspelt column code loses data without an error;
+- files go in two steps (cybozu.dev "ファイルをアップロードする"): ``POST file.json``
+  (multipart, part ``file``) answers a temporary ``fileKey``, which a FILE field's value
+  ``[{"fileKey": …}]`` then attaches; a stored file gets a key of its own (the one GET record
+  returns and ``GET file.json?fileKey=`` downloads). Guesses, marked where they are made: a
+  temporary key attaches once, and an unknown one is refused with ``GAIA_BL01``.
 
 Sources: kintone.dev / cybozu.dev API pages (Update Record(s), upsert mode, Add Record, Field
 Types, REST API limits), the official ``@kintone/rest-api-client`` and cli-kintone end-to-end
 tests for auth codes, and real-kintone observations recorded by SonicGarden/kintone-emulator.
 Where kintone documents only a status (429 beyond the concurrency limit, 5xx), the body is
 plain text, as a proxy or the maintenance page sends it.
+
+Record comments (cybozu.dev, "レコードのコメントを投稿する" add-comment/ and "レコードのコメントを
+取得する" get-comments/): a post needs the app's view permission (the token's ``view``), a
+``comment.text`` of 1 to 65,535 characters and at most 10 ``mentions`` of type ``USER``,
+``GROUP`` or ``ORGANIZATION``; a read takes ``order`` (``asc``/``desc``, default ``desc``),
+``offset`` (default 0) and ``limit`` (0 to 10, default 10) and answers ``comments`` with
+``older`` and ``newer``. Mentions are checked against the users, groups and organizations the
+domain knows (``add_entity``). Guessed, where the pages say nothing: the refusal of an unknown
+mention (400 ``CB_VA01`` with ``errors`` keyed ``comment.mentions[i].code``, as kintone keys
+other bad parameters), the message wordings, the mention prefix kintone inserts before the text
+("宛先を指定すると、本文の前に宛先情報が挿入されます": here the codes, space-separated, then a
+line break), the creator of a comment posted with an API token (``Administrator``), and
+``older``/``newer`` of an empty page (whether comments exist beyond the offset on that side).
 
 Used by the tests and the benchmarks: ``init_app(domain)`` for an in-process aiohttp
 application, ``KintoneStandin`` to serve it on 127.0.0.1 on a free port.
@@ -26,10 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import email.parser
+import email.policy
 import random
 import re
 import secrets
 import string
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +66,13 @@ from services.devtools import kintone_query
 from services.devtools.local_server import LocalServer
 
 MAX_RECORDS_PER_REQUEST = 100
+# kintone takes files up to 1 GB; the stand-in holds them in memory, so it takes less.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+MAX_COMMENT_CHARS = 65_535  # comment.text (cybozu.dev, add-comment)
+MAX_MENTIONS = 10  # mentions per comment (cybozu.dev, add-comment)
+MAX_COMMENTS_PER_READ = 10  # limit of GET record/comments.json (cybozu.dev, get-comments)
+ENTITY_TYPES = ("USER", "GROUP", "ORGANIZATION")
+API_TOKEN_USER = {"code": "Administrator", "name": "Administrator"}  # a guess (module doc)
 CODE_KEY = web.ResponseKey("kintone_code", str)  # the error code, for the request log
 SCALAR_TYPES = frozenset(
     {
@@ -75,6 +104,10 @@ MSG_NUMBER = "Only numbers are allowed."
 MSG_TOO_MANY = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be updated at one time."
 MSG_TOO_MANY_ADD = f"A maximum of {MAX_RECORDS_PER_REQUEST} records can be added at one time."
 # Not documented word for word; kintone's real texts are localised anyway.
+MSG_TEXT_TOO_LONG = f"Enter {MAX_COMMENT_CHARS} characters or fewer."
+MSG_TOO_MANY_MENTIONS = f"A maximum of {MAX_MENTIONS} mentions can be specified."
+MSG_UNKNOWN_ENTITY = "The specified user, group or organization (code: {code}) is not found."
+MSG_LIMIT = f"Enter a number between 0 and {MAX_COMMENTS_PER_READ}."
 MSG_DATETIME = "Enter the date and time in the format YYYY-MM-DDTHH:MM:SSZ."
 MSG_FORMAT = "Invalid format."
 
@@ -125,6 +158,23 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    name: str
+    content_type: str
+    data: bytes
+    app: int | None = None  # the app of the record it is attached to (None: uploaded only)
+
+    def describe(self, file_key: str) -> dict[str, str]:
+        """As a FILE field's value lists it (GET record.json)."""
+        return {
+            "contentType": self.content_type,
+            "fileKey": file_key,
+            "name": self.name,
+            "size": str(len(self.data)),
+        }
+
+
+@dataclass(frozen=True)
 class LoggedRequest:
     method: str
     path: str
@@ -135,10 +185,20 @@ class LoggedRequest:
 
 
 @dataclass(frozen=True)
+class StoredComment:
+    id: int
+    text: str  # as kintone returns it: the mentions' codes first
+    created_at: str
+    mentions: tuple[tuple[str, str], ...]  # (code, type)
+
+
+@dataclass(frozen=True)
 class _Fault:
     status: int
     retry_after: float | None = None
     after_apply: bool = False
+    path: str | None = None  # only requests whose path ends with this
+    hold_s: float = 0.0  # the answer waits this long (a slow kintone, a client dying meanwhile)
 
 
 class _RejectError(Exception):
@@ -181,7 +241,13 @@ class KintoneDomain:
         self._index: dict[int, dict[str, dict[str, int]]] = {}
         self._next_record_id: dict[int, int] = {}
         self._next_row_id = 1000
+        # uploaded, not yet attached (temporary key) / attached (download key)
+        self.uploads: dict[str, StoredFile] = {}
+        self.files: dict[str, StoredFile] = {}
         self._faults: deque[_Fault] = deque()
+        # The users, groups and organizations mentions may name: (type, code).
+        self.entities: set[tuple[str, str]] = set()
+        self._comments: dict[tuple[int, int], list[StoredComment]] = {}
         self._failure_rate = 0.0
         self._failure_statuses: tuple[int, ...] = (429, 500, 503)
         self._rng = random.Random(seed)
@@ -210,14 +276,28 @@ class KintoneDomain:
         self.tokens[token] = entry
         return entry
 
+    def add_entity(self, code: str, kind: str = "USER") -> None:
+        """A user, group or organization (``kind``: kintone's mention type) that comments may
+        mention."""
+        if kind not in ENTITY_TYPES:
+            raise ValueError(f"kind must be one of {ENTITY_TYPES}")
+        self.entities.add((kind, code))
+
     # --- faults -------------------------------------------------------------------------
 
     def fail_next(
-        self, *statuses: int, retry_after: float | None = None, after_apply: bool = False
+        self,
+        *statuses: int,
+        retry_after: float | None = None,
+        after_apply: bool = False,
+        path: str | None = None,
+        hold_s: float = 0.0,
     ) -> None:
         """Answer the next requests with these statuses, in order. ``after_apply``: do the
-        work first, then fail (the answer is lost, the write is not)."""
-        self._faults.extend(_Fault(s, retry_after, after_apply) for s in statuses)
+        work first, then fail (the answer is lost, the write is not). ``path``: only the next
+        requests whose path ends with it (``/record/comment.json``), the others pass.
+        ``hold_s``: hold each answer that long first."""
+        self._faults.extend(_Fault(s, retry_after, after_apply, path, hold_s) for s in statuses)
 
     def set_failure_rate(
         self, rate: float, statuses: Iterable[int] = (429, 500, 503), seed: int | None = None
@@ -236,6 +316,43 @@ class KintoneDomain:
 
     def records(self, app: int) -> list[dict[str, Any]]:
         return [_render(self.apps[app], r) for r in self._records[app].values()]
+
+    def comments(self, app: int, record_id: int) -> list[dict[str, Any]]:
+        """The record's comments, oldest first, as GET record/comments.json renders them."""
+        return [_comment(c) for c in self._comments.get((app, record_id), [])]
+
+    def _add_comment(self, app: App, record_id: int, text: str, mentions: Any) -> int:
+        """Store a comment as kintone does, or refuse it with kintone's error."""
+        codes: list[tuple[str, str]] = []
+        if mentions is not None and not isinstance(mentions, list):
+            raise _invalid({"comment.mentions": [MSG_FORMAT]})
+        if len(mentions or []) > MAX_MENTIONS:
+            raise _invalid({"comment.mentions": [MSG_TOO_MANY_MENTIONS]})
+        errors: dict[str, list[str]] = {}  # every bad entry, as kintone lists input errors
+        for index, mention in enumerate(mentions or []):
+            code = mention.get("code") if isinstance(mention, Mapping) else None
+            kind = mention.get("type") if isinstance(mention, Mapping) else None
+            where = f"comment.mentions[{index}]"
+            if not isinstance(code, str) or not code:
+                errors[f"{where}.code"] = [MSG_REQUIRED_PARAM]
+            elif kind not in ENTITY_TYPES:
+                errors[f"{where}.type"] = [MSG_FORMAT]
+            elif (kind, code) not in self.entities:
+                errors[f"{where}.code"] = [MSG_UNKNOWN_ENTITY.format(code=code)]
+            else:
+                codes.append((code, str(kind)))
+        if errors:
+            raise _invalid(errors)
+        stored = self._comments.setdefault((app.app_id, record_id), [])
+        prefix = " ".join(code for code, _ in codes) + " \n" if codes else ""
+        comment = StoredComment(
+            id=len(stored) + 1,  # per record, from 1 (kintone's sample answers "id": 3)
+            text=prefix + text,
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            mentions=tuple(codes),
+        )
+        stored.append(comment)
+        return comment.id
 
     def revision(self, app: int, record_id: int) -> int:
         return self._records[app][record_id].revision
@@ -268,8 +385,8 @@ class KintoneDomain:
 
     # --- request handling ---------------------------------------------------------------
 
-    def authorize(self, request: web.Request, app_id: int, *needed: str) -> App:
-        """kintone's checks, in order: tokens, app, guest space, token ↔ app, permission."""
+    def authenticate(self, request: web.Request) -> list[ApiToken]:
+        """The request's API tokens, as kintone checks them before anything else."""
         header = request.headers.get("X-Cybozu-API-Token", "")
         if not header.strip():
             raise _RejectError(401, "CB_AU01", "Log in to kintone to use this API.")
@@ -287,6 +404,11 @@ class KintoneDomain:
             raise _RejectError(
                 400, "GAIA_DA03", "You cannot specify a duplicate API token for the same app."
             )
+        return known
+
+    def authorize(self, request: web.Request, app_id: int, *needed: str) -> App:
+        """kintone's checks, in order: tokens, app, guest space, token ↔ app, permission."""
+        known = self.authenticate(request)
         app = self.apps.get(app_id)
         if app is None:
             raise _RejectError(
@@ -331,7 +453,7 @@ class KintoneDomain:
                     "The revision is not the latest. Someone may update a record after you "
                     "opened it.",
                 )
-            parsed = _parse_record(app, item.record, where, errors)
+            parsed = _parse_record(app, item.record, where, errors, stage.attach)
             if target is None:
                 record = StoredRecord(stage.new_id(), 1, _blank(app))
                 if item.key is not None:
@@ -353,9 +475,11 @@ class KintoneDomain:
         self._next_row_id += 1
         return str(self._next_row_id)
 
-    def _fault(self) -> _Fault | None:
-        if self._faults:
-            return self._faults.popleft()
+    def _fault(self, path: str = "") -> _Fault | None:
+        for fault in self._faults:
+            if fault.path is None or path.endswith(fault.path):
+                self._faults.remove(fault)
+                return fault
         if self._failure_rate and self._rng.random() < self._failure_rate:
             return _Fault(self._rng.choice(self._failure_statuses))
         return None
@@ -381,6 +505,27 @@ class _Stage:
         self.touched: dict[int, StoredRecord] = {}
         self.overlay: dict[tuple[str, str], int | None] = {}
         self.next_id = domain._next_record_id[app.app_id]
+        self.attached: dict[str, str] = {}  # temporary key → download key, kept on commit
+
+    def attach(self, value: Any, where: str, errors: dict[str, list[str]]) -> list[Any] | None:
+        """A FILE field's value ``[{"fileKey": temporary key}, …]`` as stored, or None (the
+        error noted) when it is malformed; an unknown key refuses the whole request."""
+        if value is None:
+            value = []
+        keys = [v.get("fileKey") for v in value] if isinstance(value, list) else None
+        if keys is None or not all(
+            isinstance(v, Mapping) and isinstance(k, str) for v, k in zip(value, keys, strict=True)
+        ):
+            errors.setdefault(f"{where}.value", []).append(MSG_FORMAT)
+            return None
+        stored = []
+        for key in keys:
+            upload = self.domain.uploads.get(key) if isinstance(key, str) else None
+            if upload is None:  # guess: kintone's answer to a key it does not know
+                raise _RejectError(400, "GAIA_BL01", f"The specified file (id: {key}) not found.")
+            download = self.attached.setdefault(key, uuid.uuid4().hex + uuid.uuid4().hex[:18])
+            stored.append(upload.describe(download))
+        return stored
 
     def new_id(self) -> int:
         record_id = self.next_id
@@ -441,6 +586,10 @@ class _Stage:
         self.touched[record.id] = record
 
     def commit(self) -> None:
+        for upload, download in self.attached.items():  # guess: a temporary key attaches once
+            self.domain.files[download] = dataclasses.replace(
+                self.domain.uploads.pop(upload), app=self.app.app_id
+            )
         self.records.update(self.touched)
         for (code, value), record_id in self.overlay.items():
             if record_id is None:
@@ -458,7 +607,7 @@ def _blank(app: App) -> dict[str, Any]:
 
 
 def _empty(spec: Field) -> Any:
-    return [] if spec.type in LIST_TYPES or spec.type == "SUBTABLE" else ""
+    return [] if spec.type in LIST_TYPES or spec.type in ("SUBTABLE", "FILE") else ""
 
 
 def _number(value: Any) -> str | None:
@@ -503,8 +652,11 @@ def _scalar(spec: Field, value: Any) -> str | None:
     return text
 
 
+Attach = Callable[[Any, str, dict[str, list[str]]], "list[Any] | None"]
+
+
 def _parse_record(
-    app: App, record: Any, where: str, errors: dict[str, list[str]]
+    app: App, record: Any, where: str, errors: dict[str, list[str]], attach: Attach
 ) -> dict[str, Any]:
     """The request's known fields as stored values; refusals go to ``errors`` in kintone's
     key shape (``record.code.value``, ``record[code].value`` for numbers, rows by index)."""
@@ -522,7 +674,11 @@ def _parse_record(
         if not isinstance(cell, Mapping):
             errors.setdefault(f"{where}.{code}.value", []).append(MSG_FORMAT)
         elif spec.type == "SUBTABLE":
-            parsed[code] = _parse_rows(spec, value, f"{where}.{code}", errors)
+            parsed[code] = _parse_rows(spec, value, f"{where}.{code}", errors, attach)
+        elif spec.type == "FILE":
+            files = attach(value, f"{where}.{code}", errors)
+            if files is not None:
+                parsed[code] = files
         elif spec.type in LIST_TYPES:
             if value is None:
                 value = []
@@ -544,7 +700,7 @@ def _parse_record(
 
 
 def _parse_rows(
-    spec: Field, rows: Any, where: str, errors: dict[str, list[str]]
+    spec: Field, rows: Any, where: str, errors: dict[str, list[str]], attach: Attach
 ) -> list[tuple[str | None, dict[str, Any]]]:
     if rows is None:
         rows = []
@@ -569,6 +725,10 @@ def _parse_rows(
                 values[code] = _number(value) or ""
             elif inner.type in LIST_TYPES:
                 values[code] = list(value) if isinstance(value, list) else []
+            elif inner.type == "FILE":
+                files = attach(value, f"{at}.{code}", errors)
+                if files is not None:
+                    values[code] = files
             else:
                 text = _scalar(inner, value)
                 if text is None:
@@ -689,14 +849,22 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _positive_int(value: Any, name: str) -> int:
+    return _whole_number(value, name, minimum=1)
+
+
+def _whole_number(value: Any, name: str, *, minimum: int, default: int | None = None) -> int:
+    """A parameter that is a whole number of at least ``minimum``; ``default`` when absent
+    (None: the parameter is required)."""
     if value is None or value == "":
-        raise _invalid({name: [MSG_REQUIRED_PARAM]})
+        if default is None:
+            raise _invalid({name: [MSG_REQUIRED_PARAM]})
+        return default
     try:
         number = int(str(value))
     except ValueError:
         raise _invalid({name: ["must be an integer"]}) from None
-    if number < 1:
-        raise _invalid({name: ["must be greater than or equal to 1"]})
+    if number < minimum:
+        raise _invalid({name: [f"must be greater than or equal to {minimum}"]})
     return number
 
 
@@ -745,8 +913,9 @@ def init_app(domain: KintoneDomain) -> web.Application:
             try:
                 if domain.latency_s:
                     await asyncio.sleep(domain.latency_s)
-                fault = domain._fault()
+                fault = domain._fault(request.path)
                 if fault is not None and not fault.after_apply:
+                    await asyncio.sleep(fault.hold_s)
                     response = _fault_response(fault)
                     return response
                 try:
@@ -757,6 +926,7 @@ def init_app(domain: KintoneDomain) -> web.Application:
                     status = exc.status
                     raise
                 if fault is not None:
+                    await asyncio.sleep(fault.hold_s)
                     response = _fault_response(fault)  # done, but the answer is lost
                 return response
             finally:
@@ -855,8 +1025,76 @@ def init_app(domain: KintoneDomain) -> web.Application:
         properties = {code: _property(code, spec) for code, spec in app.fields.items()}
         return _json({"properties": properties, "revision": str(app.revision)})
 
-    web_app = web.Application(middlewares=[gate])
+    async def upload_file(request: web.Request) -> web.Response:
+        """POST file.json: multipart, the part named ``file`` with its filename; no permission
+        needed, only a token kintone knows (cybozu.dev "ファイルをアップロードする")."""
+        domain.authenticate(request)
+        upload = _multipart_file(request.headers.get("Content-Type", ""), await request.read())
+        if upload is None:  # guess: kintone's answer to a request without the part
+            raise _invalid({"file": [MSG_REQUIRED_PARAM]})
+        file_key = str(uuid.uuid4())
+        domain.uploads[file_key] = upload
+        return _json({"fileKey": file_key})
+
+    async def download_file(request: web.Request) -> web.StreamResponse:
+        """GET file.json?fileKey=: a file attached to a record, with view permission on its
+        app (cybozu.dev "ファイルをダウンロードする")."""
+        file_key = request.query.get("fileKey", "")
+        stored = domain.files.get(file_key)
+        if stored is None or stored.app is None:  # guess: as an unknown key on attaching
+            domain.authenticate(request)
+            raise _RejectError(404, "GAIA_BL01", f"The specified file (id: {file_key}) not found.")
+        domain.authorize(request, stored.app, "view")
+        return web.Response(body=stored.data, content_type=stored.content_type)
+
+    def _stored_record(app: App, record_id: int) -> None:
+        if record_id not in domain._records[app.app_id]:
+            raise _RejectError(
+                404, "GAIA_RE01", f"The specified record (ID: {record_id}) is not found."
+            )
+
+    async def post_comment(request: web.Request) -> web.Response:
+        """POST record/comment.json: needs only the view permission (cybozu.dev)."""
+        body = await _body(request)
+        app = domain.authorize(request, _positive_int(body.get("app"), "app"), "view")
+        record_id = _positive_int(body.get("record"), "record")
+        comment = body.get("comment")
+        if not isinstance(comment, Mapping):
+            raise _invalid({"comment": [MSG_REQUIRED_PARAM]})
+        text = comment.get("text")
+        if not isinstance(text, str) or not text:
+            raise _invalid({"comment.text": [MSG_REQUIRED_PARAM]})
+        if len(text) > MAX_COMMENT_CHARS:
+            raise _invalid({"comment.text": [MSG_TEXT_TOO_LONG]})
+        _stored_record(app, record_id)
+        comment_id = domain._add_comment(app, record_id, text, comment.get("mentions"))
+        return _json({"id": str(comment_id)})
+
+    async def get_comments(request: web.Request) -> web.Response:
+        """GET record/comments.json, parameters in the URL's query."""
+        query = request.query
+        app = domain.authorize(request, _positive_int(query.get("app"), "app"), "view")
+        record_id = _positive_int(query.get("record"), "record")
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _invalid({"order": [MSG_FORMAT]})
+        offset = _whole_number(query.get("offset"), "offset", minimum=0, default=0)
+        limit = _whole_number(query.get("limit"), "limit", minimum=0, default=MAX_COMMENTS_PER_READ)
+        if limit > MAX_COMMENTS_PER_READ:
+            raise _invalid({"limit": [MSG_LIMIT]})
+        _stored_record(app, record_id)
+        stored = domain._comments.get((app.app_id, record_id), [])
+        ordered = stored if order == "asc" else stored[::-1]
+        page = ordered[offset : offset + limit]
+        before, after = offset > 0 and bool(stored), offset + len(page) < len(stored)
+        # "older"/"newer": comments with lower/higher ids than the ones returned.
+        older, newer = (before, after) if order == "asc" else (after, before)
+        return _json({"comments": [_comment(c) for c in page], "older": older, "newer": newer})
+
+    web_app = web.Application(middlewares=[gate], client_max_size=MAX_UPLOAD_BYTES)
     for prefix in ("/k/v1", r"/k/guest/{space:\d+}/v1"):
+        web_app.router.add_post(f"{prefix}/file.json", upload_file)
+        web_app.router.add_get(f"{prefix}/file.json", download_file)
         web_app.router.add_get(f"{prefix}/record.json", get_record)
         web_app.router.add_post(f"{prefix}/record.json", post_record)
         web_app.router.add_put(f"{prefix}/record.json", put_record)
@@ -864,7 +1102,37 @@ def init_app(domain: KintoneDomain) -> web.Application:
         web_app.router.add_get(f"{prefix}/records.json", get_records)
         web_app.router.add_put(f"{prefix}/records.json", put_records)
         web_app.router.add_get(f"{prefix}/app/form/fields.json", get_form_fields)
+        web_app.router.add_post(f"{prefix}/record/comment.json", post_comment)
+        web_app.router.add_get(f"{prefix}/record/comments.json", get_comments)
     return web_app
+
+
+def _multipart_file(content_type: str, body: bytes) -> StoredFile | None:
+    """The part named ``file`` of a multipart/form-data body, with its filename, or None."""
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    for part in message.iter_parts() if message.is_multipart() else ():
+        if part.get_param("name", header="content-disposition") != "file":
+            continue
+        name = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if not name or not isinstance(payload, bytes):
+            return None
+        return StoredFile(name, part.get_content_type(), payload)
+    return None
+
+
+def _comment(comment: StoredComment) -> dict[str, Any]:
+    return {
+        "id": str(comment.id),
+        "text": comment.text,
+        "createdAt": comment.created_at,
+        "creator": dict(API_TOKEN_USER),
+        "mentions": [{"code": code, "type": kind} for code, kind in comment.mentions],
+    }
 
 
 _FIELDS_PARAM = re.compile(r"fields\[([0-9]{1,2})\]")

@@ -17,11 +17,18 @@ Twilio is a service the tests cannot reach, so this plays one Twilio account in 
   ``PageToken``;
 - filters the way the list pages describe them: Applications by ``FriendlyName``, numbers by
   ``PhoneNumber``, Calls by ``StartTime>``/``StartTime<`` (UTC dates, or date-times), newest
-  first; Usage Records by ``StartDate``/``EndDate``/``Category``.
+  first; Recordings by ``DateCreated>``/``DateCreated<``/``DateCreated``, ``CallSid`` and
+  ``IncludeSoftDeleted``; Usage Records by ``StartDate``/``EndDate``/``Category``;
+- a Recording instance (``Recordings/{Sid}.json``) with its ``price`` (negative, a string, or
+  null until Twilio has priced it) and ``price_unit``, ``duration`` a string of seconds,
+  ``call_sid`` the parent leg of a two-leg call (the Recording resource's reference page).
 
 Where Twilio documents no detail the stand-in guesses, and says so: the ``PageToken`` format
-(opaque in Twilio), the messages' exact wording, and how Usage Records are summed (from the
-calls seeded here, by the category each call was given).
+(opaque in Twilio), the messages' exact wording, how Usage Records are summed (from the
+calls seeded here, by the category each call was given; recordings are not summed), the order
+of the Recordings list (newest first, as Calls), and that a deleted recording's instance is a
+404 while the list still shows it with ``IncludeSoftDeleted=true``. A Recording's
+``media_url`` is left out: no media is served here.
 
 Knobs for tests and benchmarks: :meth:`TwilioAccount.fail_next` answers the next matching
 requests with a 5xx or a 429, or drops the connection (before or after the change is made);
@@ -110,6 +117,13 @@ class StoredCall:
 
 
 @dataclass
+class StoredRecording:
+    created: datetime  # UTC
+    resource: Json
+    deleted: bool = False  # deleted from Twilio: listed only with IncludeSoftDeleted=true
+
+
+@dataclass
 class TwilioAccount:
     """One Twilio account in memory, and the knobs tests turn."""
 
@@ -125,6 +139,7 @@ class TwilioAccount:
     acl_addresses: dict[str, dict[str, Json]] = field(default_factory=dict)
     call_auth_mappings: dict[str, list[str]] = field(default_factory=dict)
     calls: list[StoredCall] = field(default_factory=list)
+    recordings: dict[str, StoredRecording] = field(default_factory=dict)
     number_rental: tuple[str, str] | None = None  # monthly price, unit, for phonenumbers-local
     requests: list[LoggedRequest] = field(default_factory=list)
     faults: deque[Fault] = field(default_factory=deque)
@@ -270,6 +285,45 @@ class TwilioAccount:
         minutes = math.ceil(duration_s / 60)
         self.calls.append(StoredCall(start_time.astimezone(UTC), category, minutes, call))
         self._calls_sorted = False
+
+    def add_recording(
+        self,
+        sid: str,
+        call_sid: str,
+        created: datetime,
+        *,
+        price: str | None,
+        price_unit: str = "JPY",
+        duration_s: int = 60,
+        channels: int = 2,
+        source: str = "DialVerb",
+        status: str = "completed",
+    ) -> None:
+        """A recording as Twilio's Recording resource gives it: ``price`` as Twilio gives it
+        (negative, or None until priced), ``duration`` a string of seconds, ``call_sid`` the
+        parent leg of a two-leg call."""
+        recording: Json = {
+            "api_version": "2010-04-01",
+            "call_sid": call_sid,
+            "conference_sid": None,
+            "date_created": rfc2822(created),
+            "start_time": rfc2822(created),
+            "duration": str(duration_s),
+            "price": price,
+            "price_unit": price_unit,
+            "status": status,
+            "channels": channels,
+            "source": source,
+            "error_code": None,
+            "encryption_details": None,
+        }
+        base = f"{API}/Accounts/{self.account_sid}/Recordings/{sid}"
+        recording["subresource_uris"] = {
+            "add_on_results": f"{base}/AddOnResults.json",
+            "transcriptions": f"{base}/Transcriptions.json",
+        }
+        self._stamp(recording, sid, f"Recordings/{sid}.json")
+        self.recordings[sid] = StoredRecording(created.astimezone(UTC), recording)
 
     def sorted_calls(self) -> list[StoredCall]:
         """Newest first, as Twilio lists calls."""
@@ -676,6 +730,39 @@ def init_app(account: TwilioAccount) -> web.Application:
         ]
         return _page(request, "calls", calls)
 
+    async def list_recordings(request: web.Request) -> web.Response:
+        # "DateCreated>=YYYY-MM-DD": created on or after midnight (GMT) of that day,
+        # "DateCreated<=…": before it, "DateCreated": on that day (Recording resource, "Read
+        # multiple Recording resources"); twilio-python sends "DateCreated>" / "DateCreated<".
+        # Newest first, as Twilio lists them (a guess: the page does not say).
+        query = request.query
+        after = _when(query["DateCreated>"]) if "DateCreated>" in query else None
+        before = _when(query["DateCreated<"]) if "DateCreated<" in query else None
+        day = _when(query["DateCreated"]).date() if "DateCreated" in query else None
+        call_sid = query.get("CallSid")
+        deleted_too = query.get("IncludeSoftDeleted", "").lower() == "true"
+        stored = sorted(
+            account.recordings.values(),
+            key=lambda r: (r.created, str(r.resource["sid"])),
+            reverse=True,
+        )
+        recordings = [
+            r.resource
+            for r in stored
+            if (after is None or r.created >= after)
+            and (before is None or r.created < before)
+            and (day is None or r.created.date() == day)
+            and (call_sid is None or r.resource["call_sid"] == call_sid)
+            and (deleted_too or not r.deleted)
+        ]
+        return _page(request, "recordings", recordings)
+
+    async def get_recording(request: web.Request) -> web.Response:
+        stored = account.recordings.get(request.match_info["sid"])
+        if stored is None or stored.deleted:
+            raise _not_found(request.path)
+        return _json(stored.resource)
+
     async def list_usage(request: web.Request) -> web.Response:
         query = request.query
         try:
@@ -756,6 +843,8 @@ def init_app(account: TwilioAccount) -> web.Application:
         f"{prefix}/SIP/IpAccessControlLists/{{sid}}/IpAddresses/{{address}}.json", delete_address
     )
     r.add_get(f"{prefix}/Calls.json", list_calls)
+    r.add_get(f"{prefix}/Recordings.json", list_recordings)
+    r.add_get(f"{prefix}/Recordings/{{sid}}.json", get_recording)
     r.add_get(f"{prefix}/Usage/Records.json", list_usage)
     return app
 

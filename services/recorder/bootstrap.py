@@ -99,7 +99,11 @@ def bootstrap(
     if writeback:
         client = kintone_client or make_kintone_client(settings, metrics)
         worker = WritebackWorker(
-            KintoneOutbox(engine), client, settings, home_region=settings.home_region
+            KintoneOutbox(engine),
+            client,
+            settings,
+            home_region=settings.home_region,
+            zone=settings.zone,
         )
     return Recorder(
         settings=settings,

@@ -14,6 +14,7 @@ from services.common.database import check_database_url
 from services.common.settings import CsvList, KafkaSettings, ServiceSettings
 from services.recorder.domain.customer_lookup import LookupFields, check_field_code
 from services.recorder.domain.history import HistoryFields, WritebackMode
+from services.recorder.domain.missed import Mention, parse_mentions
 
 DEFAULT_TARIFF = Path(__file__).parent / "tariffs" / "default.toml"
 
@@ -81,9 +82,25 @@ class KintoneSettings(ServiceSettings):
     # Wait this long after a call ends before writing it, so its last legs are in.
     kintone_writeback_delay_s: float = Field(default=10.0, ge=0, le=3600)
     kintone_max_concurrency: int = Field(default=10, ge=1, le=100)
+    # Who a missed call is told to (CONTRACT.md section 12): kintone users, groups or
+    # organizations, mentioned in a comment on each matched customer record. Empty: nobody.
+    missed_call_notify: CsvList = Field(default_factory=list)
+
+    @field_validator("missed_call_notify")
+    @classmethod
+    def _mentions(cls, value: list[str]) -> list[str]:
+        parse_mentions(value)  # code, USER:code, GROUP:code or ORGANIZATION:code; at most 10
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> KintoneSettings:
+        if self.missed_call_notify and (
+            self.kintone_writeback is WritebackMode.OFF or self.kintone_customer_app is None
+        ):
+            raise ValueError(
+                "MISSED_CALL_NOTIFY needs KINTONE_WRITEBACK (subtable or app) and "
+                "KINTONE_CUSTOMER_APP: missed calls are told on the customer records they match"
+            )
         if self.kintone_writeback is WritebackMode.OFF:
             return self
         missing = [
@@ -106,6 +123,9 @@ class KintoneSettings(ServiceSettings):
     def _query_field_code(cls, value: str) -> str:
         # These go into a records query: no spaces, quotes, parentheses or operators.
         return check_field_code(value)
+
+    def missed_call_mentions(self) -> tuple[Mention, ...]:
+        return parse_mentions(self.missed_call_notify)
 
     def lookup_fields(self) -> LookupFields:
         return LookupFields(

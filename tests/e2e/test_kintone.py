@@ -16,6 +16,7 @@ from services.devtools.kintone_standin import (
 )
 from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
+from services.recorder.adapters.repository import make_engine
 from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder, subtable_writeback_env
 from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
 from tests.inbound_calls import inbound_call
@@ -203,3 +204,72 @@ async def test_inbound_calls_land_on_their_customers_through_the_recorder_proces
     assert domain.request_count(APP, method="GET", path="/records.json") == 7
     [(directions,)] = await query(database_url, "SELECT array_agg(DISTINCT direction) FROM calls")
     assert directions == ["inbound"]
+
+
+async def test_a_missed_calls_comment_survives_a_sigkill_between_post_and_commit(
+    kafka_broker: LocalBroker, topic: str, database_url: str, tmp_path: Path
+) -> None:
+    """CONTRACT.md section 12: kintone stores the comment and the recorder is killed (SIGKILL)
+    before it hears back, so the job's commit never happens; the next recorder reads the
+    record's comments, finds the CallSid, and posts nothing more."""
+    domain = customers_domain()
+    domain.add_entity("sato")
+    customer = domain.add_record(APP, {"電話番号": {"value": "090-1111-2222"}})
+    missed = inbound_call(caller="+819011112222", outcome="hung-up")
+    stranger = inbound_call(caller="+819099990000", outcome="missed")
+    async with KintoneStandin(domain) as kintone:
+        env = recorder_env(
+            kafka_broker.bootstrap, topic, database_url, free_port()
+        ) | subtable_writeback_env(
+            kintone.base_url, KINTONE_CUSTOMER_APP=str(APP), MISSED_CALL_NOTIFY="sato"
+        )
+        # The comment is stored; its answer is held until the recorder is gone.
+        domain.fail_next(500, after_apply=True, path="/record/comment.json", hold_s=5)
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-1.log")
+        try:
+            await publish(kafka_broker.bootstrap, topic, missed.events + stranger.events)
+            for _ in range(300):
+                if domain.comments(APP, customer):
+                    break
+                await asyncio.sleep(0.05)
+            assert len(domain.comments(APP, customer)) == 1
+        finally:
+            recorder.process.kill()
+            await asyncio.to_thread(recorder.stop)
+        [(state, told)] = await query(
+            database_url,
+            "SELECT state, notified_record_ids FROM kintone_outbox WHERE call_sid = $1",
+            missed.root,
+        )
+        assert (state, told) == ("pending", [])  # a comment may be out there; none confirmed
+        await execute(database_url, "UPDATE kintone_outbox SET leased_until = NULL")  # ran out
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
+        try:
+            out = ""
+            for _ in range(100):
+                _, out = await calltrail("kintone", "status", env=env)
+                if out.startswith("pending 0  parked 0  done 2"):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.to_thread(recorder.stop)
+    [comment] = domain.comments(APP, customer)
+    assert missed.root in comment["text"]
+    assert comment["mentions"] == [{"code": "sato", "type": "USER"}]
+    [row] = domain.record(APP, customer)["通話履歴"]["value"]
+    assert row["value"]["通話結果"]["value"] == "不在着信"
+    assert domain.request_count(APP, method="POST", path="/record/comment.json") == 1
+    assert domain.request_count(APP, method="GET", path="/record/comments.json") == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("pending 0  parked 0  done 2"), out
+    at = lines.index("missed 1")
+    assert lines[at + 1].strip() == stranger.root
+
+
+async def execute(database_url: str, sql: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(sql)
+    finally:
+        await engine.dispose()

@@ -232,8 +232,8 @@ async def test_missed_and_forwarded_calls(make_harness, forward: str | None) -> 
     await h.worker().run_once()
     [row] = h.history(customer)
     assert row["担当者"] == ""
-    if forward is None:
-        assert (row["通話結果"], row["通話時間"]) == ("no-answer", "0")
+    if forward is None:  # a missed call (CONTRACT.md section 12)
+        assert (row["通話結果"], row["通話時間"]) == ("不在着信", "0")
     else:
         assert (row["通話結果"], row["通話時間"]) == ("completed", "40")
 

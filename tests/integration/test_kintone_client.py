@@ -774,3 +774,132 @@ async def test_a_busy_kintone_is_retried_for_lookups_too(
     assert len(records) == 1
     assert len(sleeps) == 2
     assert make_client().requests_today(CUSTOMERS) == 0  # a new client counts its own
+
+
+# --- record comments (cybozu.dev: add-comment, get-comments) ----------------------------------
+
+COMMENT = "/k/v1/record/comment.json"
+
+
+async def test_comments_post_and_read_in_kintones_shape(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    domain.add_entity("sato")
+    domain.add_entity("営業部", "GROUP")
+    client = make_client()
+    mentions = [{"code": "sato", "type": "USER"}, {"code": "営業部", "type": "GROUP"}]
+    first = await client.add_comment(CUSTOMERS, customer, "不在着信がありました。", mentions)
+    second = await client.add_comment(CUSTOMERS, customer, "二件目")
+    assert (first, second) == (1, 2)
+    comments, older = await client.get_comments(CUSTOMERS, customer)
+    assert [c["id"] for c in comments] == ["2", "1"]  # newest first unless asked
+    assert not older
+    # kintone puts the mentions before the text (without the "@" when read back).
+    assert comments[1]["text"] == "sato 営業部 \n不在着信がありました。"
+    assert comments[1]["mentions"] == mentions
+    assert set(comments[1]) == {"id", "text", "createdAt", "creator", "mentions"}
+    assert comments[1]["createdAt"].endswith("Z")
+
+
+async def test_comments_page_ten_at_most_with_older_and_newer(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    client = make_client()
+    for i in range(23):
+        await client.add_comment(CUSTOMERS, customer, f"c{i}")
+    ids: list[str] = []
+    offset, older = 0, True
+    while older:
+        page, older = await client.get_comments(CUSTOMERS, customer, offset=offset)
+        ids += [c["id"] for c in page]
+        offset += 10
+    assert ids == [str(i) for i in range(23, 0, -1)]
+    answer = await _raw_get(
+        client,
+        f"record/comments.json?app={CUSTOMERS}&record={customer}&order=asc&offset=10&limit=5",
+    )
+    assert [c["id"] for c in answer["comments"]] == ["11", "12", "13", "14", "15"]
+    assert (answer["older"], answer["newer"]) == (True, True)
+    with pytest.raises(ValueError, match="at most 10"):
+        await client.get_comments(CUSTOMERS, customer, limit=11)
+    with pytest.raises(KintoneValidationError) as too_many:
+        await _raw_get(client, f"record/comments.json?app={CUSTOMERS}&record={customer}&limit=11")
+    assert too_many.value.code == "CB_VA01"
+
+
+async def _raw_get(client: KintoneClient, path: str) -> dict[str, Any]:
+    """A GET with parameters the client's methods never send, and kintone's whole answer."""
+    api, _, query = path.partition("?")
+    params = dict(part.split("=", 1) for part in query.split("&"))
+    return await client._request("GET", api.removesuffix(".json"), CUSTOMERS, params=params)
+
+
+async def test_comment_limits_and_unknown_mentions_are_refused(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    domain.add_entity("sato")
+    client = make_client()
+    with pytest.raises(KintoneValidationError) as too_long:
+        await client.add_comment(CUSTOMERS, customer, "あ" * 65_536)
+    assert "comment.text" in too_long.value.errors
+    await client.add_comment(CUSTOMERS, customer, "あ" * 65_535)  # the limit itself is fine
+    eleven = [{"code": "sato", "type": "USER"}] * 11
+    with pytest.raises(KintoneValidationError) as crowded:
+        await client.add_comment(CUSTOMERS, customer, "x", eleven)
+    assert "comment.mentions" in crowded.value.errors
+    with pytest.raises(KintoneValidationError) as unknown:
+        await client.add_comment(
+            CUSTOMERS,
+            customer,
+            "x",
+            [
+                {"code": "sato", "type": "USER"},
+                {"code": "ghost", "type": "USER"},
+                {"code": "幽霊部", "type": "GROUP"},
+            ],
+        )
+    assert (unknown.value.status, unknown.value.code) == (400, "CB_VA01")
+    # Every bad entry is named, as kintone lists all of a request's input errors.
+    assert list(unknown.value.errors) == ["comment.mentions[1].code", "comment.mentions[2].code"]
+    with pytest.raises(KintoneValidationError):  # sato is a user, not a group
+        await client.add_comment(CUSTOMERS, customer, "x", [{"code": "sato", "type": "GROUP"}])
+    with pytest.raises(KintoneNotFoundError):
+        await client.add_comment(CUSTOMERS, customer + 100, "x")
+    assert len(domain.comments(CUSTOMERS, customer)) == 1  # only the one that was accepted
+
+
+async def test_comments_need_only_the_view_permission_of_that_app(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    domain.add_token(TOKEN_VIEW_ONLY, CUSTOMERS, view=True)
+    assert await make_client((TOKEN_VIEW_ONLY,)).add_comment(CUSTOMERS, customer, "x") == 1
+    with pytest.raises(KintoneAuthError):
+        await make_client((TOKEN_CALL_LOG,)).add_comment(CUSTOMERS, customer, "x")
+
+
+async def test_a_comment_post_is_retried_on_429_only_never_after_a_5xx(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    client = make_client()
+    domain.fail_next(429, path=COMMENT)  # refused before anything was done: safe to repeat
+    await client.add_comment(CUSTOMERS, customer, "one")
+    domain.fail_next(500, after_apply=True, path=COMMENT)  # stored, then the answer is lost
+    with pytest.raises(KintoneUnavailableError):
+        await client.add_comment(CUSTOMERS, customer, "two")
+    assert [c["text"] for c in domain.comments(CUSTOMERS, customer)] == ["one", "two"]
+    assert domain.request_count(CUSTOMERS, method="POST", path="/record/comment.json") == 3
+    # Reads are retried as any read is.
+    domain.fail_next(503, path="/record/comments.json")
+    comments, _ = await client.get_comments(CUSTOMERS, customer)
+    assert len(comments) == 2
+
+
+async def test_a_fault_aimed_at_one_api_lets_the_others_pass(
+    make_client: ClientFactory, domain: KintoneDomain, customer: int
+) -> None:
+    client = make_client()
+    domain.fail_next(500, after_apply=True, path=COMMENT)
+    await client.get_record(CUSTOMERS, customer)  # not a comment: untouched
+    with pytest.raises(KintoneUnavailableError):
+        await client.add_comment(CUSTOMERS, customer, "stored anyway")
+    assert len(domain.comments(CUSTOMERS, customer)) == 1

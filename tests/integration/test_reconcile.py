@@ -101,12 +101,14 @@ async def _seed(database_url: str, standin: TwilioStandin) -> None:
     standin.account.add_call(sid(10), datetime(2026, 11, 10, tzinfo=UTC), price="-99")
 
 
-async def _stored(database_url: str) -> dict[str, tuple[Decimal | None, str | None]]:
+async def _stored(
+    database_url: str, table: str = "calls", key: str = "call_sid"
+) -> dict[str, tuple[Decimal | None, str | None]]:
     engine = make_engine(database_url)
     try:
         async with engine.connect() as conn:
             rows = await conn.exec_driver_sql(
-                "SELECT call_sid, twilio_price, twilio_price_unit FROM calls"
+                f"SELECT {key}, twilio_price, twilio_price_unit FROM {table}"  # noqa: S608
             )
             return {sid: (price, unit) for sid, price, unit in (tuple(row) for row in rows)}
     finally:
@@ -234,3 +236,111 @@ async def test_twilio_unreachable_is_one_line(database_url: str, standin: Twilio
     (line,) = printed.err
     assert line.startswith("calltrail reconcile: ")
     assert printed.out == []
+
+
+# --- recordings (CONTRACT.md section 11) -----------------------------------------------------
+
+INSERT_RECORDING = """
+INSERT INTO recordings (recording_sid, call_sid, status, duration_s, started_at,
+                        billable_minutes, charge, currency, billing_month)
+VALUES ($1, $2, 'completed', 61, $3, 2, $4, 'JPY', $5)
+"""
+
+
+def rsid(n: int) -> str:
+    return f"RE{n:032x}"
+
+
+# (recording_sid, its call, created (Tokyo), our charge, Twilio price, unit; None: not at Twilio)
+RECORDINGS: list[tuple[str, str, datetime, str | None, str | None, str | None]] = [
+    (rsid(1), sid(1), datetime(2026, 11, 3, 10, tzinfo=TOKYO), "0.75", "-0.7500", "JPY"),
+    (rsid(2), sid(2), datetime(2026, 11, 4, 10, tzinfo=TOKYO), "0.75", "-0.80", "JPY"),
+    (rsid(3), sid(3), datetime(2026, 11, 5, 10, tzinfo=TOKYO), None, "-0.75", "JPY"),
+    (rsid(4), sid(4), datetime(2026, 11, 6, 10, tzinfo=TOKYO), "0.75", None, "JPY"),
+    (rsid(5), sid(5), datetime(2026, 11, 7, 10, tzinfo=TOKYO), "0.75", "-0.005", "USD"),
+    (rsid(6), NOT_AT_TWILIO, datetime(2026, 11, 9, tzinfo=TOKYO), "0.75", None, None),
+    # A recording of the month's last hours created past midnight UTC on the 1st (09:00 in
+    # Tokyo): Twilio is asked with a day's margin past the calls' window.
+    (rsid(7), sid(7), datetime(2026, 12, 1, 9, 20, tzinfo=TOKYO), "0.75", "-0.75", "JPY"),
+]  # fmt: skip
+
+
+async def _seed_recordings(database_url: str, standin: TwilioStandin) -> None:
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for recording_sid, call_sid, created, charge, _, _ in RECORDINGS:
+                amount = Decimal(charge) if charge is not None else None
+                await conn.exec_driver_sql(
+                    INSERT_RECORDING, (recording_sid, call_sid, created, amount, NOVEMBER)
+                )
+            # Another month's recording: not compared, not touched.
+            await conn.exec_driver_sql(
+                INSERT_RECORDING,
+                (rsid(9), DECEMBER, datetime(2026, 12, 1, 1, tzinfo=TOKYO), Decimal("0.75"),
+                 date(2026, 12, 1)),
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+    for recording_sid, call_sid, created, _, price, unit in RECORDINGS:
+        if unit is not None:
+            standin.account.add_recording(
+                recording_sid, call_sid, created, price=price, price_unit=unit
+            )
+    standin.account.add_recording(
+        rsid(9), DECEMBER, datetime(2026, 12, 1, 1, tzinfo=TOKYO), price="-9", price_unit="JPY"
+    )
+    # Deleted from Twilio after kintone took it: still listed, with its price.
+    standin.account.recordings[rsid(1)].deleted = True
+
+
+async def test_recordings_are_compared_like_legs(database_url: str, standin: TwilioStandin) -> None:
+    await _seed(database_url, standin)
+    await _seed_recordings(database_url, standin)
+    code, printed = await reconcile(database_url, standin)
+    assert code == 0, printed.err
+    doc = json.loads("".join(printed.out))
+    assert doc["legs_compared"] == 5  # the legs' report is as before
+    assert doc["recordings_compared"] == 4  # 1, 2, 3, 7
+    assert doc["recordings_differing"] == [
+        {"recording_sid": rsid(2), "call_sid": sid(2), "ours": "0.75", "twilio": "0.80",
+         "unit": "JPY"},
+        {"recording_sid": rsid(3), "call_sid": sid(3), "ours": None, "twilio": "0.75",
+         "unit": "JPY"},
+    ]  # fmt: skip
+    assert doc["recordings_unpriced"] == 2  # 4 (not priced yet), 6 (unknown to Twilio)
+    assert doc["recordings_other_currency"] == 1  # 5
+    assert Decimal(doc["recordings_total_ours"]) == Decimal("0.75") * 3
+    assert Decimal(doc["recordings_total_twilio"]) == Decimal("0.75") * 3 + Decimal("0.80")
+
+    stored = await _stored(database_url, "recordings", "recording_sid")
+    assert stored[rsid(1)] == (Decimal("0.7500"), "JPY")
+    assert stored[rsid(2)] == (Decimal("0.80"), "JPY")
+    assert stored[rsid(5)] == (Decimal("0.005"), "USD")
+    assert stored[rsid(4)] == stored[rsid(6)] == (None, None)
+    assert stored[rsid(9)] == (None, None)  # another month: not touched
+    # One request per page, for the calls and for the recordings.
+    assert standin.account.count("GET", "Recordings.json") == 1
+    assert standin.account.count("GET", "Calls.json") == 1
+
+    env = {**cli_env(standin), "DATABASE_URL": database_url}
+    ran = await run_cli("reconcile", "--month", "2026-11", "--format", "csv", env=env)
+    assert ran.code == 0, ran.stderr
+    rows = list(csv.DictReader(io.StringIO(ran.stdout)))
+    assert [r["name"] for r in rows if r["item"] == "recording_differing"] == [rsid(2), rsid(3)]
+    ran = await run_cli("reconcile", "--month", "2026-11", env=env)
+    assert ran.code == 0, ran.stderr
+    assert "recordings compared" in ran.stdout
+    assert rsid(2) in ran.stdout
+
+
+async def test_a_month_without_recordings_asks_twilio_for_none(
+    database_url: str, standin: TwilioStandin
+) -> None:
+    await _seed(database_url, standin)
+    code, printed = await reconcile(database_url, standin)
+    assert code == 0, printed.err
+    doc = json.loads("".join(printed.out))
+    assert (doc["recordings_compared"], doc["recordings_differing"]) == (0, [])
+    assert doc["recordings_total_ours"] == doc["recordings_total_twilio"] == "0"
+    assert standin.account.count("GET", "Recordings.json") == 0

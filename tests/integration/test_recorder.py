@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from decimal import Decimal
@@ -18,6 +19,13 @@ from services.devtools.broker import LocalBroker
 from services.devtools.call_flows import answered_call
 from services.recorder.app import init_app
 from services.recorder.settings import RecorderSettings
+from tests.conversation_events import (
+    CUSTOMER_SAYS,
+    STAFF_SAYS,
+    recording_event,
+    transcript,
+    transcript_event,
+)
 from tests.integration.recorder_support import publish, query, wait_for_rows
 from tests.integration.tcp_proxy import TcpProxy
 
@@ -173,3 +181,38 @@ def test_recorder_settings_name_a_missing_database_url(tmp_path: Path) -> None:
     message = str(raised.value.code)
     assert "DATABASE_URL is required" in message
     assert "CALLTRAIL_TARIFF is malformed" in message
+
+
+async def test_a_calls_conversation_through_the_broker(
+    make_recorder: RecorderFactory, kafka_broker: LocalBroker, topic: str, database_url: str
+) -> None:
+    """Recording and transcript events on the topic with the call's status callbacks, in
+    Twilio's jumbled order with repeats: stored once, in spoken order, with the speakers; a
+    broken transcript to the DLQ with its reason (and never its text), the call unharmed."""
+    await make_recorder()
+    call = answered_call(duration_s=61)
+    root = call[0].root_call_sid
+    said = [("inbound_track", STAFF_SAYS), ("outbound_track", CUSTOMER_SAYS)]
+    conversation = transcript(root, said, at=call[0].received_at)
+    events = [*call, recording_event(root, at=call[0].received_at), *conversation]
+    events += conversation[1:3] + call[2:4]  # Twilio repeats some
+    random.Random(19).shuffle(events)
+    broken = transcript_event(
+        root,
+        "transcription-content",
+        at=call[0].received_at,
+        sequence=7,
+        track="inbound_track",
+        data="{" + STAFF_SAYS,  # not JSON
+    )
+    await publish(kafka_broker.bootstrap, topic, [*events, broken])
+    await wait_for_rows(
+        database_url, 1, sql="SELECT count(*) FROM call_transcripts WHERE status = 'complete'"
+    )
+    await wait_for_rows(database_url, 1, sql="SELECT count(*) FROM recordings")
+    rows = await query(database_url, "SELECT call_sid, text FROM call_transcripts")
+    assert rows == [(root, f"担当者: {STAFF_SAYS}\nお客様: {CUSTOMER_SAYS}")]
+    [(legs,)] = await query(database_url, "SELECT count(*) FROM calls WHERE status = 'completed'")
+    assert legs == 2
+    dead = await read_dlq(kafka_broker.bootstrap, f"{topic}.dlq", 1)
+    assert [headers["reason"] for _, headers in dead] == [b"TranscriptionData is not JSON"]

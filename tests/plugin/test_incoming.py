@@ -2,6 +2,8 @@
 register their Device once per page load on list and record views; an incoming call shows one
 panel with the caller, the customer records it matches (the records query through the user's
 own kintone session, against the stand-in's kintone query language), Answer/Decline and links.
+Each record is named by the app's record title (CONTRACT §12, issue 20 item 4), and a call the
+caller gives up on stays as 「不在着信」 until dismissed.
 
 Tokens come from the real gateway, started with RING_IDENTITIES (conftest): its answer says
 `incoming` for the ring group only."""
@@ -40,6 +42,19 @@ def number(caller: str) -> dict[str, str]:
 
 def gone(page: Page) -> None:
     page.wait_for_selector(PANEL, state="detached")
+
+
+def missed(page: Page, count: int = 1) -> None:
+    page.wait_for_function(
+        "(n) => document.querySelectorAll(\".calltrail-incoming-call[data-state='missed']\")"
+        ".length === n",
+        arg=count,
+    )
+
+
+def company(tenant: Tenant, record_id: str) -> str:
+    (record,) = (r for r in tenant.records if r["$id"]["value"] == record_id)
+    return str(record["company"]["value"])
 
 
 # --- registration -------------------------------------------------------------------------------
@@ -128,11 +143,12 @@ def test_incoming_call_shows_the_caller_and_the_matching_record(
     assert call["caller"] == shown
     assert [r["id"] for r in call["records"]] == [record]
     assert call["records"][0]["href"] == f"/k/12/show#record={record}"
-    assert call["records"][0]["text"].startswith(f"レコード {record}（")
+    # Named by the app's record title (its settings say 会社名), never by the number alone.
+    assert call["records"][0]["text"] == f"{company(ringing, record)}（レコード {record}）"
     assert call["buttons"] == ["answer", "decline"]
     [query] = ringing.records_queries  # one lookup per call
     assert query["app"] == 12
-    assert query["fields"] == ["$id", "phone"]
+    assert query["fields"] == ["$id", "phone", "company"]
 
 
 def test_line_calls_look_up_by_line_user_id(
@@ -218,17 +234,27 @@ def test_decline_rejects_once(page: Page, harness: KintoneHarness, ringing: Tena
 
 
 @pytest.mark.parametrize("why", ["the caller hung up", "another user answered"])
-def test_cancel_removes_the_panel(
+def test_a_canceled_call_stays_as_missed_until_dismissed(
     page: Page, harness: KintoneHarness, ringing: Tenant, why: str
 ) -> None:
-    """Both reach this Device as the SDK's 'cancel'."""
+    """Both reach this Device as the SDK's 'cancel', which carries no reason: both read
+    「不在着信」, with the record's link, until the user closes it."""
     open_record(page, harness, ringing)
     wait_registered(page)
     index = ring(page, number("+819011112222"))
     wait_lookup_done(page)
     call_at(page, index, "_cancel")
-    gone(page)
+    missed(page)
+    page.wait_for_timeout(200)  # it does not vanish by itself
+    [call] = incoming_panel(page)["calls"]
+    assert call["status"] == "不在着信"
+    assert call["caller"] == "090-1111-2222"
+    assert [r["id"] for r in call["records"]] == ["102"]
+    assert call["buttons"] == ["close"]
     assert call_log(page, index) == {"accepts": 0, "rejects": 0, "ignores": 0}
+    assert button(page)["disabled"] is False  # a missed call does not hold the call button
+    page.click(".calltrail-incoming .calltrail-close")
+    gone(page)
     # The next call brings the panel back, once.
     ring(page, number("+81312345678"))
     wait_lookup_done(page)
@@ -247,12 +273,11 @@ def test_a_second_call_while_one_is_shown(
     assert panel["panels"] == 1
     assert [c["caller"] for c in panel["calls"]] == ["090-1111-2222", "LINE から"]
     assert [[r["id"] for r in c["records"]] for c in panel["calls"]] == [["102"], ["108"]]
-    call_at(page, first, "_cancel")  # the first caller gives up: the second stays
-    page.wait_for_function(
-        "() => document.querySelectorAll('.calltrail-incoming-call').length === 1"
-    )
-    assert incoming_panel(page)["calls"][0]["caller"] == "LINE から"
-    page.click(".calltrail-answer")
+    call_at(page, first, "_cancel")  # the first caller gives up: missed; the second still rings
+    missed(page)
+    assert [c["state"] for c in incoming_panel(page)["calls"]] == ["missed", "ringing"]
+    assert incoming_panel(page)["calls"][1]["caller"] == "LINE から"
+    page.click(".calltrail-incoming-call:nth-child(2) .calltrail-answer")
     page.wait_for_selector(".calltrail-incoming-call[data-state='open']")
     assert call_log(page, second)["accepts"] == 1
     assert call_log(page, first)["accepts"] == 0
@@ -340,8 +365,11 @@ def test_english_users_get_english(page: Page, harness: KintoneHarness, ringing:
     wait_lookup_done(page, 2)
     calls = incoming_panel(page)["calls"]
     assert [c["caller"] for c in calls] == ["090-1111-2222", "LINE"]
-    assert calls[0]["records"][0]["text"] == "Record 102 (090-1111-2222)"
+    assert calls[0]["records"][0]["text"] == "有限会社みなと製作所 (record 102)"
     assert page.text_content(".calltrail-answer") == "Answer"
+    page.evaluate("() => window.__twilioStandin.call(0)._cancel()")
+    missed(page)
+    assert incoming_panel(page)["calls"][0]["status"] == "Missed call"
 
 
 def test_the_key_never_reaches_the_browser(
@@ -370,16 +398,79 @@ def test_incoming_to_panel_with_its_record(
     for _ in range(9):
         panel_ms.append(ring_and_time(page, number("+819011112222"), PANEL))
         page.evaluate("() => window.__twilioStandin.lastCall()._cancel()")
-        gone(page)
+        dismiss(page)
         record_ms.append(ring_and_time(page, number("+819011112222"), "a.calltrail-record"))
         page.evaluate("() => window.__twilioStandin.lastCall()._cancel()")
-        gone(page)
+        dismiss(page)
     print(
         f"\nincoming → panel: median {statistics.median(panel_ms):.1f} ms; "
         f"incoming → matched record shown: median {statistics.median(record_ms):.0f} ms, "
         f"max {max(record_ms):.0f} ms"
     )
     assert statistics.median(record_ms) < 1000
+
+
+def dismiss(page: Page) -> None:
+    missed(page)
+    page.click(".calltrail-incoming .calltrail-close")
+    gone(page)
+
+
+def test_the_title_field_is_read_once_per_page_load(
+    page: Page, harness: KintoneHarness, ringing: Tenant
+) -> None:
+    open_record(page, harness, ringing, "index")
+    wait_registered(page)
+    for caller in ("+819011112222", "+81312345678"):
+        ring(page, number(caller))
+    wait_lookup_done(page, 2)
+    assert [c["records"][0]["text"] for c in incoming_panel(page)["calls"]] == [
+        "有限会社みなと製作所（レコード 102）",
+        "株式会社サンプル商事（レコード 101）",
+    ]
+    assert ringing.rest_log.count(("GET", "/k/v1/app/settings.json")) == 1
+    assert ("GET", "/k/v1/app/form/layout.json") not in ringing.rest_log
+
+
+@pytest.mark.parametrize("title", [None, {"selectionMode": "AUTO", "code": ""}])
+def test_without_a_title_field_the_first_single_line_text_names_the_record(
+    page: Page, harness: KintoneHarness, ringing: Tenant, title: dict[str, str] | None
+) -> None:
+    """A kintone that does not say (or says no code): the layout's first single-line text field,
+    here 担当者 moved above 会社名."""
+    ringing.title_field = title
+    ringing.layout = [
+        {"type": "ROW", "fields": [{"type": "LINK", "code": "website"}]},
+        {
+            "type": "GROUP",
+            "code": "people",
+            "layout": [
+                {"type": "ROW", "fields": [{"type": "SINGLE_LINE_TEXT", "code": "contact"}]}
+            ],
+        },
+        *ringing.layout,
+    ]
+    open_record(page, harness, ringing, "index")
+    wait_registered(page)
+    ring(page, number("+819011112222"))
+    wait_lookup_done(page)
+    [call] = incoming_panel(page)["calls"]
+    assert call["records"][0]["text"] == "鈴木 一郎（レコード 102）"
+    assert ringing.records_queries[0]["fields"] == ["$id", "phone", "contact"]
+
+
+def test_an_unreadable_title_field_still_names_the_record_by_its_number(
+    page: Page, harness: KintoneHarness, ringing: Tenant
+) -> None:
+    ringing.title_field = {"selectionMode": "MANUAL", "code": 'x" or 1'}  # not a field code
+    ringing.layout = []
+    open_record(page, harness, ringing, "index")
+    wait_registered(page)
+    ring(page, number("+819011112222"))
+    wait_lookup_done(page)
+    [call] = incoming_panel(page)["calls"]
+    assert call["records"][0]["text"] == "090-1111-2222（レコード 102）"
+    assert ringing.records_queries[0]["fields"] == ["$id", "phone"]
 
 
 def test_the_call_button_waits_while_an_incoming_call_is_answered(

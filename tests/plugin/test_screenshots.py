@@ -1,6 +1,6 @@
-"""The README's pictures of the settings page, the record page and the incoming-call panel. The
-pages are checked on every run; the PNGs are written only when CALLTRAIL_SCREENSHOTS=<dir> is set
-(`make screenshots`)."""
+"""The pictures of the settings page, the record page and the incoming-call panel (README.md,
+docs/kintone.md). The pages are checked on every run; the PNGs are written only when
+CALLTRAIL_SCREENSHOTS=<dir> is set (`make screenshots`)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ const MESSAGES = {
     searching: '顧客レコードを検索中…',
     noMatch: '一致する顧客レコードはありません。',
     lookupFailed: '顧客レコードを検索できませんでした。',
-    recordLink: (id, label) => (label ? `レコード ${id}（${label}）` : `レコード ${id}`),
+    recordLink: (id, label) => (label ? `${label}（レコード ${id}）` : `レコード ${id}`),
+    missed: '不在着信',
   },
   en: {
     call: 'Call',
@@ -84,7 +85,8 @@ const MESSAGES = {
     searching: 'Looking for customer records…',
     noMatch: 'No customer record matches.',
     lookupFailed: 'Could not look up customer records.',
-    recordLink: (id, label) => (label ? `Record ${id} (${label})` : `Record ${id}`),
+    recordLink: (id, label) => (label ? `${label} (record ${id})` : `Record ${id}`),
+    missed: 'Missed call',
   },
 };
 

@@ -184,17 +184,49 @@ export function samePhone(value, parsed) {
 
 /**
  * The records of a lookup answer to show: [{id, label}] in the answer's order. byField: the
- * field the lookup was made on; match(value): whether its value is the caller's.
+ * field the lookup was made on; match(value): whether its value is the caller's; labelField:
+ * the field that names a record (labelFieldOf), whose value is the label, or byField's value
+ * when it is empty or unknown.
  */
-export function matchedRecords(records, byField, match) {
+export function matchedRecords(records, byField, match, labelField = null) {
   const out = [];
   for (const record of records ?? []) {
     const id = record && record.$id ? String(record.$id.value) : '';
     const value = record && record[byField] ? record[byField].value : null;
     if (!/^\d+$/.test(id) || !match(value)) continue;
-    out.push({ id, label: value == null ? '' : String(value) });
+    const name = labelField && record[labelField] ? record[labelField].value : null;
+    const label = typeof name === 'string' && name.trim() !== '' ? name.trim() : value;
+    out.push({ id, label: label == null ? '' : String(label) });
   }
   return out;
+}
+
+/**
+ * The field that names the app's records: the record title of the app's settings
+ * (GET /k/v1/app/settings.json → titleField.code, cybozu.dev "アプリの一般設定を取得する"), or
+ * null when kintone gives none (older kintone, or no code). Then firstSingleLineText(layout).
+ */
+export function titleFieldOf(settings) {
+  const code = settings && settings.titleField ? settings.titleField.code : null;
+  return typeof code === 'string' && isFieldCode(code) ? code : null;
+}
+
+/**
+ * The first single-line text field of the form, in the layout's order (GET
+ * /k/v1/app/form/layout.json: rows, and the rows of groups; a table's fields name no record), or
+ * null.
+ */
+export function firstSingleLineText(layout) {
+  for (const row of (layout && layout.layout) ?? []) {
+    if (row.type === 'ROW') {
+      const field = (row.fields ?? []).find((f) => f.type === 'SINGLE_LINE_TEXT' && isFieldCode(f.code));
+      if (field) return field.code;
+    } else if (row.type === 'GROUP') {
+      const inner = firstSingleLineText({ layout: row.layout });
+      if (inner) return inner;
+    }
+  }
+  return null;
 }
 
 /**

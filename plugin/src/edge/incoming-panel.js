@@ -2,16 +2,20 @@
 // per page load, on <body>, whatever page of the app is open, however many kintone events fire.
 // It holds one entry per ringing Call (usually one): the caller, the customer records that match
 // (looked up with the user's own kintone session), Answer and Decline, a link to each record.
-// An entry goes when the caller hangs up or another user answers (the SDK's 'cancel'), on
-// Decline (reject()), and when the answered call ends; the panel goes with its last entry.
+// Each record is named by the app's record title (or its first single-line text field), read
+// once per page load. A ringing entry the SDK cancels stays as 「不在着信」 until dismissed; it
+// goes on Decline (reject()) and when the answered call ends; the panel goes with its last entry.
+// The SDK's 'cancel' carries no reason (twilio/twilio-voice.js#435): the caller hanging up and
+// another user answering look the same here, so both read 「不在着信」 on this page; the
+// record's write-back says who answered.
 
 import { errorClassOf } from '../core/errors.js';
 import { Kind, readIncoming } from '../core/incoming-params.js';
 import { t } from '../core/i18n.js';
-import { callerLabel, lookupPlan, matchedRecords, recordUrl } from '../core/lookup.js';
+import { callerLabel, firstSingleLineText, lookupPlan, matchedRecords, recordUrl, titleFieldOf } from '../core/lookup.js';
 import { formatDuration, recordingShown } from '../core/state.js';
 
-const GONE_EVENTS = ['cancel', 'disconnect', 'reject'];
+const GONE_EVENTS = ['disconnect', 'reject'];
 
 function el(doc, tag, attrs = {}, text = null) {
   const node = doc.createElement(tag);
@@ -61,14 +65,29 @@ export function createIncomingPanel({
     }
   }
 
+  // new Promise: a kintone.api that throws at once is a failed request too, never a lost call.
+  const get = (path, params) => new Promise((resolve) => resolve(kintone.api(kintone.api.url(path, true), 'GET', params)));
+
+  let labelField = null; // the field that names a record: read at the first call, once per page
+  function recordLabelField() {
+    if (labelField === null) {
+      const app = appId();
+      labelField = get('/k/v1/app/settings', { app })
+        .then((settings) => titleFieldOf(settings) ?? get('/k/v1/app/form/layout', { app }).then(firstSingleLineText))
+        .catch(() => null); // unreadable: records are named by the number they matched
+    }
+    return labelField;
+  }
+
   function lookup(info) {
     const plan = lookupPlan(info, config);
     if (!plan) return Promise.resolve([]);
-    const params = { app: appId(), query: plan.query, fields: ['$id', plan.field] };
-    // new Promise: a kintone.api that throws at once is a failed lookup too, never a lost call.
-    return new Promise((resolve) => resolve(kintone.api(kintone.api.url('/k/v1/records', true), 'GET', params))).then(
-      (answer) => matchedRecords(answer && answer.records, plan.field, plan.match),
-    );
+    return recordLabelField().then((title) => {
+      const fields = title && title !== plan.field ? ['$id', plan.field, title] : ['$id', plan.field];
+      return get('/k/v1/records', { app: appId(), query: plan.query, fields }).then((answer) =>
+        matchedRecords(answer && answer.records, plan.field, plan.match, title),
+      );
+    });
   }
 
   function add(call) {
@@ -107,8 +126,8 @@ export function createIncomingPanel({
       hangup.hidden = entry.state !== 'open' && entry.state !== 'ending';
       hangup.disabled = entry.state !== 'open';
       mute.hidden = entry.state !== 'open';
-      close.hidden = entry.state !== 'failed';
-      status.textContent = entry.state === 'open' ? t(lang, 'stateOpen') : '';
+      close.hidden = entry.state !== 'failed' && entry.state !== 'missed';
+      status.textContent = entry.state === 'open' ? t(lang, 'stateOpen') : entry.state === 'missed' ? t(lang, 'missed') : '';
       recording.hidden = !recordingShown(manager.recording, entry.state === 'open' || entry.state === 'ending');
       const muted = entry.state === 'open' && typeof call.isMuted === 'function' && call.isMuted();
       mute.textContent = t(lang, muted ? 'unmute' : 'mute');
@@ -170,6 +189,11 @@ export function createIncomingPanel({
       render();
     });
     call.on('mute', () => render());
+    call.on('cancel', () => {
+      if (!entries.has(call) || entry.state === 'failed') return;
+      entry.state = 'missed'; // stays, with its records' links, until dismissed
+      render();
+    });
     for (const name of GONE_EVENTS) call.on(name, () => (entry.state === 'failed' ? render() : gone()));
     call.on('error', fail);
 

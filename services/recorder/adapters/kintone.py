@@ -16,7 +16,10 @@ kintone's limits shape the rest (kintone.dev, "How to Avoid Kintone REST API lim
 Retries (429, 5xx, timeouts, connection errors) use exponential backoff with full jitter, or the
 server's ``Retry-After``. A write retried after a timeout may already have been applied: with a
 ``revision`` the retry then fails with 409 ``GAIA_CO02``, so callers must re-read and check
-before writing again (an upsert keyed on a unique field is safe to repeat as is).
+before writing again (an upsert keyed on a unique field is safe to repeat as is). A record
+comment cannot be made safe that way (no revision, no key): its post is retried only on 429,
+which kintone answers before doing anything; after a 5xx or a lost answer the caller reads the
+record's comments before posting again.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -37,6 +40,7 @@ from services.common.logging import REDACTED, get_logger
 
 MAX_RECORDS_PER_REQUEST = 100  # kintone rejects more in one records.json call (CB_VA01)
 MAX_QUERY_FIELDS = 100  # fields[0]…fields[99] in a GET's URL (cybozu.dev, GET records.json)
+MAX_COMMENTS_PER_REQUEST = 10  # GET record/comments.json's limit (cybozu.dev, get-comments)
 DAILY_REQUEST_LIMIT = 10_000  # per app per day on the standard course
 TOKEN_HEADER = "X-Cybozu-API-Token"  # noqa: S105 - a header name, not a secret
 
@@ -427,6 +431,45 @@ class KintoneClient:
         total = data.get("totalCount")
         return records, (_int(total, "totalCount") if total is not None else None)
 
+    async def add_comment(
+        self, app: int, record_id: int, text: str, mentions: Sequence[Mapping[str, str]] = ()
+    ) -> int:
+        """Post a comment on a record, mentioning ``mentions`` (``{"code", "type"}``); returns
+        its id. Not repeated after a 5xx or a lost answer (it may be stored): read the
+        comments before posting again."""
+        comment: dict[str, Any] = {"text": text}
+        if mentions:
+            comment["mentions"] = [dict(m) for m in mentions]
+        body = {"app": app, "record": record_id, "comment": comment}
+        data = await self._request("POST", "record/comment", app, body=body, repeatable=False)
+        return _int(data.get("id"), "id")
+
+    async def get_comments(
+        self,
+        app: int,
+        record_id: int,
+        *,
+        order: Literal["asc", "desc"] = "desc",
+        offset: int = 0,
+        limit: int = MAX_COMMENTS_PER_REQUEST,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a record's comments (at most 10: kintone's limit), and whether there
+        are older ones (kintone's ``older``)."""
+        if not 0 <= limit <= MAX_COMMENTS_PER_REQUEST:
+            raise ValueError(f"kintone returns at most {MAX_COMMENTS_PER_REQUEST} comments")
+        params: dict[str, int | str] = {
+            "app": app,
+            "record": record_id,
+            "order": order,
+            "offset": offset,
+            "limit": limit,
+        }
+        data = await self._request("GET", "record/comments", app, params=params)
+        comments = data.get("comments")
+        if not isinstance(comments, list) or not all(isinstance(c, dict) for c in comments):
+            raise _bad_response("comments")
+        return comments, data.get("older") is True
+
     async def get_form_fields(self, app: int) -> dict[str, Any]:
         """The app's fields (``properties``: field code → type, label, required, unique, …)."""
         data = await self._request("GET", "app/form/fields", app, params={"app": app})
@@ -434,6 +477,19 @@ class KintoneClient:
         if not isinstance(properties, dict):
             raise _bad_response("properties")
         return properties
+
+    async def upload_file(self, app: int, name: str, content_type: str, data: bytes) -> str:
+        """Upload a file for ``app``'s records; returns the temporary ``fileKey`` that a FILE
+        field's value ``[{"fileKey": …}]`` attaches (cybozu.dev "ファイルをアップロードする").
+        The key attaches once and expires after three days unattached, so a retried upload
+        only leaves an unused copy behind: uploads are safe to repeat. Counted against
+        ``app``, whose write it is for."""
+        payload = _Upload(name, content_type, data)
+        answer = await self._request("POST", "file", app, upload=payload)
+        file_key = answer.get("fileKey")
+        if not isinstance(file_key, str) or not file_key:
+            raise _bad_response("fileKey")
+        return file_key
 
     def requests_today(self, app: int) -> int:
         """Requests sent for ``app`` since 00:00 UTC (kintone's 09:00 JST reset)."""
@@ -450,14 +506,18 @@ class KintoneClient:
         *,
         params: Mapping[str, int | str] | None = None,
         body: Mapping[str, Any] | None = None,
+        upload: _Upload | None = None,
+        repeatable: bool = True,
     ) -> dict[str, Any]:
+        """``repeatable`` False: a request that must not run twice, retried only on 429."""
         url = f"{self._base_url}{self._prefix}/{api}.json"
         attempt = 0
         while True:
             try:
-                return await self._attempt(method, url, int(app), params, body)
+                return await self._attempt(method, url, int(app), params, body, upload)
             except KintoneError as exc:
-                if not exc.retryable or attempt >= self._max_retries:
+                unsafe = not repeatable and not isinstance(exc, KintoneRateLimitError)
+                if not exc.retryable or unsafe or attempt >= self._max_retries:
                     raise
                 delay = self._backoff(attempt, exc.retry_after_s)
                 attempt += 1
@@ -479,12 +539,18 @@ class KintoneClient:
         app: int,
         params: Mapping[str, int | str] | None,
         body: Mapping[str, Any] | None,
+        upload: _Upload | None = None,
     ) -> dict[str, Any]:
         headers = dict(self._headers)
-        data: bytes | None = None
+        data: bytes | aiohttp.FormData | None = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
+        elif upload is not None:  # a new form each attempt: aiohttp sends a FormData once
+            data = aiohttp.FormData()
+            data.add_field(
+                "file", upload.data, filename=upload.name, content_type=upload.content_type
+            )
         query = {k: str(v) for k, v in (params or {}).items()}
         # The semaphore covers only the request, never the backoff: a sleeping retry holds
         # no slot, so the cap stays a cap on what kintone sees at once.
@@ -570,6 +636,13 @@ class KintoneClient:
             self._on_request(app, outcome)
         except Exception:  # a metrics hook must never break a write-back
             self._log.exception("kintone_on_request_failed", app=app)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)  # a recording: personal data, never in a repr or a log
 
 
 def _int(value: Any, what: str) -> int:

@@ -9,6 +9,7 @@ worker died is claimed again once its lease runs out.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.recorder.domain.conversation import (
+    CallConversation,
+    RecordingStatus,
+    Speaker,
+    TranscriptionStatus,
+)
 from services.recorder.domain.outbox import Job, OutboxState
 
 # The f-strings below only join constants of this module and OutboxState's values: nothing
@@ -35,7 +42,7 @@ UPDATE kintone_outbox o
 SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
 WHERE o.call_sid IN (SELECT call_sid FROM claimed)
 RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts, o.direction,
-          o.matched_record_ids
+          o.matched_record_ids, o.notified_record_ids
 """
 # The f-strings below only join constants of this module: nothing from outside reaches them.
 # Call-log app mode: the oldest due jobs (500, a multiple of 100: full upserts).
@@ -67,15 +74,46 @@ SELECT call_sid, parent_call_sid, leg, status, direction, from_number, to_number
        answered_at, duration_s, charge, user_identity, line_user_id
 FROM calls WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
 """
+# A call's conversation for the settled write-back (CONTRACT.md section 11): its utterances in
+# spoken order (as the call_transcripts view orders them), its recordings' and transcriptions'
+# statuses. Not used by the worker yet (issue 19 item 3).
+UTTERANCES = """
+SELECT s.call_sid, s.speaker, s.text
+FROM transcript_segments s JOIN transcriptions t USING (transcription_sid)
+WHERE s.call_sid = ANY($1::text[])
+ORDER BY s.call_sid, t.started_at NULLS LAST, s.transcription_sid, s.sequence_id
+"""
+CONVERSATION_STATES = """
+SELECT 'recording', call_sid, status FROM recordings WHERE call_sid = ANY($1::text[])
+UNION ALL
+SELECT 'transcription', call_sid, status FROM transcriptions WHERE call_sid = ANY($1::text[])
+"""
 SET_MATCHED = """
 UPDATE kintone_outbox SET matched_record_ids = $2::bigint[] WHERE call_sid = $1
 """
 # Inbound calls that matched no customer record (subtable mode: written nowhere).
+_UNMATCHED = f"""direction = 'inbound' AND state = '{OutboxState.DONE}'
+  AND matched_record_ids = '{{}}'"""
 UNMATCHED = f"""
-SELECT call_sid FROM kintone_outbox
-WHERE direction = 'inbound' AND state = '{OutboxState.DONE}' AND matched_record_ids = '{{}}'
-ORDER BY created_at, call_sid
+SELECT call_sid FROM kintone_outbox WHERE {_UNMATCHED} ORDER BY created_at, call_sid
 """  # noqa: S608
+# Of those, the missed calls (CONTRACT.md section 12): nobody was told on a record.
+MISSED_UNMATCHED = f"""
+SELECT call_sid FROM kintone_outbox WHERE missed AND {_UNMATCHED} ORDER BY created_at, call_sid
+"""  # noqa: S608
+MARK_MISSED = "UPDATE kintone_outbox SET missed = true WHERE call_sid = ANY($1::text[])"
+# Before a call's first comment: from now on a comment may be on kintone, so every later
+# attempt reads a record's comments before posting to it.
+START_NOTIFYING = """
+UPDATE kintone_outbox SET notified_record_ids = '{}'
+WHERE call_sid = $1 AND notified_record_ids IS NULL
+"""
+ADD_NOTIFIED = """
+UPDATE kintone_outbox
+SET notified_record_ids = ARRAY(
+    SELECT DISTINCT unnest(coalesce(notified_record_ids, '{}') || $2::bigint[]) ORDER BY 1)
+WHERE call_sid = $1
+"""
 MARK_DONE = f"""
 UPDATE kintone_outbox
 SET state = '{OutboxState.DONE}', done_at = now(), leased_until = NULL, last_error = NULL
@@ -113,6 +151,7 @@ class OutboxStatus:
     parked_reasons: list[tuple[str, int]] = field(default_factory=list)
     oldest_pending: datetime | None = None
     unmatched: list[str] = field(default_factory=list)  # inbound calls, no customer matched
+    missed: list[str] = field(default_factory=list)  # of those, missed: nobody was told
 
 
 class KintoneOutbox:
@@ -130,10 +169,11 @@ class KintoneOutbox:
             rows = await conn.exec_driver_sql(claim, (limit, lease_s))
             jobs: list[Job] = []
             parked: list[str] = []
-            for call_sid, app, record, attempts, direction, matched in map(tuple, rows):
+            for call_sid, app, record, attempts, direction, matched, notified in map(tuple, rows):
                 if direction == "inbound" and app.isdigit():
                     found = None if matched is None else tuple(int(m) for m in matched)
-                    jobs.append(Job(call_sid, int(app), None, attempts, True, found))
+                    told = None if notified is None else tuple(int(n) for n in notified)
+                    jobs.append(Job(call_sid, int(app), None, attempts, True, found, told))
                 elif app.isdigit() and record is not None and record.isdigit():
                     jobs.append(Job(call_sid, int(app), int(record), attempts))
                 else:
@@ -148,10 +188,46 @@ class KintoneOutbox:
             result = await conn.exec_driver_sql(LEGS, (list(roots),))
             return [dict(row._mapping) for row in result]
 
+    async def conversations(self, roots: Sequence[str]) -> dict[str, CallConversation]:
+        """The conversation of each of these calls (root CallSids) that has one."""
+        said: dict[str, list[tuple[Speaker | None, str]]] = defaultdict(list)
+        recordings: dict[str, list[RecordingStatus]] = defaultdict(list)
+        transcriptions: dict[str, list[TranscriptionStatus]] = defaultdict(list)
+        async with self._engine.connect() as conn:
+            for call_sid, speaker, text in map(
+                tuple, await conn.exec_driver_sql(UTTERANCES, (list(roots),))
+            ):
+                said[call_sid].append((Speaker(speaker) if speaker else None, text))
+            states = await conn.exec_driver_sql(CONVERSATION_STATES, (list(roots),))
+            for kind, call_sid, status in map(tuple, states):
+                if kind == "recording":
+                    recordings[call_sid].append(RecordingStatus(status))
+                else:
+                    transcriptions[call_sid].append(TranscriptionStatus(status))
+        return {
+            root: CallConversation(
+                tuple(said[root]), tuple(recordings[root]), tuple(transcriptions[root])
+            )
+            for root in roots
+            if root in said or root in recordings or root in transcriptions
+        }
+
     async def set_matched(self, call_sid: str, record_ids: Sequence[int]) -> None:
         """Keep what an inbound call's lookup found, so a retry writes to the same records
         without looking again."""
         await self._execute(SET_MATCHED, call_sid, list(record_ids))
+
+    async def mark_missed(self, call_sids: Sequence[str]) -> None:
+        """These calls are missed calls (for ``calltrail kintone status``)."""
+        await self._execute(MARK_MISSED, list(call_sids))
+
+    async def start_notifying(self, call_sid: str) -> None:
+        """Say, before the call's first comment is posted, that one may be on kintone."""
+        await self._execute(START_NOTIFYING, call_sid)
+
+    async def add_notified(self, call_sid: str, record_ids: Sequence[int]) -> None:
+        """These records are known to carry the call's comment: never posted to again."""
+        await self._execute(ADD_NOTIFIED, call_sid, list(record_ids))
 
     async def mark_done(self, call_sids: Sequence[str]) -> None:
         await self._execute(MARK_DONE, list(call_sids))
@@ -174,11 +250,13 @@ class KintoneOutbox:
             reasons = [(reason, count) for reason, count in map(tuple, rows)]
             oldest = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
             unmatched = [row[0] for row in await conn.exec_driver_sql(UNMATCHED)]
+            missed = [row[0] for row in await conn.exec_driver_sql(MISSED_UNMATCHED)]
         return OutboxStatus(
             counts={state: counts.get(state, 0) for state in OutboxState},
             parked_reasons=reasons,
             oldest_pending=oldest,
             unmatched=unmatched,
+            missed=missed,
         )
 
     async def requeue_parked(self, call_sids: Sequence[str] = ()) -> int:

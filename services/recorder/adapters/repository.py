@@ -19,7 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from services.common.database import async_url
 from services.common.events import CallStatus
 from services.common.numbers import DestinationType
-from services.recorder.domain.batch import EventRows, PricedLeg, ReceivedEvent
+from services.recorder.domain.batch import (
+    EventRows,
+    PricedLeg,
+    PricedRecording,
+    PricedTranscription,
+    ReceivedEvent,
+)
+from services.recorder.domain.charges import Charge
+from services.recorder.domain.conversation import (
+    SPEAKERS,
+    Recording,
+    RecordingSource,
+    RecordingStatus,
+    Transcription,
+    TranscriptionStatus,
+    Utterance,
+)
 from services.recorder.domain.legs import CallLeg, Direction, Leg
 from services.recorder.domain.tariff import TariffBook
 
@@ -53,6 +69,10 @@ PRICE_COLUMNS = (
 )
 _TYPES = {
     "status_sequence": "int",
+    "channels": "int",
+    "sequence_id": "int",
+    "confidence": "numeric",
+    "spoken_at": "timestamptz",
     "started_at": "timestamptz",
     "answered_at": "timestamptz",
     "ended_at": "timestamptz",
@@ -79,12 +99,93 @@ ON CONFLICT (event_key) DO NOTHING
 _SELECT_LEGS = f"SELECT {', '.join(LEG_COLUMNS)} FROM calls"  # noqa: S608
 SELECT_LEGS = f"{_SELECT_LEGS} WHERE call_sid = ANY($1::text[]) ORDER BY call_sid FOR UPDATE"
 SELECT_MONTH_LEGS = f"{_SELECT_LEGS} WHERE billing_month = $1 ORDER BY call_sid FOR UPDATE"
-UPSERT_LEGS = (
-    f"INSERT INTO calls ({', '.join(ALL_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
-    + ", ".join(f"${i}::{_TYPES.get(c, 'text')}[]" for i, c in enumerate(ALL_COLUMNS, 1))
-    + ") ON CONFLICT (call_sid) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in ALL_COLUMNS[1:])
-    + ", updated_at = now()"
+
+
+def _insert_unnest(table: str, columns: Sequence[str]) -> str:
+    """INSERT of whole columns (one array parameter each, typed): one statement per batch."""
+    arrays = ", ".join(f"${i}::{_TYPES.get(c, 'text')}[]" for i, c in enumerate(columns, 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+
+
+def _upsert(table: str, columns: Sequence[str]) -> str:
+    """The rows replace the stored ones, keyed by the first column (merged before: domain)."""
+    return (
+        _insert_unnest(table, columns)
+        + f" ON CONFLICT ({columns[0]}) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
+        + ", updated_at = now()"
+    )
+
+
+UPSERT_LEGS = _upsert("calls", ALL_COLUMNS)
+
+# --- the conversation (CONTRACT.md section 11) ---------------------------------------------
+RECORDING_COLUMNS = (
+    "recording_sid",
+    "call_sid",
+    "status",
+    "duration_s",
+    "channels",
+    "source",
+    "started_at",
+    "media_url",
+    "error_code",
+    *PRICE_COLUMNS,
+)
+TRANSCRIPTION_COLUMNS = (
+    "transcription_sid",
+    "call_sid",
+    "status",
+    "language_code",
+    "started_at",
+    "ended_at",
+    "error_code",
+    *PRICE_COLUMNS,
+)
+SEGMENT_COLUMNS = (
+    "transcription_sid",
+    "sequence_id",
+    "call_sid",
+    "track",
+    "speaker",
+    "text",
+    "confidence",
+    "spoken_at",
+)
+UPSERT_RECORDINGS = _upsert("recordings", RECORDING_COLUMNS)
+UPSERT_TRANSCRIPTIONS = _upsert("transcriptions", TRANSCRIPTION_COLUMNS)
+# An utterance is stored once: a repeat (same TranscriptionSid and SequenceId) changes nothing.
+INSERT_SEGMENTS = (
+    _insert_unnest("transcript_segments", SEGMENT_COLUMNS)
+    + " ON CONFLICT (transcription_sid, sequence_id) DO NOTHING"
+)
+_SELECT_RECORDINGS = f"SELECT {', '.join(RECORDING_COLUMNS)} FROM recordings"  # noqa: S608
+SELECT_RECORDINGS = (
+    f"{_SELECT_RECORDINGS} WHERE call_sid = ANY($1::text[]) ORDER BY recording_sid FOR UPDATE"
+)
+SELECT_MONTH_RECORDINGS = (
+    f"{_SELECT_RECORDINGS} WHERE billing_month = $1 ORDER BY recording_sid FOR UPDATE"
+)
+_SELECT_TRANSCRIPTIONS = f"SELECT {', '.join(TRANSCRIPTION_COLUMNS)} FROM transcriptions"  # noqa: S608
+SELECT_TRANSCRIPTIONS = (
+    f"{_SELECT_TRANSCRIPTIONS} WHERE call_sid = ANY($1::text[])"
+    " ORDER BY transcription_sid FOR UPDATE"
+)
+SELECT_MONTH_TRANSCRIPTIONS = (
+    f"{_SELECT_TRANSCRIPTIONS} WHERE billing_month = $1 ORDER BY transcription_sid FOR UPDATE"
+)
+# The utterances stored before their call's direction was known get their speaker from the
+# call's root leg, by the domain's table (passed as data: SPEAKERS, never restated here).
+RESOLVE_SPEAKERS = """
+UPDATE transcript_segments s SET speaker = m.speaker
+FROM calls c, unnest($2::text[], $3::text[], $4::text[]) AS m(direction, track, speaker)
+WHERE s.call_sid = ANY($1::text[]) AND s.speaker IS NULL
+  AND c.call_sid = s.call_sid AND c.direction = m.direction AND s.track = m.track
+"""
+_SPEAKER_TABLE = (
+    [direction.value for direction, _ in SPEAKERS],
+    [track.value for _, track in SPEAKERS],
+    [speaker.value for speaker in SPEAKERS.values()],
 )
 
 
@@ -170,12 +271,85 @@ def leg_row(priced: PricedLeg) -> tuple[object, ...]:
         leg.kintone_record_id,
         leg.user_identity,
         leg.line_user_id,
+        *_price_values(charge, priced.billing_month),
+    )
+
+
+def _charge(values: dict[str, Any]) -> Charge | None:
+    """The stored charge (price columns popped from ``values``): None while not priced."""
+    minutes = values.pop("billable_minutes")
+    amount, currency, rate = values.pop("charge"), values.pop("currency"), values.pop("rate")
+    tariff_from = values.pop("tariff_effective_from")
+    return None if minutes is None else Charge(minutes, amount, currency, rate, tariff_from)
+
+
+def _price_values(charge: Charge | None, month: date | None) -> tuple[object, ...]:
+    return (
         charge.billable_minutes if charge else None,
         charge.amount if charge else None,
         charge.currency if charge else None,
         charge.rate if charge else None,
         charge.tariff_from if charge else None,
-        priced.billing_month,
+        month,
+    )
+
+
+def _recording_from_row(row: Sequence[Any]) -> PricedRecording:
+    values: dict[str, Any] = dict(zip(RECORDING_COLUMNS, row, strict=True))
+    charge, month = _charge(values), values.pop("billing_month")
+    values["status"] = RecordingStatus(values["status"])
+    if values["source"] is not None:
+        values["source"] = RecordingSource(values["source"])
+    return PricedRecording(Recording(**values), charge, month)
+
+
+def recording_row(priced: PricedRecording) -> tuple[object, ...]:
+    r = priced.recording
+    return (
+        r.recording_sid,
+        r.call_sid,
+        r.status.value,
+        r.duration_s,
+        r.channels,
+        r.source.value if r.source else None,
+        r.started_at,
+        r.media_url,
+        r.error_code,
+        *_price_values(priced.charge, priced.billing_month),
+    )
+
+
+def _transcription_from_row(row: Sequence[Any]) -> PricedTranscription:
+    values: dict[str, Any] = dict(zip(TRANSCRIPTION_COLUMNS, row, strict=True))
+    charge, month = _charge(values), values.pop("billing_month")
+    values["status"] = TranscriptionStatus(values["status"])
+    return PricedTranscription(Transcription(**values), charge, month)
+
+
+def transcription_row(priced: PricedTranscription) -> tuple[object, ...]:
+    t = priced.transcription
+    return (
+        t.transcription_sid,
+        t.call_sid,
+        t.status.value,
+        t.language_code,
+        t.started_at,
+        t.ended_at,
+        t.error_code,
+        *_price_values(priced.charge, priced.billing_month),
+    )
+
+
+def segment_row(u: Utterance) -> tuple[object, ...]:
+    return (
+        u.transcription_sid,
+        u.sequence_id,
+        u.call_sid,
+        u.track.value,
+        u.speaker.value if u.speaker else None,
+        u.text,
+        u.confidence,
+        u.spoken_at,
     )
 
 
@@ -187,7 +361,7 @@ def event_rows(unique: Mapping[str, ReceivedEvent]) -> EventRows:
             item.event.call_sid,
             item.event.root_call_sid,
             item.event.kind.value,
-            item.event.status,  # a StrEnum: its value (legs' events only, never None)
+            item.event.status,  # a StrEnum is its value; None for a recording or transcript
             item.event.sequence,
             item.event.received_at,
             item.payload,
@@ -224,6 +398,42 @@ class CallTransaction:
 
     async def share_call_context(self, roots: Sequence[str]) -> None:
         await self._conn.exec_driver_sql(SHARE_CALL_CONTEXT, (list(roots),))
+
+    async def load_recordings(self, call_sids: Sequence[str]) -> dict[str, PricedRecording]:
+        result = await self._conn.exec_driver_sql(SELECT_RECORDINGS, (list(call_sids),))
+        return {row[0]: _recording_from_row(row) for row in result}
+
+    async def load_transcriptions(self, call_sids: Sequence[str]) -> dict[str, PricedTranscription]:
+        result = await self._conn.exec_driver_sql(SELECT_TRANSCRIPTIONS, (list(call_sids),))
+        return {row[0]: _transcription_from_row(row) for row in result}
+
+    async def month_recordings(self, month: date) -> list[PricedRecording]:
+        result = await self._conn.exec_driver_sql(SELECT_MONTH_RECORDINGS, (month,))
+        return [_recording_from_row(row) for row in result]
+
+    async def month_transcriptions(self, month: date) -> list[PricedTranscription]:
+        result = await self._conn.exec_driver_sql(SELECT_MONTH_TRANSCRIPTIONS, (month,))
+        return [_transcription_from_row(row) for row in result]
+
+    async def save_recordings(self, recordings: Sequence[PricedRecording]) -> None:
+        if recordings:
+            columns = _columns(map(recording_row, recordings), len(RECORDING_COLUMNS))
+            await self._conn.exec_driver_sql(UPSERT_RECORDINGS, tuple(columns))
+
+    async def save_transcriptions(self, transcriptions: Sequence[PricedTranscription]) -> None:
+        if transcriptions:
+            columns = _columns(map(transcription_row, transcriptions), len(TRANSCRIPTION_COLUMNS))
+            await self._conn.exec_driver_sql(UPSERT_TRANSCRIPTIONS, tuple(columns))
+
+    async def add_utterances(self, utterances: Sequence[Utterance]) -> int:
+        if not utterances:
+            return 0
+        columns = _columns(map(segment_row, utterances), len(SEGMENT_COLUMNS))
+        result = await self._conn.exec_driver_sql(INSERT_SEGMENTS, tuple(columns))
+        return int(result.rowcount)
+
+    async def resolve_speakers(self, call_sids: Sequence[str]) -> None:
+        await self._conn.exec_driver_sql(RESOLVE_SPEAKERS, (list(call_sids), *_SPEAKER_TABLE))
 
     async def add_writeback_jobs(
         self, roots: Sequence[str], delay_s: float, customer_app: int | None

@@ -37,6 +37,7 @@ from twilio.rest.api.v2010.account import AccountContext
 from twilio.rest.api.v2010.account.application import ApplicationInstance
 from twilio.rest.api.v2010.account.call import CallInstance
 from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
+from twilio.rest.api.v2010.account.recording import RecordingInstance
 from twilio.rest.api.v2010.account.sip.domain import DomainInstance
 from twilio.rest.api.v2010.account.sip.ip_access_control_list import (
     IpAccessControlListInstance,
@@ -53,7 +54,7 @@ from services.recorder.domain.provisioning import (
     PhoneNumber,
     SipDomain,
 )
-from services.recorder.domain.reconcile import TwilioCall, UsageRecord
+from services.recorder.domain.reconcile import TwilioCall, TwilioRecording, UsageRecord
 from services.recorder.settings import TwilioApiSettings
 
 T = TypeVar("T")
@@ -333,6 +334,22 @@ class TwilioRest:
         )
         return [_call(c) for c in calls]
 
+    async def recordings_created(self, after: date, before: date) -> list[TwilioRecording]:
+        """Every recording created on or after ``after`` and before ``before`` (UTC dates, as
+        the Recordings list filters ``DateCreated``), deleted ones included (Twilio keeps their
+        metadata, price too, for 40 days), ``PAGE_SIZE`` per request."""
+        resource = self._account.recordings
+        recordings: list[RecordingInstance] = await self._all(
+            lambda: resource.page(
+                date_created_after=after.isoformat(),  # a str passes through unchanged
+                date_created_before=before.isoformat(),
+                include_soft_deleted=True,
+                page_size=PAGE_SIZE,
+            ),
+            resource.get_page,
+        )
+        return [_recording(r) for r in recordings]
+
     async def usage_records(self, start: date, end: date) -> list[UsageRecord]:
         """The account's usage by category from ``start`` to ``end`` inclusive (UTC dates)."""
         resource = self._account.usage.records
@@ -393,6 +410,15 @@ def _call(call: CallInstance) -> TwilioCall:
         price=_decimal(call.price),
         price_unit=call.price_unit or None,
         start_time=started,
+    )
+
+
+def _recording(recording: RecordingInstance) -> TwilioRecording:
+    return TwilioRecording(
+        sid=str(recording.sid),
+        call_sid=recording.call_sid or None,
+        price=_decimal(recording.price),
+        price_unit=recording.price_unit or None,
     )
 
 

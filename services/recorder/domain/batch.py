@@ -9,12 +9,32 @@ and says which calls get a kintone write-back job. The repository only stores th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from services.common.events import CallEvent
-from services.recorder.domain.charges import Charge, billing_month, charge_leg, leg_started
+from services.common.events import CallEvent, EventKind
+from services.recorder.domain.charges import (
+    RECORDING_RATE_KEY,
+    TRANSCRIPTION_RATE_KEY,
+    Charge,
+    billable_minutes,
+    billing_month,
+    charge_leg,
+    charge_minutes,
+    leg_started,
+)
+from services.recorder.domain.conversation import (
+    TRANSCRIBED_TRACKS,
+    ConversationPart,
+    Recording,
+    Transcription,
+    Utterance,
+    conversation_part,
+    merge_recordings,
+    merge_transcriptions,
+    speaker_of,
+)
 from services.recorder.domain.legs import CallLeg, Direction, apply_event, merge_legs
 from services.recorder.domain.tariff import TariffBook
 
@@ -27,6 +47,9 @@ EventRows = tuple[list[object], ...]
 class ReceivedEvent:
     event: CallEvent
     payload: str  # the event's JSON exactly as it came off the topic
+    # A recording's or transcript's content, read by the consumer as it checks the event
+    # (so a bad one is dead-lettered); None for a leg's event, or when nobody read it yet.
+    part: ConversationPart | None = None
 
 
 @dataclass(slots=True)
@@ -45,9 +68,17 @@ class FoldedBatch:
 
 
 def event_key(event: CallEvent) -> str:
-    """Twilio repeats callbacks verbatim; (leg, kind, status, sequence) identifies one."""
+    """Twilio repeats callbacks verbatim; (leg, kind, status, sequence) identifies one, and
+    (recording, its status) or (transcription, its event, SequenceId) one of the others."""
     sequence = "-" if event.sequence is None else str(event.sequence)
-    return f"{event.call_sid}:{event.kind.value}:{event.status}:{sequence}"
+    if event.status is not None:
+        return f"{event.call_sid}:{event.kind.value}:{event.status}:{sequence}"
+    params = event.params
+    if event.kind is EventKind.RECORDING:
+        detail = f"{params.get('RecordingSid')}:{params.get('RecordingStatus')}"
+    else:
+        detail = f"{params.get('TranscriptionSid')}:{params.get('TranscriptionEvent')}"
+    return f"{event.call_sid}:{event.kind.value}:{detail}:{sequence}"
 
 
 def fold_events(
@@ -60,7 +91,8 @@ def fold_events(
     partial: dict[str, CallLeg] = {}
     for item in unique.values():
         event = item.event
-        partial[event.call_sid] = apply_event(partial.get(event.call_sid), event, home_region)
+        if event.status is not None:  # a leg's event (the others: fold_conversation)
+            partial[event.call_sid] = apply_event(partial.get(event.call_sid), event, home_region)
     return unique, partial
 
 
@@ -108,3 +140,173 @@ def fold_batch(
 def call_roots(legs: Mapping[str, CallLeg]) -> list[str]:
     """The calls (root CallSids) these legs belong to."""
     return sorted({leg.parent_call_sid or leg.call_sid for leg in legs.values()})
+
+
+# --- the conversation: recordings, transcriptions, utterances (CONTRACT.md section 11) ----
+
+
+@dataclass(slots=True)
+class PricedRecording:
+    recording: Recording
+    charge: Charge | None  # None until it is done (completed, absent or failed)
+    billing_month: date | None
+
+
+@dataclass(slots=True)
+class PricedTranscription:
+    transcription: Transcription
+    charge: Charge | None  # None until it is done and the call has ended
+    billing_month: date | None
+
+
+@dataclass(slots=True)
+class ConversationParts:
+    """A batch's recordings, transcriptions and utterances, each merged within the batch."""
+
+    recordings: dict[str, Recording] = field(default_factory=dict)
+    transcriptions: dict[str, Transcription] = field(default_factory=dict)
+    utterances: dict[tuple[str, int], Utterance] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> set[str]:
+        return {r.call_sid for r in self.recordings.values()} | {
+            t.call_sid for t in self.transcriptions.values()
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.recordings or self.transcriptions)
+
+
+def fold_conversation(unique: Iterable[ReceivedEvent]) -> ConversationParts:
+    """The recordings and transcripts among a batch's distinct events, merged by SID; an
+    utterance repeated under a new event key (it cannot be, but) keeps its first text."""
+    parts = ConversationParts()
+    for item in unique:
+        if item.event.status is not None:
+            continue
+        part = item.part if item.part is not None else conversation_part(item.event)
+        if isinstance(part, Recording):
+            seen = parts.recordings.get(part.recording_sid)
+            parts.recordings[part.recording_sid] = (
+                part if seen is None else merge_recordings(seen, part)
+            )
+            continue
+        transcription, utterance = part
+        sid = transcription.transcription_sid
+        known = parts.transcriptions.get(sid)
+        parts.transcriptions[sid] = (
+            transcription if known is None else merge_transcriptions(known, transcription)
+        )
+        if utterance is not None:
+            parts.utterances.setdefault((sid, utterance.sequence_id), utterance)
+    return parts
+
+
+@dataclass(slots=True)
+class FoldedConversation:
+    recordings: list[PricedRecording] = field(default_factory=list)
+    transcriptions: list[PricedTranscription] = field(default_factory=list)
+    utterances: list[Utterance] = field(default_factory=list)
+    unrated_recordings: list[Recording] = field(default_factory=list)  # newly priced, no rate
+    unrated_transcriptions: list[Transcription] = field(default_factory=list)
+
+
+def _call_started(call_sid: str, root_legs: Mapping[str, CallLeg]) -> datetime | None:
+    root = root_legs.get(call_sid)
+    return leg_started(root) if root is not None else None
+
+
+def price_recording(
+    recording: Recording, root_legs: Mapping[str, CallLeg], tariffs: TariffBook, zone: ZoneInfo
+) -> PricedRecording:
+    """Per started minute of RecordingDuration, once the recording is done; it belongs to the
+    month its call started in (the recording's own start while the call is unknown)."""
+    day = _call_started(recording.call_sid, root_legs) or recording.started_at
+    month = billing_month(day, zone) if day is not None else None
+    if not recording.done:
+        return PricedRecording(recording, None, month)
+    minutes = billable_minutes(recording.duration_s)
+    return PricedRecording(
+        recording, charge_minutes(minutes, RECORDING_RATE_KEY, day, tariffs, zone), month
+    )
+
+
+def price_transcription(
+    transcription: Transcription,
+    root_legs: Mapping[str, CallLeg],
+    tariffs: TariffBook,
+    zone: ZoneInfo,
+) -> PricedTranscription:
+    """Per started minute of the call's answered time, per transcribed track, once the
+    transcription is done and the call has ended. The call's answered time is its root leg's
+    CallDuration: the leg the TwiML (and so the transcription) ran on, answered by that TwiML
+    from its start, whoever else was dialled. Unknown call: not priced (stored, listed)."""
+    root = root_legs.get(transcription.call_sid)
+    day = (leg_started(root) if root is not None else None) or transcription.started_at
+    month = billing_month(day, zone) if day is not None else None
+    if not transcription.done or root is None or not root.ended:
+        return PricedTranscription(transcription, None, month)
+    minutes = billable_minutes(root.duration_s) * TRANSCRIBED_TRACKS
+    return PricedTranscription(
+        transcription,
+        charge_minutes(minutes, TRANSCRIPTION_RATE_KEY, day, tariffs, zone),
+        month,
+    )
+
+
+def fold_conversation_batch(
+    parts: ConversationParts,
+    stored_recordings: Mapping[str, PricedRecording],
+    stored_transcriptions: Mapping[str, PricedTranscription],
+    root_legs: Mapping[str, CallLeg],
+    tariffs: TariffBook,
+    zone: ZoneInfo,
+) -> FoldedConversation:
+    """Merge the batch's recordings and transcriptions with the stored ones of the same calls
+    and price them all again (a call's root leg that ended in this batch prices its stopped
+    transcription); newly priced ones without a rate are reported."""
+    folded = FoldedConversation()
+    for sid in sorted(stored_recordings.keys() | parts.recordings.keys()):
+        before = stored_recordings.get(sid)
+        seen = parts.recordings.get(sid)
+        if before is None:
+            assert seen is not None
+            recording = seen
+        else:
+            recording = (
+                before.recording if seen is None else merge_recordings(before.recording, seen)
+            )
+        priced = price_recording(recording, root_legs, tariffs, zone)
+        folded.recordings.append(priced)
+        if _newly_unrated(priced.charge, before.charge if before else None):
+            folded.unrated_recordings.append(recording)
+    for sid in sorted(stored_transcriptions.keys() | parts.transcriptions.keys()):
+        known = stored_transcriptions.get(sid)
+        said = parts.transcriptions.get(sid)
+        if known is None:
+            assert said is not None
+            transcription = said
+        else:
+            transcription = (
+                known.transcription
+                if said is None
+                else merge_transcriptions(known.transcription, said)
+            )
+        priced_t = price_transcription(transcription, root_legs, tariffs, zone)
+        folded.transcriptions.append(priced_t)
+        if _newly_unrated(priced_t.charge, known.charge if known else None):
+            folded.unrated_transcriptions.append(transcription)
+    # Speakers: the context's direction (read with the event), else the call's root leg.
+    for key in sorted(parts.utterances):
+        utterance = parts.utterances[key]
+        if utterance.speaker is None:
+            root = root_legs.get(utterance.call_sid)
+            direction = root.direction if root is not None else None
+            if direction is not None:
+                utterance = replace(utterance, speaker=speaker_of(direction, utterance.track))
+        folded.utterances.append(utterance)
+    return folded
+
+
+def _newly_unrated(now: Charge | None, before: Charge | None) -> bool:
+    return now is not None and now.amount is None and before is None

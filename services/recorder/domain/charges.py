@@ -1,4 +1,6 @@
-"""What a leg costs: Twilio bills each leg (each CallSid) per started minute at its own rate."""
+"""What a leg costs: Twilio bills each leg (each CallSid) per started minute at its own rate;
+and what a call's recording and transcription cost (CONTRACT.md section 11), per started minute
+at the tariff's ``recording`` and ``transcription`` rates."""
 
 from __future__ import annotations
 
@@ -55,10 +57,20 @@ def charge_leg(leg: CallLeg, tariffs: TariffBook, zone: ZoneInfo) -> Charge | No
     started = leg_started(leg)
     if not leg.ended or started is None:
         return None
-    minutes = billable_minutes(leg.duration_s)
-    tariff = tariffs.in_force(started.astimezone(zone).date())
+    return charge_minutes(billable_minutes(leg.duration_s), rate_key(leg), started, tariffs, zone)
+
+
+RECORDING_RATE_KEY = "recording"  # per started minute of RecordingDuration
+TRANSCRIPTION_RATE_KEY = "transcription"  # per started minute of the call, per track
+
+
+def charge_minutes(
+    minutes: int, key: str, day: datetime | None, tariffs: TariffBook, zone: ZoneInfo
+) -> Charge:
+    """``minutes`` at the rate in force on the day (unrated, never zero, without one)."""
+    tariff = tariffs.in_force(day.astimezone(zone).date()) if day is not None else None
     if tariff is None:
         return Charge(minutes, None, None, None, None)
-    rate = tariff.rate_for(rate_key(leg))
+    rate = tariff.rate_for(key)
     amount = None if rate is None else rate * minutes
     return Charge(minutes, amount, tariff.currency, rate, tariff.effective_from)

@@ -11,12 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 from services.common.numbers import InvalidNumberError, parse_number
+from services.recorder.domain.missed import MISSED, VOICEMAIL, InboundOutcome, inbound_outcome
 
 INBOUND = "inbound"
 DIRECTION_LABELS = {"inbound": "着信", "outbound": "発信"}  # KINTONE_FIELD_DIRECTION's values
 LINE_CALLER = "LINE"  # the number column of a LINE call: it has no number
 ANSWERED = "completed"
-MISSED = "no-answer"
 
 
 class WritebackMode(enum.StrEnum):
@@ -45,6 +45,12 @@ class CallSummary:
     @property
     def inbound(self) -> bool:
         return self.direction == INBOUND
+
+    @property
+    def missed(self) -> bool:
+        """An inbound call no browser answered and nobody else took (domain/missed.py), a
+        voicemail left or not."""
+        return self.inbound and self.result in (MISSED, VOICEMAIL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +96,6 @@ def summarise(root: str, legs: Iterable[Mapping[str, Any]]) -> CallSummary:
     )
 
 
-def _talked(leg: Mapping[str, Any]) -> bool:
-    return leg["answered_at"] is not None or (
-        leg["status"] == ANSWERED and (leg["duration_s"] or 0) > 0
-    )
-
-
 def caller_number(from_number: str | None, home_region: str = "JP") -> str | None:
     """The caller as the history shows it: E.164 when it is a number, "LINE" for a SIP caller,
     else what Twilio sent ("anonymous", …)."""
@@ -116,18 +116,10 @@ def _summarise_inbound(
     legs: list[Mapping[str, Any]],
 ) -> CallSummary:
     """A customer's call: who answered is the browser (client) leg that talked; a call no
-    browser took but the forward did is answered too, by nobody in kintone."""
-    talked = sorted(
-        (leg for leg in children if _talked(leg)),
-        key=lambda leg: (leg["leg"] != "browser", leg["answered_at"] or leg["call_sid"]),
-    )
-    answering = talked[0] if talked else None
-    if answering is not None:
-        result = ANSWERED
-    elif root_leg["status"] in ("busy", "failed"):
-        result = root_leg["status"]
-    else:
-        result = MISSED
+    browser took but the forward did is answered too, by nobody in kintone; a call nobody took
+    is missed (CONTRACT.md section 12), whatever its root leg's status."""
+    outcome, answering = inbound_outcome(children)
+    result = MISSED if outcome is InboundOutcome.MISSED else ANSWERED
     charges = [leg["charge"] for leg in legs if leg["charge"] is not None]
     line_user_id = next((leg["line_user_id"] for leg in legs if leg.get("line_user_id")), None)
     return CallSummary(

@@ -31,7 +31,7 @@ def _expected(fields: HistoryFields) -> list[tuple[str, tuple[str, ...], str]]:
     return [
         (fields.datetime, ("DATETIME",), "when the call started (UTC)"),
         (fields.number, (*TEXT, "LINK"), "the number called or calling, E.164"),
-        (fields.result, CHOICE, "completed, busy, no-answer, canceled or failed"),
+        (fields.result, CHOICE, "completed, busy, no-answer, canceled, failed or 不在着信"),
         (fields.seconds, NUMBER, "talk time in seconds"),
         (fields.charge, NUMBER, "the call's charge in the tariff's currency"),
         (fields.user, TEXT, "the kintone user who called, or answered"),

@@ -149,11 +149,12 @@ def destination_of(leg: Leg, to: str | None, home_region: str = "JP") -> Destina
 def event_time(event: CallEvent) -> datetime:
     """When Twilio says it happened (``Timestamp``), else when the gateway received it."""
     stamp = event.params.get("Timestamp")
-    return (_twilio_timestamp(stamp) if stamp else None) or event.received_at
+    return (twilio_timestamp(stamp) if stamp else None) or event.received_at
 
 
 @lru_cache(maxsize=4096)
-def _twilio_timestamp(stamp: str) -> datetime | None:
+def twilio_timestamp(stamp: str) -> datetime | None:
+    """Twilio's RFC 2822 time (``Timestamp``, ``RecordingStartTime``); None if it is not one."""
     # Cached: the callbacks of a busy minute share a handful of (one-second) timestamps.
     try:
         moment = parsedate_to_datetime(stamp)

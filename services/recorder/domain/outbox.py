@@ -19,7 +19,9 @@ class Job:
     """A claimed write-back job: the call (its root CallSid) and the record it goes onto.
 
     An inbound call's job has no record: ``app_id`` is the customer app, and the records are
-    found by the customer lookup; ``matched`` holds them once it ran (empty: no customer)."""
+    found by the customer lookup; ``matched`` holds them once it ran (empty: no customer).
+    A missed call's comments (CONTRACT.md section 12): ``notified`` holds the records known to
+    carry its comment; None while no comment was ever tried, so nothing can be on kintone."""
 
     call_sid: str
     app_id: int
@@ -27,3 +29,4 @@ class Job:
     attempts: int
     inbound: bool = False
     matched: tuple[int, ...] | None = None
+    notified: tuple[int, ...] | None = None

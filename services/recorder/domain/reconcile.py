@@ -1,4 +1,5 @@
-"""Each leg's computed charge against what Twilio billed for it (CONTRACT.md section 10). Pure.
+"""Each leg's computed charge against what Twilio billed for it (CONTRACT.md section 10), and
+each recording's (section 11). Pure.
 
 Twilio's ``price`` is a negative decimal string (a debit) or null until Twilio has priced the
 call; calltrail keeps and reports it as a positive amount. Amounts are compared as decimals
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 # Twilio's Usage Records categories that calltrail's legs and rental fall into, in the order
@@ -39,6 +41,31 @@ class TwilioCall:
 
 
 @dataclass(frozen=True, slots=True)
+class TwilioRecording:
+    """A recording as Twilio's Recordings list gives it: ``price`` negative, or None until
+    Twilio has priced it (Recording resource, ``price``/``price_unit``)."""
+
+    sid: str
+    call_sid: str | None
+    price: Decimal | None
+    price_unit: str | None
+
+    @property
+    def billed(self) -> Decimal | None:
+        return None if self.price is None else abs(self.price)
+
+
+class Billed(Protocol):
+    """What Twilio billed for one thing of ours (a call leg, a recording)."""
+
+    @property
+    def billed(self) -> Decimal | None: ...
+
+    @property
+    def price_unit(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecord:
     category: str
     description: str
@@ -59,6 +86,23 @@ class OurLeg:
 
 @dataclass(frozen=True, slots=True)
 class LegDifference:
+    call_sid: str
+    ours: Decimal | None
+    twilio: Decimal
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class OurRecording:
+    recording_sid: str
+    call_sid: str
+    charge: Decimal | None  # None: unrated, or not done yet
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDifference:
+    recording_sid: str
     call_sid: str
     ours: Decimal | None
     twilio: Decimal
@@ -102,6 +146,13 @@ class Reconciliation:
     total_ours: Decimal = Decimal(0)
     total_twilio: Decimal = Decimal(0)
     usage: list[UsageLine] = field(default_factory=list)
+    # The recordings of the month's calls, compared the same way (CONTRACT.md section 11).
+    recordings_compared: int = 0
+    recordings_differing: list[RecordingDifference] = field(default_factory=list)
+    recordings_unpriced: int = 0
+    recordings_other_currency: int = 0
+    recordings_total_ours: Decimal = Decimal(0)
+    recordings_total_twilio: Decimal = Decimal(0)
 
     def as_json(self) -> dict[str, object]:
         """The report's JSON document: CONTRACT.md section 10's keys, amounts as strings."""
@@ -136,6 +187,21 @@ class Reconciliation:
                 }
                 for line in self.usage
             ],
+            "recordings_compared": self.recordings_compared,
+            "recordings_differing": [
+                {
+                    "recording_sid": d.recording_sid,
+                    "call_sid": d.call_sid,
+                    "ours": _text(d.ours),
+                    "twilio": str(d.twilio),
+                    "unit": d.unit,
+                }
+                for d in self.recordings_differing
+            ],
+            "recordings_unpriced": self.recordings_unpriced,
+            "recordings_other_currency": self.recordings_other_currency,
+            "recordings_total_ours": str(self.recordings_total_ours),
+            "recordings_total_twilio": str(self.recordings_total_twilio),
         }
 
 
@@ -151,6 +217,45 @@ def _same_unit(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.strip().upper() == b.strip().upper()
 
 
+@dataclass(slots=True)
+class Comparison:
+    """Our charges against Twilio's prices, for one kind of thing (legs, recordings)."""
+
+    compared: int = 0
+    differing: list[tuple[str, Decimal | None, Decimal, str]] = field(default_factory=list)
+    unpriced: int = 0
+    other_currency: int = 0
+    total_ours: Decimal = Decimal(0)
+    total_twilio: Decimal = Decimal(0)
+
+
+def compare(
+    ours: Iterable[tuple[str, Decimal | None]],
+    twilio: Mapping[str, Billed],
+    currency: str | None,
+) -> Comparison:
+    """Each (SID, our charge) against what Twilio billed for that SID: compared when Twilio
+    priced it in ``currency``; differing (SID, ours, Twilio's, unit) when the two amounts are
+    not equal as decimals (an unrated one of ours that Twilio priced, too)."""
+    result = Comparison()
+    for sid, charge in ours:
+        item = twilio.get(sid)
+        billed = item.billed if item is not None else None
+        if item is None or billed is None:
+            result.unpriced += 1
+            continue
+        if not _same_unit(item.price_unit, currency):
+            result.other_currency += 1
+            continue
+        result.compared += 1
+        result.total_twilio += billed
+        if charge is not None:
+            result.total_ours += charge
+        if charge is None or charge != billed:
+            result.differing.append((sid, charge, billed, item.price_unit or ""))
+    return result
+
+
 def reconcile(
     month: str,
     currency: str | None,
@@ -159,36 +264,55 @@ def reconcile(
 ) -> Reconciliation:
     """Compare our legs with Twilio's calls, by CallSid. ``currency`` is the month's (our
     tariff's); a Twilio call that is not one of our legs is not looked at."""
-    report = Reconciliation(month=month, currency=currency)
-    for leg in ours:
-        call = twilio.get(leg.call_sid)
-        billed = call.billed if call is not None else None
-        if call is None or billed is None:
-            report.legs_unpriced += 1
-            continue
-        if not _same_unit(call.price_unit, currency):
-            report.legs_other_currency += 1
-            continue
-        report.legs_compared += 1
-        report.total_twilio += billed
-        if leg.charge is not None:
-            report.total_ours += leg.charge
-        if leg.charge is None or leg.charge != billed:
-            report.legs_differing.append(
-                LegDifference(leg.call_sid, leg.charge, billed, call.price_unit or "")
-            )
-    return report
+    legs = compare(((leg.call_sid, leg.charge) for leg in ours), twilio, currency)
+    return Reconciliation(
+        month=month,
+        currency=currency,
+        legs_compared=legs.compared,
+        legs_differing=[LegDifference(*difference) for difference in legs.differing],
+        legs_unpriced=legs.unpriced,
+        legs_other_currency=legs.other_currency,
+        total_ours=legs.total_ours,
+        total_twilio=legs.total_twilio,
+    )
+
+
+def add_recordings(
+    report: Reconciliation,
+    ours: Sequence[OurRecording],
+    twilio: Mapping[str, TwilioRecording],
+) -> None:
+    """Compare our recordings with Twilio's Recordings, by RecordingSid, into ``report``."""
+    calls = {r.recording_sid: r.call_sid for r in ours}
+    result = compare(((r.recording_sid, r.charge) for r in ours), twilio, report.currency)
+    report.recordings_compared = result.compared
+    report.recordings_differing = [
+        RecordingDifference(sid, calls[sid], charge, billed, unit)
+        for sid, charge, billed, unit in result.differing
+    ]
+    report.recordings_unpriced = result.unpriced
+    report.recordings_other_currency = result.other_currency
+    report.recordings_total_ours = result.total_ours
+    report.recordings_total_twilio = result.total_twilio
 
 
 def stored_prices(ours: Iterable[OurLeg], twilio: Mapping[str, TwilioCall]) -> list[StoredPrice]:
     """For each of our legs, what Twilio billed (positive) in its own unit, or nothing yet."""
-    out = []
-    for leg in ours:
-        call = twilio.get(leg.call_sid)
-        billed = call.billed if call is not None else None
-        unit = call.price_unit if call is not None and billed is not None else None
-        out.append(StoredPrice(leg.call_sid, billed, unit))
-    return out
+    return [_stored_price(leg.call_sid, twilio) for leg in ours]
+
+
+def stored_recording_prices(
+    ours: Iterable[OurRecording], twilio: Mapping[str, TwilioRecording]
+) -> list[StoredPrice]:
+    """For each of our recordings (``call_sid``: its RecordingSid here), as stored_prices."""
+    return [_stored_price(r.recording_sid, twilio) for r in ours]
+
+
+def _stored_price(sid: str, twilio: Mapping[str, Billed]) -> StoredPrice:
+    item = twilio.get(sid)
+    billed = item.billed if item is not None else None
+    unit = item.price_unit if item is not None and billed is not None else None
+    return StoredPrice(sid, billed, unit)
 
 
 def usage_category(leg: str, direction: str | None) -> str:

@@ -28,6 +28,8 @@ from services.common.events import EventDecodeError, decode_event
 from services.common.logging import get_logger
 from services.recorder.adapters.storage import is_data_error, is_outage
 from services.recorder.domain.batch import ReceivedEvent
+from services.recorder.domain.charges import RECORDING_RATE_KEY, TRANSCRIPTION_RATE_KEY
+from services.recorder.domain.conversation import ConversationEventError, conversation_part
 from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder, PreparedBatch
 
@@ -73,7 +75,13 @@ def to_received(record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
         value = getattr(event, name)
         if value is not None and not 0 <= value <= INT32_MAX:
             raise PoisonEventError(f"{name} out of range")
-    return ReceivedEvent(event, raw.decode())
+    if event.status is not None:
+        return ReceivedEvent(event, raw.decode())
+    try:  # a recording or transcript: read now, so a bad one goes to the DLQ with the reason
+        part = conversation_part(event)
+    except ConversationEventError as exc:
+        raise PoisonEventError(str(exc)) from None
+    return ReceivedEvent(event, raw.decode(), part)
 
 
 class RecorderConsumer:
@@ -209,8 +217,6 @@ class RecorderConsumer:
         await self._dead_letter(poison)
         self._metrics.events.labels("new").inc(outcome.new_events)
         self._metrics.events.labels("duplicate").inc(outcome.duplicate_events)
-        if outcome.ignored_events:
-            self._metrics.events.labels("ignored").inc(outcome.ignored_events)
         self._metrics.unrated.inc(len(outcome.unrated_legs))
         for leg in outcome.unrated_legs:
             # Rare, and the fix is in the tariff file: say which call and what was dialled.
@@ -221,6 +227,21 @@ class RecorderConsumer:
                 leg=leg.leg.value,
                 direction=leg.direction.value if leg.direction else None,
                 destination_type=leg.destination_type.value,
+            )
+        # The SIDs only: never a transcript's text or a recording's URL (personal data).
+        for recording in outcome.unrated_recordings:
+            log.warning(
+                "recording_unrated",
+                call_sid=recording.call_sid,
+                recording_sid=recording.recording_sid,
+                rate_key=RECORDING_RATE_KEY,
+            )
+        for transcription in outcome.unrated_transcriptions:
+            log.warning(
+                "transcription_unrated",
+                call_sid=transcription.call_sid,
+                transcription_sid=transcription.transcription_sid,
+                rate_key=TRANSCRIPTION_RATE_KEY,
             )
         return True
 

@@ -15,7 +15,7 @@ from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.history import WritebackMode
 from services.recorder.domain.kintone_fields import Finding, check_fields, check_lookup_fields
 from services.recorder.domain.tariff import TariffBook
-from services.recorder.service_layer.recording import rerate_month
+from services.recorder.service_layer.recording import rerate_conversation_month, rerate_month
 from services.recorder.settings import DatabaseSettings, KintoneSettings
 
 
@@ -24,13 +24,26 @@ def migrate(settings: DatabaseSettings) -> None:
     migrations.upgrade(settings.database_url)
 
 
-async def rerate(settings: DatabaseSettings, tariffs: TariffBook, month: date) -> tuple[int, int]:
-    """Store the tariff file and price the month's legs again: (legs, still unrated)."""
+@dataclass(frozen=True, slots=True)
+class Rerated:
+    legs: int
+    unrated_legs: int
+    conversation: int  # recordings and transcriptions priced again
+    unrated_conversation: int
+
+
+async def rerate(settings: DatabaseSettings, tariffs: TariffBook, month: date) -> Rerated:
+    """Store the tariff file and price the month's legs, recordings and transcriptions again
+    (how many, and how many are still unrated)."""
     engine = make_engine(settings.database_url)
     try:
         repository = CallRepository(engine)
         await repository.store_tariffs(tariffs)
-        return await rerate_month(repository, tariffs, settings.zone, month)
+        legs, unrated_legs = await rerate_month(repository, tariffs, settings.zone, month)
+        items, unrated_items = await rerate_conversation_month(
+            repository, tariffs, settings.zone, month
+        )
+        return Rerated(legs, unrated_legs, items, unrated_items)
     finally:
         await engine.dispose()
 

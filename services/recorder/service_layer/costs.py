@@ -1,5 +1,6 @@
 """``calltrail costs --month YYYY-MM``: the month's charges, from the same tables and view the
-dashboards read."""
+dashboards read: the legs, then the calls' recordings and transcription (a line each), number
+rental, the total."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ WHERE billing_month = $1 AND billable_minutes IS NOT NULL
 GROUP BY leg, destination_type, currency, coalesce(direction, 'outbound')
 ORDER BY direction DESC, leg, destination_type
 """
+# Recordings and transcriptions, priced (done) in the month: a line each (CONTRACT.md s. 11).
+CONVERSATION = """
+SELECT item, currency, count(*), coalesce(sum(billable_minutes), 0), sum(charge),
+       count(*) FILTER (WHERE charge IS NULL)
+FROM (
+    SELECT 'recording' AS item, currency, billable_minutes, charge FROM recordings
+    WHERE billing_month = $1 AND billable_minutes IS NOT NULL
+    UNION ALL
+    SELECT 'transcription', currency, billable_minutes, charge FROM transcriptions
+    WHERE billing_month = $1 AND billable_minutes IS NOT NULL
+) priced
+GROUP BY item, currency
+ORDER BY item
+"""
 TOTALS = """
 SELECT usage_charge, rental_charge, total, currency, unrated_legs
 FROM monthly_charges WHERE month = $1
@@ -51,6 +66,15 @@ class UsageLine:
     direction: str = "outbound"  # of the calls the legs belong to: outbound or inbound
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationLine:
+    item: str  # recording | transcription
+    count: int  # recordings, or transcriptions
+    billable_minutes: int  # a transcription's: the call's started minutes, per track
+    charge: Decimal | None  # None when every one of the line is unrated
+    unrated: int
+
+
 @dataclass(slots=True)
 class MonthCosts:
     month: str
@@ -61,6 +85,11 @@ class MonthCosts:
     rental_charge: Decimal = Decimal(0)
     total: Decimal = Decimal(0)
     unrated_legs: int = 0
+    conversation: list[ConversationLine] = field(default_factory=list)
+
+    @property
+    def unrated_conversation(self) -> int:
+        return sum(line.unrated for line in self.conversation)
 
 
 def parse_month(text: str) -> date:
@@ -81,6 +110,10 @@ async def month_costs(engine: AsyncEngine, month: date) -> MonthCosts:
             costs.usage.append(
                 UsageLine(leg, destination, legs, minutes, charge, unrated, direction)
             )
+        for row in await conn.exec_driver_sql(CONVERSATION, (month,)):
+            item, currency, count, minutes, charge, unrated = tuple(row)
+            costs.currency = costs.currency or currency
+            costs.conversation.append(ConversationLine(item, count, minutes, charge, unrated))
         costs.numbers = [row[0] for row in await conn.exec_driver_sql(NUMBERS, (month,))]
         totals = (await conn.exec_driver_sql(TOTALS, (month,))).first()
     if totals is not None:
@@ -106,7 +139,8 @@ def money(value: Decimal | None) -> str:
 
 def render(costs: MonthCosts, fmt: str) -> str:
     if fmt == "json":
-        return orjson.dumps(asdict(costs), default=str, option=orjson.OPT_INDENT_2).decode()
+        doc = {**asdict(costs), "unrated_conversation": costs.unrated_conversation}
+        return orjson.dumps(doc, default=str, option=orjson.OPT_INDENT_2).decode()
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -137,6 +171,20 @@ def render(costs: MonthCosts, fmt: str) -> str:
                     line.direction,
                 ]
             )
+        for item in costs.conversation:
+            writer.writerow(
+                [
+                    costs.month,
+                    item.item,
+                    "",
+                    "",
+                    item.count,
+                    item.billable_minutes,
+                    "" if item.charge is None else item.charge,
+                    costs.currency,
+                    "",
+                ]
+            )
         for number in costs.numbers:
             writer.writerow(
                 [costs.month, "number_rental", "", number, "", "", "", costs.currency, ""]
@@ -158,6 +206,10 @@ def render(costs: MonthCosts, fmt: str) -> str:
             str(line.billable_minutes),
             money(line.charge),
         )
+    for item in costs.conversation:
+        table.add_row(
+            item.item, "", str(item.count), str(item.billable_minutes), money(item.charge)
+        )
     table.add_section()
     table.add_row("usage", "", "", "", money(costs.usage_charge))
     table.add_row(
@@ -172,5 +224,12 @@ def render(costs: MonthCosts, fmt: str) -> str:
                 f"[bold yellow]{costs.unrated_legs} ended legs have no rate in the tariff[/] and "
                 "are not in the total (charge null): add their destination to the tariff file, "
                 f"then `calltrail rerate --month {costs.month}`."
+            )
+        if costs.unrated_conversation:
+            console.print(
+                f"[bold yellow]{costs.unrated_conversation} recordings or transcriptions have "
+                "no rate in the tariff[/] and are not in the total (charge null): add "
+                "`recording` and `transcription` to its per_minute table, then "
+                f"`calltrail rerate --month {costs.month}`."
             )
     return capture.get()

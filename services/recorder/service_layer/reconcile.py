@@ -1,10 +1,14 @@
-"""``calltrail reconcile --month YYYY-MM``: each leg's computed charge against what Twilio billed.
+"""``calltrail reconcile --month YYYY-MM``: each leg's computed charge against what Twilio billed,
+and each recording's (CONTRACT.md section 11) against the ``price`` of Twilio's Recordings.
 
 Our legs of the month (``billing_month``, in ``BILLING_TZ``) come from PostgreSQL; Twilio's
 prices from its Calls list over the UTC days that cover the month, one request per page of
 1000 (never one per leg); the month's Usage Records go next to calltrail's own categories.
 What Twilio billed is stored in ``calls.twilio_price`` / ``twilio_price_unit`` (positive, in
-Twilio's unit). The report renders as a table, JSON or CSV, as ``calltrail costs`` does.
+Twilio's unit). The month's recordings, when it has any, are compared the same way with the
+Recordings list (by ``DateCreated`` over the same days and one more, deleted ones included),
+their prices stored in ``recordings.twilio_price``. The report renders as a table, JSON or
+CSV, as ``calltrail costs`` does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import io
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -28,11 +32,14 @@ from services.recorder.adapters.twilio_rest import TwilioError, TwilioRest
 from services.recorder.domain.reconcile import (
     NUMBERS,
     OurLeg,
+    OurRecording,
     OurUsage,
     Reconciliation,
+    add_recordings,
     reconcile,
     side_by_side,
     stored_prices,
+    stored_recording_prices,
     usage_category,
     usage_window,
 )
@@ -57,6 +64,10 @@ FROM (
     FROM calls WHERE billing_month = $1
 ) legs GROUP BY leg, billed_as
 """
+RECORDINGS = """
+SELECT recording_sid, call_sid, charge, currency FROM recordings
+WHERE billing_month = $1 ORDER BY recording_sid
+"""
 TARIFF_CURRENCY = """
 SELECT currency FROM tariffs WHERE effective_from <= $1 ORDER BY effective_from DESC LIMIT 1
 """
@@ -66,6 +77,16 @@ FROM unnest($1::text[], $2::numeric[], $3::text[]) AS v(call_sid, price, unit)
 WHERE c.call_sid = v.call_sid
   AND (c.twilio_price IS DISTINCT FROM v.price OR c.twilio_price_unit IS DISTINCT FROM v.unit)
 """
+STORE_RECORDINGS = """
+UPDATE recordings AS r
+SET twilio_price = v.price, twilio_price_unit = v.unit, updated_at = now()
+FROM unnest($1::text[], $2::numeric[], $3::text[]) AS v(recording_sid, price, unit)
+WHERE r.recording_sid = v.recording_sid
+  AND (r.twilio_price IS DISTINCT FROM v.price OR r.twilio_price_unit IS DISTINCT FROM v.unit)
+"""
+# A recording is created during its call: one that started late on the month's last day may
+# be created the next (UTC) day. Calls are shorter than this.
+RECORDING_LAG = timedelta(days=1)
 SHOWN_DIFFERENCES = 50  # the table lists this many differing legs; json and csv list all
 
 
@@ -84,6 +105,9 @@ async def run_reconcile(
     async with engine.connect() as conn:
         # tuple(row): SQLAlchemy types a raw row as a 1-tuple
         ours = [OurLeg(*tuple(row)) for row in await conn.exec_driver_sql(LEGS, (month,))]
+        our_recordings = [
+            OurRecording(*tuple(row)) for row in await conn.exec_driver_sql(RECORDINGS, (month,))
+        ]
         by_category: dict[str, list[int | Decimal | None]] = {}
         for row in await conn.exec_driver_sql(USAGE, (month,)):
             leg, direction, legs, minutes, charge = tuple(row)
@@ -97,22 +121,31 @@ async def run_reconcile(
 
     after, before = calls_window(month, zone)
     calls = {call.sid: call for call in await rest.calls_started(after, before)}
+    recordings = (
+        {r.sid: r for r in await rest.recordings_created(after, before + RECORDING_LAG)}
+        if our_recordings
+        else {}
+    )
     usage_records = await rest.usage_records(*usage_window(month))
 
     currencies = Counter(leg.currency for leg in ours if leg.currency)
     currency = currencies.most_common(1)[0][0] if currencies else tariff_currency
     report = reconcile(month.strftime("%Y-%m"), currency, ours, calls)
+    add_recordings(report, our_recordings, recordings)
 
-    prices = stored_prices(ours, calls)
     async with engine.begin() as conn:
-        await conn.exec_driver_sql(
-            STORE,
-            (
-                [p.call_sid for p in prices],
-                [p.price for p in prices],
-                [p.unit for p in prices],
-            ),
-        )
+        for statement, prices in (
+            (STORE, stored_prices(ours, calls)),
+            (STORE_RECORDINGS, stored_recording_prices(our_recordings, recordings)),
+        ):
+            await conn.exec_driver_sql(
+                statement,
+                (
+                    [p.call_sid for p in prices],
+                    [p.price for p in prices],
+                    [p.unit for p in prices],
+                ),
+            )
     our_usage = [
         OurUsage(category, int(legs or 0), int(minutes or 0), Decimal(charge) if charge else None)
         for category, (legs, minutes, charge) in by_category.items()
@@ -171,6 +204,28 @@ def _csv(report: Reconciliation) -> str:
     writer.writerow(
         [month, "total", "", report.legs_compared, report.total_ours, report.total_twilio, currency]
     )
+    writer.writerow(
+        [month, "recordings_compared", "", report.recordings_compared, "", "", currency]
+    )
+    writer.writerow([month, "recordings_unpriced", "", report.recordings_unpriced, "", "", ""])
+    writer.writerow(
+        [month, "recordings_other_currency", "", report.recordings_other_currency, "", "", ""]
+    )
+    for r in report.recordings_differing:
+        writer.writerow(
+            [month, "recording_differing", r.recording_sid, 1, _amount(r.ours), r.twilio, r.unit]
+        )
+    writer.writerow(
+        [
+            month,
+            "recordings_total",
+            "",
+            report.recordings_compared,
+            report.recordings_total_ours,
+            report.recordings_total_twilio,
+            currency,
+        ]
+    )
     for line in report.usage:
         writer.writerow(
             [
@@ -202,12 +257,30 @@ def _table(report: Reconciliation) -> str:
     summary.add_row("differing", str(len(report.legs_differing)), "", "")
     summary.add_row("not priced by Twilio yet", str(report.legs_unpriced), "", "")
     summary.add_row("priced in another currency", str(report.legs_other_currency), "", "")
+    summary.add_section()
+    summary.add_row(
+        "recordings compared",
+        str(report.recordings_compared),
+        money(report.recordings_total_ours),
+        money(report.recordings_total_twilio),
+    )
+    summary.add_row("recordings differing", str(len(report.recordings_differing)), "", "")
+    summary.add_row("recordings not priced by Twilio yet", str(report.recordings_unpriced), "", "")
+    summary.add_row(
+        "recordings priced in another currency", str(report.recordings_other_currency), "", ""
+    )
 
     differing = Table(title="legs whose charge differs from Twilio's price")
     for name in ("call_sid", "ours", "Twilio", "unit"):
         differing.add_column(name, justify="left" if name == "call_sid" else "right")
     for d in report.legs_differing[:SHOWN_DIFFERENCES]:
         differing.add_row(d.call_sid, money(d.ours), money(d.twilio), d.unit)
+
+    recordings = Table(title="recordings whose charge differs from Twilio's price")
+    for name in ("recording_sid", "call_sid", "ours", "Twilio", "unit"):
+        recordings.add_column(name, justify="left" if name.endswith("sid") else "right")
+    for r in report.recordings_differing[:SHOWN_DIFFERENCES]:
+        recordings.add_row(r.recording_sid, r.call_sid, money(r.ours), money(r.twilio), r.unit)
 
     usage = Table(title="usage: calltrail's legs and rental against Twilio's Usage Records")
     for name in ("category", "legs", "minutes", "ours", "Twilio count", "usage", "Twilio price"):
@@ -232,6 +305,11 @@ def _table(report: Reconciliation) -> str:
         if report.legs_differing:
             console.print(differing)
             hidden = len(report.legs_differing) - SHOWN_DIFFERENCES
+            if hidden > 0:
+                console.print(f"… and {hidden} more (--format csv or json lists them all)")
+        if report.recordings_differing:
+            console.print(recordings)
+            hidden = len(report.recordings_differing) - SHOWN_DIFFERENCES
             if hidden > 0:
                 console.print(f"… and {hidden} more (--format csv or json lists them all)")
         console.print(usage)

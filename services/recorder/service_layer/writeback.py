@@ -20,6 +20,10 @@ on each of them (subtable mode) or in one call-log record naming the lowest (app
 lookup found is kept with the job, so a retry writes to the same records without asking again.
 In subtable mode the query also returns each record's revision and history table, so a record
 costs one update, not a read and an update.
+
+A missed call (CONTRACT.md section 12) is marked so in its job (``calltrail kintone status``
+lists those that matched nothing), and with ``MISSED_CALL_NOTIFY`` set its job is done only once
+each matched record also carries the call's comment (service_layer/missed_calls.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -58,6 +63,7 @@ from services.recorder.domain.history import (
     summarise,
 )
 from services.recorder.domain.outbox import Job
+from services.recorder.service_layer.missed_calls import MissedCallNotifier
 from services.recorder.settings import KintoneSettings
 
 log = get_logger(__name__)
@@ -79,6 +85,11 @@ def _log_each(
             attempts=job.attempts,
             **fields,
         )
+
+
+def _lowest(record_ids: Sequence[int] | None) -> int | None:
+    """The record an inbound call's call-log record names: the lowest it matched."""
+    return min(record_ids) if record_ids else None
 
 
 class ParkError(Exception):
@@ -103,7 +114,9 @@ class WritebackWorker:
         poll_s: float = 1.0,
         lease_s: float = 120.0,
         home_region: str = "JP",
+        zone: ZoneInfo | None = None,
     ) -> None:
+        """``zone``: the time zone a missed call's comment says its time in (BILLING_TZ)."""
         self._outbox = outbox
         self._client = client
         self._mode = settings.kintone_writeback
@@ -115,6 +128,14 @@ class WritebackWorker:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._lease_s = lease_s
+        mentions = settings.missed_call_mentions()
+        self._notifier = (
+            MissedCallNotifier(
+                outbox, client, mentions, zone or ZoneInfo("Asia/Tokyo"), home_region
+            )
+            if mentions
+            else None
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info("kintone_writeback_started", mode=self._mode.value)
@@ -144,16 +165,21 @@ class WritebackWorker:
         if orphans:
             await self._settle(orphans, ParkError("no legs recorded for this call"))
             jobs = [job for job in jobs if job.call_sid in summaries]
+        missed = [job.call_sid for job in jobs if summaries[job.call_sid].missed]
+        if missed:
+            await self._outbox.mark_missed(missed)
         inbound = [job for job in jobs if job.inbound]
         if self._mode is WritebackMode.APP:
             found = await asyncio.gather(
                 *(self._customer_of(job, summaries[job.call_sid]) for job in inbound)
             )
-            customers = {
-                job.call_sid: rid for job, (ok, rid) in zip(inbound, found, strict=True) if ok
+            matched = {
+                job.call_sid: ids
+                for job, ids in zip(inbound, found, strict=True)
+                if ids is not None
             }
-            ready = [job for job in jobs if not job.inbound or job.call_sid in customers]
-            await self._write_call_log(ready, summaries, customers)
+            ready = [job for job in jobs if not job.inbound or job.call_sid in matched]
+            await self._write_call_log(ready, summaries, matched)
         else:
             await self._write_histories(jobs, summaries)
         return len(jobs)
@@ -171,6 +197,7 @@ class WritebackWorker:
         groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
         reads: dict[tuple[int, int], tuple[Mapping[str, Any], int]] = {}
         unmatched: list[Job] = []
+        matched_of: dict[str, list[int]] = {}
         for job in jobs:
             if job.record_id is not None:
                 groups[(job.app_id, job.record_id)].append(job)
@@ -178,6 +205,7 @@ class WritebackWorker:
             if found is None:
                 continue  # the lookup failed: settled already
             matched, fresh = found
+            matched_of[job.call_sid] = matched
             if not matched:
                 unmatched.append(job)
             for rid in matched:
@@ -203,7 +231,29 @@ class WritebackWorker:
         done = [job for sid, job in written.items() if sid not in failed] + unmatched
         for job in unmatched:
             log.warning("kintone_call_unmatched", call_sid=job.call_sid, app=job.app_id)
-        await self._settle(done, None)
+        await self._finish(done, summaries, matched_of)
+
+    async def _finish(
+        self,
+        jobs: Sequence[Job],
+        summaries: Mapping[str, CallSummary],
+        matched: Mapping[str, Sequence[int]],
+    ) -> None:
+        """Jobs whose call is on kintone: done, once a missed call's records also carry its
+        comment (``MISSED_CALL_NOTIFY``); a comment that failed retries the job."""
+        notifier = self._notifier
+        if notifier is None:
+            await self._settle(jobs, None)
+            return
+        told = [job for job in jobs if summaries[job.call_sid].missed and matched.get(job.call_sid)]
+        errors = await asyncio.gather(
+            *(notifier.notify(job, summaries[job.call_sid], matched[job.call_sid]) for job in told)
+        )
+        failed = {job.call_sid: error for job, error in zip(told, errors, strict=True) if error}
+        for job in told:
+            if job.call_sid in failed:
+                await self._settle([job], failed[job.call_sid])
+        await self._settle([job for job in jobs if job.call_sid not in failed], None)
 
     # --- database ---------------------------------------------------------------------------
 
@@ -349,16 +399,16 @@ class WritebackWorker:
             await self._settle([job], exc)
             return None
 
-    async def _customer_of(self, job: Job, summary: CallSummary) -> tuple[bool, int | None]:
-        """App mode: (looked up, the lowest matching record or None); a failed lookup settles
-        the job (retry later, or parked) and says so."""
+    async def _customer_of(self, job: Job, summary: CallSummary) -> list[int] | None:
+        """App mode: the matching records (empty: none), or None when the lookup failed (the
+        job is settled: retried later, or parked)."""
         try:
             with structlog.contextvars.bound_contextvars(call_sids=[job.call_sid]):
                 matched, _ = await self._lookup(job, summary, [])
         except KintoneError as exc:
             await self._settle([job], exc)
-            return False, None
-        return True, (min(matched) if matched else None)
+            return None
+        return matched
 
     # --- call-log app mode -----------------------------------------------------------------------
 
@@ -366,22 +416,23 @@ class WritebackWorker:
         self,
         jobs: Sequence[Job],
         summaries: Mapping[str, CallSummary],
-        customers: Mapping[str, int | None] | None = None,
+        matched: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
+        """``matched``: an inbound call's customer records (the lowest goes on its record)."""
         ready = list(jobs)
         chunks = [
             ready[i : i + MAX_RECORDS_PER_REQUEST]
             for i in range(0, len(ready), MAX_RECORDS_PER_REQUEST)
         ]
         await asyncio.gather(
-            *(self._upsert_chunk(chunk, summaries, customers or {}) for chunk in chunks)
+            *(self._upsert_chunk(chunk, summaries, matched or {}) for chunk in chunks)
         )
 
     async def _upsert_chunk(
         self,
         jobs: Sequence[Job],
         summaries: Mapping[str, CallSummary],
-        customers: Mapping[str, int | None],
+        matched: Mapping[str, Sequence[int]],
     ) -> None:
         assert self._call_log_app is not None
         records = [
@@ -389,7 +440,7 @@ class WritebackWorker:
                 job.call_sid,
                 call_log_record(
                     summaries[job.call_sid],
-                    customers.get(job.call_sid) if job.inbound else job.record_id,
+                    _lowest(matched.get(job.call_sid)) if job.inbound else job.record_id,
                     self._fields,
                 ),
             )
@@ -406,8 +457,8 @@ class WritebackWorker:
                 return
             # kintone refuses the whole request for one bad record: find it, send the rest.
             for job in jobs:
-                await self._upsert_chunk([job], summaries, customers)
+                await self._upsert_chunk([job], summaries, matched)
         except KintoneError as exc:
             await self._settle(jobs, exc)
         else:
-            await self._settle(jobs, None)
+            await self._finish(jobs, summaries, matched)

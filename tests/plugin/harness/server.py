@@ -149,6 +149,13 @@ class Tenant:
     # GET /k/v1/records.json requests (their params), and how the next ones answer
     records_queries: list[dict[str, Any]] = field(default_factory=list)
     records_status: int = 200
+    # The app's record title (GET /k/v1/app/settings.json → titleField); None: a kintone that
+    # does not say (the field was added to the API in July 2024), so the plugin reads the layout.
+    title_field: dict[str, str] | None = field(
+        default_factory=lambda: {"selectionMode": "MANUAL", "code": "company"}
+    )
+    # Every REST request the page made: (method, path), for counting.
+    rest_log: list[tuple[str, str]] = field(default_factory=list)
     proxy_config_writes: list[dict[str, Any]] = field(default_factory=list)
 
     def set_proxy_config(self, url: str, method: str, headers: dict[str, str]) -> None:
@@ -388,6 +395,7 @@ class KintoneHarness:
         path = "/" + request.match_info["path"]
         method = request.headers.get("X-Harness-Method", request.method)
         params = json.loads(request.query.get("q", "{}")) if method == "GET" else {}
+        tenant.rest_log.append((method, path))
         if method == "GET" and str(params.get("app")) != str(tenant.app_id):
             return web.json_response(
                 {"code": "GAIA_AP01", "message": "指定したアプリが存在しません。"}, status=404
@@ -402,6 +410,20 @@ class KintoneHarness:
             "/k/v1/preview/app/form/layout.json",
         }:
             return web.json_response({"layout": tenant.layout, "revision": "3"})
+        if method == "GET" and path == "/k/v1/app/settings.json":
+            # cybozu.dev "アプリの一般設定を取得する": name, description, icon, theme, revision,
+            # and since July 2024 titleField {selectionMode: AUTO | MANUAL, code}. Guess: with
+            # AUTO kintone names the field it picked in `code`; the plugin reads any code given.
+            settings: dict[str, Any] = {
+                "name": tenant.app_name,
+                "description": "",
+                "icon": {"type": "PRESET", "key": "APP72"},
+                "theme": "WHITE",
+                "revision": "3",
+            }
+            if tenant.title_field is not None:
+                settings["titleField"] = tenant.title_field
+            return web.json_response(settings)
         if method == "GET" and path == "/k/v1/record.json":
             for record in tenant.records:
                 if record["$id"]["value"] == str(params.get("id")):

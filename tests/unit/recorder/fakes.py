@@ -16,7 +16,15 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy.exc import DBAPIError
 
 from services.common.events import CallEvent
-from services.recorder.domain.batch import EventRows, PricedLeg, ReceivedEvent, event_key
+from services.recorder.domain.batch import (
+    EventRows,
+    PricedLeg,
+    PricedRecording,
+    PricedTranscription,
+    ReceivedEvent,
+    event_key,
+)
+from services.recorder.domain.conversation import SPEAKERS, Utterance
 from services.recorder.domain.legs import CallLeg, Direction
 
 
@@ -38,6 +46,9 @@ class FakeLegStore:
     events: dict[str, ReceivedEvent] = field(default_factory=dict)
     legs: dict[str, PricedLeg] = field(default_factory=dict)
     jobs: dict[str, float] = field(default_factory=dict)  # root CallSid → delay
+    recordings: dict[str, PricedRecording] = field(default_factory=dict)
+    transcriptions: dict[str, PricedTranscription] = field(default_factory=dict)
+    segments: dict[tuple[str, int], Utterance] = field(default_factory=dict)
     unstorable: set[str] = field(default_factory=set)  # CallSids PostgreSQL would refuse
     failures: list[BaseException] = field(default_factory=list)  # raised by next transactions
     commits: int = 0
@@ -53,6 +64,9 @@ class FakeLegStore:
         yield tx
         self.events |= tx.events
         self.legs |= tx.legs
+        self.recordings |= tx.recordings
+        self.transcriptions |= tx.transcriptions
+        self.segments |= tx.segments
         for root, delay in tx.jobs.items():
             self.jobs.setdefault(root, delay)
         self.commits += 1
@@ -64,6 +78,9 @@ class FakeTransaction:
     events: dict[str, ReceivedEvent] = field(default_factory=dict)
     legs: dict[str, PricedLeg] = field(default_factory=dict)
     jobs: dict[str, float] = field(default_factory=dict)
+    recordings: dict[str, PricedRecording] = field(default_factory=dict)
+    transcriptions: dict[str, PricedTranscription] = field(default_factory=dict)
+    segments: dict[tuple[str, int], Utterance] = field(default_factory=dict)
 
     async def add_events(self, rows: EventRows) -> int:
         new = 0
@@ -102,6 +119,45 @@ class FakeTransaction:
         self, roots: Sequence[str], delay_s: float, customer_app: int | None
     ) -> None:
         self.jobs |= dict.fromkeys(roots, delay_s)
+
+    async def load_recordings(self, call_sids: Sequence[str]) -> dict[str, PricedRecording]:
+        found = {**self.store.recordings, **self.recordings}
+        return {sid: p for sid, p in found.items() if p.recording.call_sid in call_sids}
+
+    async def load_transcriptions(self, call_sids: Sequence[str]) -> dict[str, PricedTranscription]:
+        found = {**self.store.transcriptions, **self.transcriptions}
+        return {sid: p for sid, p in found.items() if p.transcription.call_sid in call_sids}
+
+    async def month_recordings(self, month: date) -> list[PricedRecording]:
+        return [p for p in self.store.recordings.values() if p.billing_month == month]
+
+    async def month_transcriptions(self, month: date) -> list[PricedTranscription]:
+        return [p for p in self.store.transcriptions.values() if p.billing_month == month]
+
+    async def save_recordings(self, recordings: Sequence[PricedRecording]) -> None:
+        self.recordings |= {p.recording.recording_sid: p for p in recordings}
+
+    async def save_transcriptions(self, transcriptions: Sequence[PricedTranscription]) -> None:
+        self.transcriptions |= {p.transcription.transcription_sid: p for p in transcriptions}
+
+    async def add_utterances(self, utterances: Sequence[Utterance]) -> int:
+        new = 0
+        for utterance in utterances:
+            key = (utterance.transcription_sid, utterance.sequence_id)
+            if key not in self.store.segments and key not in self.segments:
+                self.segments[key] = utterance
+                new += 1
+        return new
+
+    async def resolve_speakers(self, call_sids: Sequence[str]) -> None:
+        legs = {**self.store.legs, **self.legs}
+        for key, utterance in {**self.store.segments, **self.segments}.items():
+            root = legs.get(utterance.call_sid)
+            if utterance.speaker is not None or utterance.call_sid not in call_sids:
+                continue
+            if root is not None and root.leg.direction is not None:
+                speaker = SPEAKERS[root.leg.direction, utterance.track]
+                self.segments[key] = replace(utterance, speaker=speaker)
 
 
 def record_of(event: CallEvent | bytes, offset: int, partition: int = 0) -> ConsumerRecord:

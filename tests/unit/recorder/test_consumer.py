@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.common.events import CallEvent, EventKind
 from services.devtools.call_flows import answered_call
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.entrypoints.consumer import RecorderConsumer
 from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.settings import DEFAULT_TARIFF
+from tests.conversation_events import recording_event, transcript
 from tests.unit.recorder.fakes import FakeKafka, FakeLegStore, record_of
 
 AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -112,22 +112,13 @@ async def test_a_bug_stops_the_consumer_with_its_batch_uncommitted(bug: Exceptio
     assert store.commits == 0
 
 
-async def test_recordings_and_transcripts_are_counted_and_never_dead_lettered() -> None:
-    # Until the recorder folds them (issue 19), the new kinds pass through: counted, committed.
+async def test_recordings_and_transcripts_are_recorded_with_the_call() -> None:
     store = FakeLegStore()
     events = answered_call(at=AT)
     root = events[0].root_call_sid
-    extra = [
-        CallEvent(EventKind.RECORDING, AT, root, None, duration_s=61, params={"CallSid": root}),
-        CallEvent(EventKind.TRANSCRIPT, AT, root, None, sequence=1, params={"CallSid": root}),
-    ]
-    stopping = asyncio.Event()
+    extra = [recording_event(root, at=AT), *transcript(root, [("inbound_track", "はい")], at=AT)]
     records = [record_of(e, i) for i, e in enumerate(events + extra)]
-    kafka = FakeKafka([records], stopping, until=lambda: store.commits >= 1)
-    consumer = consumer_on(store, kafka)
-    async with asyncio.timeout(5):
-        await consumer.run(stopping)
+    kafka = await run(store, records)
     assert kafka.log == [("commit", {0: len(records)})]
-    assert len(store.legs) == 2
-    assert len(store.events) == len(events)
-    assert consumer._metrics.events.labels("ignored")._value.get() == 2
+    assert (len(store.legs), len(store.recordings), len(store.segments)) == (2, 1, 1)
+    assert len(store.events) == len(records)

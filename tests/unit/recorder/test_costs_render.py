@@ -10,7 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from services.recorder.service_layer.costs import MonthCosts, UsageLine, parse_month, render
+from services.recorder.service_layer.costs import (
+    ConversationLine,
+    MonthCosts,
+    UsageLine,
+    parse_month,
+    render,
+)
 from tests.factories import CALLER_ID
 
 
@@ -68,6 +74,8 @@ def test_json_of_an_empty_month() -> None:
         "rental_charge": "0",
         "total": "0",
         "unrated_legs": 0,
+        "conversation": [],
+        "unrated_conversation": 0,
     }
 
 
@@ -182,3 +190,51 @@ def test_inbound_legs_are_shown_apart_from_outbound_ones() -> None:
     assert "pstn (inbound)" in text
     rows = _csv(costs)
     assert [r["direction"] for r in rows if r["item"] == "usage"][-1] == "inbound"
+
+
+# --- recordings and transcription (CONTRACT.md section 11) -----------------------------------
+
+
+def _with_conversation(unrated: bool = False) -> MonthCosts:
+    costs = _costs(unrated_legs=0)
+    costs.usage.pop()
+    costs.conversation = [
+        ConversationLine("recording", 3, 7, None if unrated else Decimal("2.1"), 3 * unrated),
+        ConversationLine("transcription", 2, 10, Decimal("25.0"), 0),
+    ]
+    return costs
+
+
+def test_json_has_a_line_each_for_recordings_and_transcription() -> None:
+    doc = json.loads(render(_with_conversation(unrated=True), "json"))
+    assert doc["conversation"] == [
+        {"item": "recording", "count": 3, "billable_minutes": 7, "charge": None, "unrated": 3},
+        {
+            "item": "transcription",
+            "count": 2,
+            "billable_minutes": 10,
+            "charge": "25.0",
+            "unrated": 0,
+        },
+    ]
+    assert doc["unrated_conversation"] == 3
+
+
+def test_csv_has_a_row_each_for_recordings_and_transcription() -> None:
+    rows = _csv(_with_conversation())
+    lines = [r for r in rows if r["item"] in ("recording", "transcription")]
+    assert [(r["item"], r["legs"], r["billable_minutes"], r["charge"]) for r in lines] == [
+        ("recording", "3", "7", "2.1"),
+        ("transcription", "2", "10", "25.0"),
+    ]
+    assert [r["item"] for r in rows][-2:] == ["rental_total", "total"]
+
+
+def test_the_table_shows_them_and_warns_when_they_have_no_rate() -> None:
+    text = " ".join(render(_with_conversation(unrated=True), "table").split())
+    assert "recording" in text
+    assert "transcription" in text
+    assert "25.00" in text
+    assert "3 recordings or transcriptions have no rate in the tariff" in text
+    assert "calltrail rerate --month 2026-11" in text
+    assert "no rate" not in render(_with_conversation(), "table")

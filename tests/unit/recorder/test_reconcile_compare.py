@@ -13,10 +13,14 @@ from services.recorder.domain.reconcile import (
     OUTBOUND,
     SIP,
     OurLeg,
+    OurRecording,
     TwilioCall,
+    TwilioRecording,
+    add_recordings,
     month_window,
     reconcile,
     stored_prices,
+    stored_recording_prices,
     usage_category,
     usage_window,
 )
@@ -90,3 +94,34 @@ def test_usage_categories() -> None:
     assert usage_category("pstn", "outbound") == OUTBOUND
     assert usage_category("pstn", None) == OUTBOUND
     assert NUMBERS == "phonenumbers-local"
+
+
+def test_recordings_are_compared_as_legs_are_in_their_own_keys() -> None:
+    ours = [
+        OurRecording("RE1", "CA1", Decimal("0.75"), "JPY"),
+        OurRecording("RE2", "CA1", Decimal("0.75"), "JPY"),  # Twilio billed more
+        OurRecording("RE3", "CA2", None, "JPY"),  # unrated by us, priced by Twilio
+        OurRecording("RE4", "CA3", Decimal("0.75"), "JPY"),  # not priced yet
+        OurRecording("RE5", "CA4", Decimal("0.75"), "JPY"),  # in dollars
+    ]
+    twilio = {
+        "RE1": TwilioRecording("RE1", "CA1", Decimal("-0.750"), "JPY"),
+        "RE2": TwilioRecording("RE2", "CA1", Decimal("-1.5"), "JPY"),
+        "RE3": TwilioRecording("RE3", "CA2", Decimal("-0.75"), "JPY"),
+        "RE4": TwilioRecording("RE4", "CA3", None, None),
+        "RE5": TwilioRecording("RE5", "CA4", Decimal("-0.005"), "USD"),
+    }
+    report = reconcile("2026-11", "JPY", [OurLeg("CA1", Decimal("1"), "JPY")], {})
+    add_recordings(report, ours, twilio)
+    doc = report.as_json()
+    assert (doc["legs_compared"], doc["legs_unpriced"]) == (0, 1)  # the legs untouched
+    assert doc["recordings_compared"] == 3
+    assert doc["recordings_differing"] == [
+        {"recording_sid": "RE2", "call_sid": "CA1", "ours": "0.75", "twilio": "1.5", "unit": "JPY"},
+        {"recording_sid": "RE3", "call_sid": "CA2", "ours": None, "twilio": "0.75", "unit": "JPY"},
+    ]
+    assert (doc["recordings_unpriced"], doc["recordings_other_currency"]) == (1, 1)
+    assert (doc["recordings_total_ours"], doc["recordings_total_twilio"]) == ("1.50", "3.000")
+    stored = {p.call_sid: (p.price, p.unit) for p in stored_recording_prices(ours, twilio)}
+    assert stored["RE2"] == (Decimal("1.5"), "JPY")
+    assert stored["RE4"] == (None, None)
