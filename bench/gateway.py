@@ -12,6 +12,9 @@ It then drives, closed loop with ``--connections`` connections:
 - ``status hot``: the four callbacks of one call only (one key, one partition);
 - ``voice``: signed ``/twiml/voice`` requests of 1,000 calls (dial policy, ``dial`` event, TwiML);
 - ``voice hot``: one call's ``/twiml/voice`` request only;
+- ``transcription``: signed real-time transcription callbacks of 1,000 calls (started, six
+  Japanese utterances on both tracks, stopped: a call's busiest callbacks, CONTRACT §11); a
+  ``--gateway-dir`` checkout without ``/twilio/transcription`` is left out of this row;
 - ``token``: ``/token`` for 1,000 identities (key, limits, JWT);
 - ``bare``: the bare app;
 
@@ -42,7 +45,8 @@ same code unscraped, so the A/B rows show what scraping costs.
 
 Figures are printed as a table and written to bench/results/gateway.json.
 Targets (issue 13): status >= 0.5 and voice >= 0.4 of the bare app's throughput; p99 < 50 ms
-for both, hot runs included; p99 < 10 ms for both at 500 requests a second.
+for both, hot runs included; p99 < 10 ms for both at 500 requests a second. Issue 19:
+transcription >= 0.5 of the bare app, p99 < 50 ms.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from services.devtools.dev import DEV_PLACEHOLDERS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 STATUS_PATH = "/twilio/status"
+TRANSCRIPTION_PATH = "/twilio/transcription"
 VOICE_PATH = "/twiml/voice"
 TOKEN_PATH = "/token"  # noqa: S105 - a path, not a password
 PUBLIC_BASE_URL = "https://calltrail.example.com"
@@ -84,7 +89,7 @@ AUTH_TOKEN = DEV_PLACEHOLDERS["TWILIO_AUTH_TOKEN"]
 ACCOUNT_SID = DEV_PLACEHOLDERS["TWILIO_ACCOUNT_SID"]
 APP_SID = DEV_PLACEHOLDERS["TWILIO_TWIML_APP_SID"]
 TOKEN_KEY = DEV_PLACEHOLDERS["CALLTRAIL_TOKEN_KEY"]
-TARGET_RATIO = {"status": 0.5, "voice": 0.4}
+TARGET_RATIO = {"status": 0.5, "voice": 0.4, "transcription": 0.5}
 TARGET_P99_MS = 50.0
 TARGET_OPEN_P99_MS = 10.0
 OTHER_CPU_WARN = 25.0  # % of a core used by processes outside the benchmark
@@ -151,6 +156,54 @@ def status_requests(calls: int) -> list[Request]:
     return out
 
 
+UTTERANCES = (
+    "お世話になっております。カルトレイルの佐藤でございます。",
+    "あ、お世話になっております。",
+    "先日お送りしたお見積もりの件でお電話いたしました。",
+    "ありがとうございます。いま社内で確認しているところです。",
+    "納期なんですが、来月末で間に合いますか。",
+    "はい、来月末でしたら問題ございません。",
+)
+
+
+def transcription_requests(calls: int) -> list[Request]:
+    """``calls`` transcription sessions as Twilio posts them to the ``statusCallbackUrl`` of
+    the TwiML's ``<Start><Transcription>`` (the kintone context in its query): started, six
+    utterances on alternating tracks, stopped."""
+    from services.devtools.twilio_player import TwilioSigner, new_sid, transcription_callback_form
+
+    signer = TwilioSigner(AUTH_TOKEN, PUBLIC_BASE_URL)
+    started = datetime.now(UTC)
+    out: list[Request] = []
+    for n in range(calls):
+        call_sid, sid = new_sid(), new_sid("GT")
+        path = (
+            f"{TRANSCRIPTION_PATH}?app_id={12 + n % 7}&record_id={1000 + n}&identity=user_{n % 50}"
+        )
+        events = [
+            ("transcription-started", None, None),
+            *(
+                ("transcription-content", ("inbound_track", "outbound_track")[i % 2], text)
+                for i, text in enumerate(UTTERANCES)
+            ),
+            ("transcription-stopped", None, None),
+        ]
+        for sequence, (event, track, text) in enumerate(events, 1):
+            form = transcription_callback_form(
+                account_sid=ACCOUNT_SID,
+                call_sid=call_sid,
+                transcription_sid=sid,
+                event=event,
+                sequence=sequence,
+                track=track,
+                transcript=text,
+                timestamp=started + timedelta(seconds=n + sequence * 4),
+            )
+            headers, body = signer.request(path, form)
+            out.append(Request(path, _twilio_headers(headers), body))
+    return out
+
+
 def voice_requests(calls: int) -> list[Request]:
     """What Twilio posts to the TwiML App's voice URL when a browser places ``calls`` calls:
     domestic numbers as a salesperson types them, the kintone app and record as parameters."""
@@ -192,7 +245,7 @@ class Scenario:
     path: str  # the URL wrk is given (each request carries its own path)
     expect: int  # the status code of a success
     requests: list[Request]
-    kind: str  # what it is compared with: "status", "voice", "token", "bare"
+    kind: str  # what it is compared with: "status", "voice", "token", "transcription", "bare"
 
 
 def scenarios(calls: int) -> list[Scenario]:
@@ -203,6 +256,13 @@ def scenarios(calls: int) -> list[Scenario]:
         Scenario("voice", VOICE_PATH, 200, voice, "voice"),
         Scenario("voice hot", VOICE_PATH, 200, voice[:1], "voice"),
         Scenario("token", TOKEN_PATH, 200, token_requests(calls), "token"),
+        Scenario(
+            "transcription",
+            TRANSCRIPTION_PATH,
+            204,
+            transcription_requests(calls),
+            "transcription",
+        ),
         Scenario("bare", STATUS_PATH, 204, status, "bare"),
         Scenario("bare twiml", VOICE_PATH, 200, voice, "bare"),
     ]
@@ -971,7 +1031,9 @@ async def count_topic(bootstrap: str, topic: str, expected: int, timeout_s: floa
                         undecodable += 1
                     else:
                         kinds[event.kind.value] = kinds.get(event.kind.value, 0) + 1
-                        sids.add(f"{event.kind.value}/{event.call_sid}/{event.status.value}")
+                        # A transcript has no call status (null): its SequenceId tells it apart.
+                        what = event.status.value if event.status else event.sequence
+                        sids.add(f"{event.kind.value}/{event.call_sid}/{what}")
             count += got
             if got:
                 last_progress = time.monotonic()
@@ -1044,6 +1106,12 @@ def start_gateway(
             stderr=subprocess.STDOUT,
         )
     return Server(name, f"http://127.0.0.1:{port}", proc.pid, topic, proc, log_path)
+
+
+def answers(server: Server, scenario: Scenario) -> bool:
+    """Whether the server has the scenario's route: an older checkout (A/B) may not. Only POST
+    is routed, so a GET of a route there is 405, of one missing 404."""
+    return http_get(server.base + scenario.path)[0] != 404
 
 
 def stop_gateway(server: Server) -> None:
@@ -1125,6 +1193,7 @@ def run(args: argparse.Namespace) -> int:
                 order = gateways if n % 2 == 0 else list(reversed(gateways))
                 for scenario in wanted:
                     servers = [bare] if scenario.kind == "bare" else order
+                    servers = [s for s in servers if answers(s, scenario)]
                     for server in servers:
                         profile = None
                         if args.profile and n == 0 and server is not bare:
@@ -1169,6 +1238,9 @@ def run(args: argparse.Namespace) -> int:
                 voice_200 = sum(
                     m.warmup_ok + m.load.ok for m in mine if m.scenario.startswith("voice")
                 )
+                transcription_204 = sum(
+                    m.warmup_ok + m.load.ok for m in mine if m.scenario.startswith("transcription")
+                )
                 with contextlib.suppress(RuntimeError):
                     assert gw.proc is not None
                     wait_until(
@@ -1176,18 +1248,20 @@ def run(args: argparse.Namespace) -> int:
                     )
                 published = published_counts(gw.base)
                 stop_gateway(gw)
-                expected = status_204 + voice_200
+                expected = status_204 + voice_200 + transcription_204
                 print(f"bench: reading {gw.topic} back ({expected} events expected) …", flush=True)
                 stats = asyncio.run(count_topic(broker.bootstrap, gw.topic, expected, 120))
                 kinds = stats["by_kind"]
                 losses[gw.name] = {
                     "status_204s": status_204,
                     "voice_200s": voice_200,
+                    "transcription_204s": transcription_204,
                     **stats,
                     "published_metric": published,
                     "exit_code": gw.proc.returncode if gw.proc else None,
                     "ok": kinds.get("status", 0) >= status_204
                     and kinds.get("dial", 0) >= voice_200
+                    and kinds.get("transcript", 0) >= transcription_204
                     and not stats["undecodable"],
                 }
         finally:
@@ -1296,7 +1370,7 @@ def report(
             m = chosen.get((kind, server))
             if m and bare_rps:
                 checks[f"{kind} >= {minimum} of bare"] = round(m.load.rps / bare_rps, 3) >= minimum
-        for row in ("status", "status hot", "voice", "voice hot"):
+        for row in ("status", "status hot", "voice", "voice hot", "transcription"):
             m = chosen.get((row, server))
             if m:
                 checks[f"{row} p99 < {TARGET_P99_MS:.0f} ms"] = m.load.p99_ms < TARGET_P99_MS
@@ -1316,7 +1390,8 @@ def report(
             f"  loss check, {name} (aiokafka consumer after SIGTERM, exit {loss['exit_code']}): "
             f"{loss['by_kind'].get('status', 0)} status events for {loss['status_204s']} 204s, "
             f"{loss['by_kind'].get('dial', 0)} dial events for {loss['voice_200s']} TwiML "
-            f"answers, warm-ups included: "
+            f"answers, {loss['by_kind'].get('transcript', 0)} transcript events for "
+            f"{loss['transcription_204s']} 204s, warm-ups included: "
             + ("OK, nothing lost" if loss["ok"] else "FAILED: events missing")
         )
         print(
@@ -1342,7 +1417,10 @@ def report(
             print(f"    {share:5.1f}% {frame[:70]:<70} | {own_share:5.1f}% {own_frame[:70]}")
 
     doc = {
-        "benchmark": "gateway: /twilio/status, /twiml/voice, /token against a bare app",
+        "benchmark": (
+            "gateway: /twilio/status, /twiml/voice, /token, /twilio/transcription against a bare"
+            " app"
+        ),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "bench/gateway.py " + " ".join(sys.argv[1:]),
         "generator": generator.name,
@@ -1388,7 +1466,16 @@ def report(
     print(f"  figures written to {(RESULTS / 'gateway.json').relative_to(ROOT)}")
 
 
-SCENARIO_NAMES = ("status", "status hot", "voice", "voice hot", "token", "bare", "bare twiml")
+SCENARIO_NAMES = (
+    "status",
+    "status hot",
+    "voice",
+    "voice hot",
+    "token",
+    "transcription",
+    "bare",
+    "bare twiml",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,8 @@ collector tuned as ``services.gateway.app.run()`` tunes it, the bare app as aioh
 18,000 instructions a callback that the deployed gateway does not spend.)
 
 Rows: ``bare`` (the bare app of ``bench/gateway.py``: read the body, answer 204), ``status``
-(``/twilio/status``), ``voice`` (``/twiml/voice``), for this checkout and, with
+(``/twilio/status``), ``voice`` (``/twiml/voice``), ``transcription``
+(``/twilio/transcription``, left out for a checkout without it), for this checkout and, with
 ``--gateway-dir``, another one (``base``); ``of bare`` is bare's instructions over the row's,
 the throughput ratio the server would reach if instructions were time.
 """
@@ -44,7 +45,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 64
-TARGETS = {"bare": "/twilio/status", "status": "/twilio/status", "voice": "/twiml/voice"}
+TARGETS = {
+    "bare": "/twilio/status",
+    "status": "/twilio/status",
+    "voice": "/twiml/voice",
+    "transcription": "/twilio/transcription",
+}
 
 
 # --- inside valgrind: one server, N requests --------------------------------------------------
@@ -209,6 +215,7 @@ def _raw_requests(calls: int) -> dict[str, list[bytes]]:
     for path, requests in (
         (TARGETS["status"], wall_clock.status_requests(calls)),
         (TARGETS["voice"], wall_clock.voice_requests(calls)),
+        (TARGETS["transcription"], wall_clock.transcription_requests(calls)),
     ):
         raw = []
         for request in requests:
@@ -221,6 +228,12 @@ def _raw_requests(calls: int) -> dict[str, list[bytes]]:
             )
         out[path] = raw
     return out
+
+
+def _routes(code_dir: Path, path: str) -> bool:
+    """Whether that checkout's gateway has the route (an older one has no transcription)."""
+    routes = code_dir / "services" / "gateway" / "entrypoints" / "routes.py"
+    return f'"{path}"' in routes.read_text()
 
 
 def _instructions(code_dir: Path, target: str, count: int, spec: Path, env: dict[str, str]) -> int:
@@ -286,7 +299,7 @@ def main(argv: list[str]) -> int:
             (name, code_dir, target)
             for name, code_dir in checkouts.items()
             for target in TARGETS
-            if target != "bare" or name == "this"
+            if (target != "bare" or name == "this") and _routes(code_dir, TARGETS[target])
         ]
         print(f"  {len(runs)} rows, each valgrind with {n} and {3 * n} requests …", flush=True)
         # Instructions do not depend on what else runs: use every core.

@@ -153,6 +153,8 @@ def _simulate(args: argparse.Namespace) -> int:
         + _counts(summary.destinations)
         + "; inbound "
         + _counts(summary.inbound)
+        # Only when the gateway records or transcribes: its TwiML asked for them.
+        + (f"; conversation {_counts(summary.conversation)}" if summary.conversation else "")
     )
     for failure in summary.failures[:10]:
         print(f"  failed: {failure}", file=sys.stderr)

@@ -141,3 +141,16 @@ test('a failed registration is one problem message', async () => {
   assert.equal(devices[0].registers, 1);
   assert.deepEqual(events.at(-1), { type: 'problem', problem: { key: 'network', args: [31005] } });
 });
+
+test('ready says whether calls are recorded, as the last token answered', async () => {
+  let recording = true;
+  const { manager, events, timers } = setup(() => ok(600, { recording }));
+  manager.start();
+  await timers.advance(0);
+  assert.deepEqual(events.at(-1), { type: 'ready', recording: true });
+  assert.equal(manager.recording, true);
+  recording = false;
+  await timers.advance(600_000);
+  assert.deepEqual(events.at(-1), { type: 'ready', recording: false });
+  assert.equal(manager.recording, false);
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Call, Device, formatDuration, initialState, reduce, view } from '../src/core/state.js';
+import { answered, Call, Device, formatDuration, initialState, recordingShown, reduce, view } from '../src/core/state.js';
 
 function run(events, state = initialState) {
   const effects = [];
@@ -133,4 +133,23 @@ test('busy with an incoming call: the button waits, a click does nothing', () =>
   state = reduce(state, { type: 'busy', busy: false }).state;
   assert.equal(view(state).disabled, false);
   assert.deepEqual(reduce(state, { type: 'click' }).effect, { kind: 'connect', to: '03-1234-5678' });
+});
+
+test('「録音中」 from the answer until the call ends, only when the token said recording', () => {
+  const shown = (state) => recordingShown(state.recording, answered(state));
+  let { state } = run([{ type: 'record', phone: '03-1234-5678' }, { type: 'deviceReady', recording: true }]);
+  assert.equal(state.recording, true);
+  assert.equal(shown(state), false); // no call
+  ({ state } = run([{ type: 'click' }, { type: 'connected' }], state));
+  assert.equal(shown(state), false); // ringing: nothing is recorded before the answer
+  ({ state } = run([{ type: 'accepted', now: 1 }], state));
+  assert.equal(shown(state), true);
+  ({ state } = run([{ type: 'click' }], state)); // hanging up: still up
+  assert.equal(state.call, Call.ENDING);
+  assert.equal(shown(state), true);
+  ({ state } = run([{ type: 'ended' }], state));
+  assert.equal(shown(state), false);
+  // A renewed token that says otherwise is believed.
+  ({ state } = run([{ type: 'deviceReady', recording: false }, { type: 'click' }, { type: 'connected' }, { type: 'accepted', now: 2 }], state));
+  assert.equal(shown(state), false);
 });

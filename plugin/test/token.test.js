@@ -7,8 +7,17 @@ const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
 test('a gateway answer becomes token, ttl, edge', () => {
   const body = JSON.stringify({ identity: 'kintone_7', token: JWT, ttl: 600, edge: 'tokyo', incoming: true });
   assert.deepEqual(parseTokenAnswer(body, 200, {}), {
-    ok: true, token: JWT, ttl: 600, edge: 'tokyo', incoming: true, identity: 'kintone_7',
+    ok: true, token: JWT, ttl: 600, edge: 'tokyo', incoming: true, recording: false, identity: 'kintone_7',
   });
+});
+
+test('recording: only a literal true says calls are recorded', () => {
+  const answer = (recording) => parseTokenAnswer(JSON.stringify({ token: JWT, ttl: 600, recording }), 200, {});
+  assert.equal(answer(true).recording, true);
+  assert.equal(answer(false).recording, false);
+  assert.equal(answer('true').recording, false);
+  assert.equal(answer(1).recording, false);
+  assert.equal(parseTokenAnswer(JSON.stringify({ token: JWT, ttl: 600 }), 200, {}).recording, false); // an older gateway
 });
 
 test('statuses map to failures, with Retry-After', () => {

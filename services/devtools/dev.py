@@ -44,6 +44,9 @@ DEV_INBOUND: Mapping[str, str] = {
     "RING_IDENTITIES": "kintone_1,kintone_2,kintone_3",
     "INBOUND_FORWARD_TO": "+81312345678",
 }
+# The conversation (CONTRACT.md section 11) on, so that `calltrail simulate` plays recordings and
+# transcripts; a setting of one's own (e.g. RECORDING=off) wins.
+DEV_CONVERSATION: Mapping[str, str] = {"RECORDING": "dual", "TRANSCRIPTION": "on"}
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
@@ -91,6 +94,8 @@ def run_dev(gateway_port: int | None = None) -> int:
     if not (env.get("RING_IDENTITIES") or env.get("SIP_RING_IDENTITIES")):
         env["RING_IDENTITIES"] = DEV_INBOUND["RING_IDENTITIES"]
     env.setdefault("INBOUND_FORWARD_TO", DEV_INBOUND["INBOUND_FORWARD_TO"])
+    for name, value in DEV_CONVERSATION.items():
+        env.setdefault(name, value)
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)
     twilio_port = free_port()  # the Twilio REST stand-in, to try `calltrail twilio provision`
@@ -155,6 +160,10 @@ def run_dev(gateway_port: int | None = None) -> int:
             f"  Twilio number       voice URL      {base}/twiml/incoming\n"
             f"  Twilio SIP domain   voice URL      {base}/twiml/sip\n"
             f"  Twilio callbacks    status URL     {base}/twilio/status\n"
+            f"  Twilio callbacks    recording      {base}/twilio/recording"
+            f" (RECORDING={env['RECORDING']})\n"
+            f"  Twilio callbacks    transcription  {base}/twilio/transcription"
+            f" (TRANSCRIPTION={env['TRANSCRIPTION']})\n"
             f"  ring group          {env.get('RING_IDENTITIES') or env.get('SIP_RING_IDENTITIES')}"
             f", then {env['INBOUND_FORWARD_TO'] or 'a message'}\n"
             "\n  try it, in another terminal:\n"

@@ -13,11 +13,19 @@ callback URL, asks the ``<Dial>``'s action what next, dials the forward number i
 answer, and reports the parent leg to ``/twilio/status`` (the number's or SIP domain's status
 callback: no query). Which browsers ring and whether there is a forward number is the
 gateway's to say (``RING_IDENTITIES``, ``INBOUND_FORWARD_TO``); who answers is the plan's.
+
+The conversation (CONTRACT.md section 11) is played when the gateway's TwiML asks for it, as
+Twilio does: a ``<Start><Transcription>`` gets the transcription session's callbacks (started;
+the utterances of an answered call, Japanese, both tracks, some out of order and some twice;
+stopped) at its ``statusCallbackUrl``, interleaved with the legs' status callbacks; the answered
+``<Dial>``'s ``recordingStatusCallback`` gets the recording, ``completed`` after the call. A
+gateway that records nothing gets nothing of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -45,8 +53,10 @@ from services.devtools.twilio_player import (
     dial_action_form,
     incoming_voice_form,
     new_sid,
+    recording_callback_form,
     sip_voice_form,
     status_callback_form,
+    transcription_callback_form,
     voice_request_form,
 )
 
@@ -100,6 +110,7 @@ class SimulationSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     destinations: Counter[str] = field(default_factory=Counter)
     inbound: Counter[str] = field(default_factory=Counter)  # "number answered", "line missed" …
+    conversation: Counter[str] = field(default_factory=Counter)  # "utterances", "recordings"
 
 
 Weighted = TypeVar("Weighted", bound=tuple[Any, ...])
@@ -334,6 +345,136 @@ def _answered_leg(forms: list[tuple[str, dict[str, str]]]) -> str | None:
     return next((f["CallSid"] for _, f in forms if f["CallStatus"] == "in-progress"), None)
 
 
+# --- the conversation: transcription and recording (CONTRACT.md section 11) --------------------
+
+STAFF, CUSTOMER = "staff", "customer"
+#: What is said on a call, in order, and by whom; a call says as much of it as its length allows.
+SCRIPTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "outbound": (
+        (STAFF, "お世話になっております。カルトレイルの佐藤でございます。"),
+        (CUSTOMER, "あ、お世話になっております。"),
+        (STAFF, "先日お送りしたお見積もりの件でお電話いたしました。"),
+        (CUSTOMER, "ありがとうございます。いま社内で確認しているところです。"),
+        (STAFF, "ご不明な点はございませんでしょうか。"),
+        (CUSTOMER, "納期なんですが、来月末で間に合いますか。"),
+        (STAFF, "はい、来月末でしたら問題ございません。"),
+        (CUSTOMER, "承知しました。では来週中にお返事します。"),
+        (STAFF, "よろしくお願いいたします。失礼いたします。"),
+    ),
+    "inbound": (
+        (STAFF, "お電話ありがとうございます。カルトレイルの佐藤でございます。"),
+        (CUSTOMER, "もしもし、先週注文した件でお電話しました。"),
+        (STAFF, "ありがとうございます。ご注文番号をお伺いできますか。"),
+        (CUSTOMER, "はい、エー・ワン・ツー・スリーです。"),
+        (STAFF, "確認いたします。少々お待ちください。"),
+        (STAFF, "お待たせいたしました。明日発送の予定でございます。"),
+        (CUSTOMER, "よかった、ありがとうございます。"),
+        (STAFF, "ほかにご不明な点はございますか。"),
+        (CUSTOMER, "大丈夫です。失礼します。"),
+    ),
+}
+#: Twilio names the tracks from the call that ran the TwiML: the browser's on an outbound call
+#: (inbound_track: the salesperson), the customer's on an inbound call (inbound_track: them).
+TRACKS = {
+    ("outbound", STAFF): "inbound_track",
+    ("outbound", CUSTOMER): "outbound_track",
+    ("inbound", CUSTOMER): "inbound_track",
+    ("inbound", STAFF): "outbound_track",
+}
+SECONDS_PER_UTTERANCE = 10
+ANSWER_AFTER_S = 5  # an outbound call's ring before the customer answers, roughly
+
+
+def transcription_forms(
+    *,
+    account_sid: str,
+    call_sid: str,
+    direction: str,
+    talk_s: int,
+    started_at: datetime,
+    answered_at: datetime,
+    language: str,
+    seed: int,
+) -> list[dict[str, str]]:
+    """One call's transcription session as Twilio posts it, in the order of its SequenceIds:
+    started when the TwiML ran, an utterance every few seconds while the two talk (none when
+    nobody answered), stopped when the call ended."""
+    rng = random.Random(seed)
+    sid = new_sid("GT")
+    script = SCRIPTS[direction][: talk_s // SECONDS_PER_UTTERANCE + 1] if talk_s > 0 else ()
+    sequence = itertools.count(1)
+
+    def form(event: str, moment: datetime, **utterance: Any) -> dict[str, str]:
+        return transcription_callback_form(
+            account_sid=account_sid,
+            call_sid=call_sid,
+            transcription_sid=sid,
+            event=event,
+            sequence=next(sequence),
+            language=language,
+            timestamp=moment,
+            **utterance,
+        )
+
+    forms = [form("transcription-started", started_at)]
+    for i, (speaker, text) in enumerate(script):
+        moment = answered_at + timedelta(seconds=(i + 1) * talk_s / (len(script) + 1))
+        forms.append(
+            form(
+                "transcription-content",
+                moment,
+                track=TRACKS[direction, speaker],
+                transcript=text,
+                confidence=round(rng.uniform(0.8, 0.99), 4),
+            )
+        )
+    forms.append(form("transcription-stopped", answered_at + timedelta(seconds=talk_s)))
+    return forms
+
+
+def interleave(first: list[T], second: list[T], rng: random.Random) -> list[T]:
+    """The two lists in one, each in its own order: separate webhooks of one call overtake
+    each other."""
+    merged: list[T] = []
+    i = j = 0
+    while i < len(first) or j < len(second):
+        left, right = len(first) - i, len(second) - j
+        if right == 0 or (left > 0 and rng.random() < left / (left + right)):
+            merged.append(first[i])
+            i += 1
+        else:
+            merged.append(second[j])
+            j += 1
+    return merged
+
+
+Post = tuple[str, dict[str, str]]  # the path (with query) a form is posted to
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What one call's TwiML asked Twilio to post about the conversation, and where."""
+
+    transcription_path: str | None  # <Start><Transcription statusCallbackUrl>
+    language: str
+
+    @classmethod
+    def of(cls, root: ET.Element, path: Any) -> Conversation:
+        transcription = root.find("Start/Transcription")
+        if transcription is None:
+            return cls(None, "")
+        return cls(
+            path(transcription.get("statusCallbackUrl")),
+            transcription.get("languageCode") or "ja-JP",
+        )
+
+
+def _what(form: dict[str, str]) -> str:
+    """A callback in a failure line: its CallSid and its status or event."""
+    event = form.get("CallStatus") or form.get("RecordingStatus") or form.get("TranscriptionEvent")
+    return f"{form['CallSid']} {event}"
+
+
 class Simulator:
     def __init__(
         self,
@@ -379,25 +520,85 @@ class Simulator:
             AppId=call.app_id,
             RecordId=call.record_id,
         )
-        status, twiml = await self._post(session, "/twiml/voice", voice)
-        number = ET.fromstring(twiml).find("Dial/Number") if status == 200 else None  # noqa: S314
-        if number is None or not number.text:
-            summary.failures.append(
-                f"{call.parent_sid}: /twiml/voice answered {status} without a Dial"
-            )
+        root = await self._twiml(session, "/twiml/voice", voice, summary)
+        number = root.find("Dial/Number") if root is not None else None
+        if root is None or number is None or not number.text:
+            if root is not None:
+                summary.failures.append(f"{call.parent_sid}: /twiml/voice answered no Dial")
             return
-        callback = (number.get("statusCallback") or "").split("#", 1)[0]
-        callback_path = callback.removeprefix(self._signer.public_base_url)
-        for is_pstn, form in callback_forms(call, self._account_sid, self._caller_id, number.text):
-            status, _ = await self._post(
-                session, callback_path if is_pstn else "/twilio/status", form
+        callback_path = self._path(number.get("statusCallback"))
+        posts = [
+            (callback_path if is_pstn else "/twilio/status", form)
+            for is_pstn, form in callback_forms(
+                call, self._account_sid, self._caller_id, number.text
             )
-            summary.callbacks += 1
-            if status != 204:
-                summary.failures.append(f"{form['CallSid']} {form['CallStatus']}: {status}")
+        ]
+        talk_s = call.duration_s if call.outcome == "completed" else 0
+        answered_at = call.started_at + timedelta(seconds=ANSWER_AFTER_S)
+        posts = self._with_conversation(
+            posts,
+            root,
+            call_sid=call.parent_sid,
+            direction="outbound",
+            talk_s=talk_s,
+            started_at=call.started_at,
+            answered_at=answered_at,
+            seed=call.shuffle_seed,
+            summary=summary,
+        )
+        await self._callbacks(session, posts, summary)
         summary.calls += 1
         summary.outcomes[call.outcome] += 1
         summary.destinations[call.destination] += 1
+
+    def _with_conversation(
+        self,
+        posts: list[Post],
+        root: ET.Element,
+        *,
+        call_sid: str,
+        direction: str,
+        talk_s: int,
+        started_at: datetime,
+        answered_at: datetime,
+        seed: int,
+        summary: SimulationSummary,
+        recorded_by: ET.Element | None = None,
+    ) -> list[Post]:
+        """``posts`` with what the TwiML ``root`` asked Twilio to post about the conversation:
+        the transcription's callbacks interleaved (its utterances partly out of order, some
+        twice), and the recording of the answered ``<Dial>`` (``recorded_by``, default the
+        root's) after the call."""
+        rng = random.Random(seed + 2)
+        conversation = Conversation.of(root, self._path)
+        if conversation.transcription_path is not None:
+            session = transcription_forms(
+                account_sid=self._account_sid,
+                call_sid=call_sid,
+                direction=direction,
+                talk_s=talk_s,
+                started_at=started_at,
+                answered_at=answered_at,
+                language=conversation.language,
+                seed=seed,
+            )
+            said = jitter(session[1:-1], rng)
+            summary.conversation["utterances"] += len(session) - 2
+            flow = [session[0], *said, session[-1]]
+            posts = interleave(posts, [(conversation.transcription_path, f) for f in flow], rng)
+        dial = recorded_by if recorded_by is not None else root.find("Dial")
+        recording_url = dial.get("recordingStatusCallback") if dial is not None else None
+        if recording_url and talk_s > 0:
+            recording = recording_callback_form(
+                account_sid=self._account_sid,
+                call_sid=call_sid,
+                recording_sid=new_sid("RE"),
+                duration_s=talk_s,
+                started_at=answered_at,
+            )
+            posts.append((self._path(recording_url), recording))
+            summary.conversation["recordings"] += 1
+        return posts
 
     def _path(self, url: str | None) -> str:
         """A URL from the TwiML as the path to post to (connection overrides are no part of
@@ -414,7 +615,7 @@ class Simulator:
             status, _ = await self._post(session, path, form)
             summary.callbacks += 1
             if status != 204:
-                summary.failures.append(f"{form['CallSid']} {form['CallStatus']}: {status}")
+                summary.failures.append(f"{_what(form)}: {status}")
 
     async def _twiml(
         self,
@@ -441,16 +642,39 @@ class Simulator:
             return
         moment = call.started_at
         outcome = "missed"
+        opening = root  # what the call's first TwiML asked for: the transcription, if any
+        conversed = False  # the conversation's callbacks are played (with whoever answered)
+
+        def conversation(posts: list[Post], answered_at: datetime, talk_s: int) -> list[Post]:
+            nonlocal conversed
+            conversed = True
+            return self._with_conversation(
+                posts,
+                opening,
+                call_sid=call.parent_sid,
+                direction="inbound",
+                talk_s=talk_s,
+                started_at=call.started_at,
+                answered_at=answered_at,
+                seed=call.shuffle_seed,
+                summary=summary,
+                recorded_by=dial,
+            )
+
         clients = root.findall("Dial/Client")
+        dial = root.find("Dial")
         if clients:
-            dial = root.find("Dial")
             assert dial is not None
             callbacks = {
                 c.findtext("Identity") or "": self._path(c.get("statusCallback")) for c in clients
             }
             legs = ring_forms(call, list(callbacks))
-            await self._callbacks(session, [(callbacks[i], f) for i, f in legs], summary)
             answered = _answered_leg(legs)
+            posts = [(callbacks[i], f) for i, f in legs]
+            if answered:
+                answer_at = call.started_at + timedelta(seconds=call.ring_s)
+                posts = conversation(posts, answer_at, call.talk_s)
+            await self._callbacks(session, posts, summary)
             moment += timedelta(seconds=call.ring_s + (call.talk_s if answered else 0))
             action = dial_action_form(
                 account_sid=self._account_sid,
@@ -482,7 +706,10 @@ class Simulator:
             )
             callback = self._path(number.get("statusCallback"))
             rng = random.Random(call.shuffle_seed + 1)
-            await self._callbacks(session, jitter([(callback, f) for f in forward], rng), summary)
+            posts = jitter([(callback, f) for f in forward], rng)
+            if call.forward_answers:
+                posts = conversation(posts, moment + timedelta(seconds=8), call.talk_s)
+            await self._callbacks(session, posts, summary)
             moment += timedelta(seconds=8 + (call.talk_s if call.forward_answers else 0))
             if dial.get("action"):
                 action = dial_action_form(
@@ -503,7 +730,10 @@ class Simulator:
             duration_s=int((moment - call.started_at).total_seconds()) + 1,
             at=moment,
         )
-        await self._callbacks(session, [("/twilio/status", parent)], summary)
+        posts = [("/twilio/status", parent)]
+        if not conversed:  # nobody answered: the transcription started and stopped, unheard
+            posts = conversation(posts, moment, 0)
+        await self._callbacks(session, posts, summary)
         summary.calls += 1
         summary.inbound[f"{call.kind} {outcome}"] += 1
 

@@ -7,6 +7,7 @@ Used by the tests, the benchmarks and (later) ``calltrail simulate``: one implem
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -162,4 +163,86 @@ def dial_action_form(
         form["DialCallSid"] = dial_call_sid
     if dial_duration_s is not None:
         form["DialCallDuration"] = str(dial_duration_s)
+    return form
+
+
+def recording_callback_form(
+    *,
+    account_sid: str,
+    call_sid: str,
+    recording_sid: str,
+    status: str = "completed",
+    duration_s: int | None = None,
+    started_at: datetime | None = None,
+    error_code: str | None = None,
+) -> dict[str, str]:
+    """A ``<Dial record="record-from-answer-dual">``'s recording status callback, as Twilio's
+    "TwiML Voice: <Dial>" and "<Recording>" pages list its parameters: CallSid is the call
+    that ran the TwiML (the parent of the dialled leg); two channels; the source DialVerb.
+    Guess: the ``ErrorCode`` of an ``absent`` recording (16101 too short, 16102 silent, from
+    Twilio's recording status callback article) and ``0`` otherwise."""
+    form = {
+        "AccountSid": account_sid,
+        "CallSid": call_sid,
+        "RecordingSid": recording_sid,
+        "RecordingUrl": (
+            f"https://api.twilio.com/{API_VERSION}/Accounts/{account_sid}/Recordings/{recording_sid}"
+        ),
+        "RecordingStatus": status,
+        "RecordingChannels": "2",
+        "RecordingSource": "DialVerb",
+        "RecordingTrack": "both",
+        "RecordingStartTime": format_datetime(started_at or datetime.now(UTC)),
+        "ErrorCode": error_code or "0",
+    }
+    if duration_s is not None:
+        form["RecordingDuration"] = str(duration_s)
+    return form
+
+
+def transcription_callback_form(
+    *,
+    account_sid: str,
+    call_sid: str,
+    transcription_sid: str,
+    event: str,
+    sequence: int,
+    track: str | None = None,
+    transcript: str | None = None,
+    confidence: float = 0.9,
+    language: str = "ja-JP",
+    timestamp: datetime | None = None,
+) -> dict[str, str]:
+    """A real-time transcription callback (``<Start><Transcription statusCallbackUrl>``), as
+    Twilio's "TwiML Voice: <Transcription>" page lists its parameters: every event carries the
+    call, the transcription and a SequenceId counting the session's callbacks from 1; an
+    utterance (``transcription-content``) its track, ``Final`` and ``TranscriptionData``, JSON
+    ``{"transcript", "confidence"}``. Guesses: ``TranscriptionError``'s wording and
+    ``TranscriptionErrorCode``'s value, the fields of ``transcription-started``, and the
+    ISO 8601 form of ``Timestamp``."""
+    moment = timestamp or datetime.now(UTC)
+    form = {
+        "AccountSid": account_sid,
+        "CallSid": call_sid,
+        "TranscriptionSid": transcription_sid,
+        "TranscriptionEvent": event,
+        "SequenceId": str(sequence),
+        "Timestamp": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "LanguageCode": language,
+    }
+    if event == "transcription-started":
+        form |= {"ProviderName": "google", "Track": "both_tracks", "PartialResults": "false"}
+    elif event == "transcription-content":
+        form |= {
+            "Track": track or "inbound_track",
+            "Final": "true",
+            "TranscriptionData": json.dumps(
+                {"transcript": transcript or "", "confidence": confidence}, ensure_ascii=False
+            ),
+        }
+    elif event == "transcription-error":
+        form |= {
+            "TranscriptionError": "Transcription engine error",
+            "TranscriptionErrorCode": "32655",
+        }
     return form

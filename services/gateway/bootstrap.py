@@ -18,6 +18,7 @@ from services.common.kafka import make_producer
 from services.gateway.adapters.publisher import EventPublisher, Publisher
 from services.gateway.adapters.spool import Spool
 from services.gateway.domain.security import RateLimiter, TwilioSignature
+from services.gateway.domain.twiml import Conversation, OutboundDial, notice_url
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 
@@ -33,6 +34,8 @@ class Gateway:
     metrics: GatewayMetrics
     identity_limiter: RateLimiter
     address_limiter: RateLimiter
+    conversation: Conversation  # what the TwiML records, transcribes and says first
+    outbound_dial: OutboundDial  # /twiml/voice's answer, prepared for that conversation
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -58,6 +61,7 @@ def bootstrap(
         )
     else:
         events = publisher(metrics)
+    conversation = settings.conversation
     return Gateway(
         settings=settings,
         registry=registry,
@@ -70,4 +74,8 @@ def bootstrap(
         metrics=metrics,
         identity_limiter=RateLimiter(settings.token_rate_per_identity, clock=clock),
         address_limiter=RateLimiter(settings.token_rate_per_address, clock=clock),
+        conversation=conversation,
+        outbound_dial=OutboundDial.prepare(
+            conversation, notice_url(settings.public_base_url, settings.status_callback_overrides)
+        ),
     )

@@ -52,7 +52,15 @@ class GatewayMetrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self.conversation_callbacks = LoopCounter(
+            "calltrail_conversation_callbacks_total",
+            "Accepted recording and transcription callbacks, by kind (recording, transcript)"
+            " and event (the recording's status, or the transcription event).",
+            ["kind", "event"],
+            registry=registry,
+        )
         self._callbacks_by_status: dict[str, Count] = {}
+        self._conversation_callbacks: dict[tuple[str, str], Count] = {}
         # Bound once: labels() builds and hashes a tuple each call, on every /twiml/voice.
         self.dialled = self.dials.labels("dialled")
         self.dial_refused = self.dials.labels("refused")
@@ -71,4 +79,14 @@ class GatewayMetrics:
         child = self._callbacks_by_status.get(status)
         if child is None:
             child = self._callbacks_by_status[status] = self.callbacks.labels(status)
+        return child
+
+    def conversation_callback(self, kind: str, event: str) -> Count:
+        """``conversation_callbacks.labels(kind, event)``, bound once per pair (a call's
+        utterances are its busiest callbacks)."""
+        child = self._conversation_callbacks.get((kind, event))
+        if child is None:
+            child = self._conversation_callbacks[kind, event] = self.conversation_callbacks.labels(
+                kind, event
+            )
         return child

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,12 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from services.common.settings import CsvList, KafkaSettings
 from services.gateway.domain.tokens import IDENTITY_PATTERN
+from services.gateway.domain.twiml import RECORDING_NOTICE_JA, Conversation
 
 #: Twilio dials at most ten <Client> nouns in one <Dial>.
 MAX_RING_IDENTITIES = 10
@@ -19,6 +24,53 @@ MAX_RING_IDENTITIES = 10
 
 def _twilio_sid(prefix: str, what: str) -> Any:  # a pydantic FieldInfo, typed Any as Field()
     return Field(pattern=rf"^{prefix}[0-9A-Za-z]{{32}}$", description=what)
+
+
+class Recording(enum.StrEnum):
+    OFF = "off"
+    DUAL = "dual"  # both sides of every <Dial>, one channel each (record-from-answer-dual)
+
+
+class Transcription(enum.StrEnum):
+    OFF = "off"
+    ON = "on"
+
+
+class TranscriptionEngine(enum.StrEnum):
+    """``transcriptionEngine`` of Twilio's ``<Transcription>`` noun (Twilio's "TwiML Voice:
+    <Transcription>" page, attribute table: ``google`` (Twilio's default) or ``deepgram``)."""
+
+    GOOGLE = "google"
+    DEEPGRAM = "deepgram"
+
+
+#: ``speechModel`` by engine, as the same page lists them: Google's Speech-to-Text models, and
+#: Deepgram's Nova generations (``nova-2``, ``nova-3``) with or without a domain suffix
+#: (``nova-2-phonecall``…, Deepgram's model names). A model of the other engine is refused.
+SPEECH_MODELS: dict[TranscriptionEngine, re.Pattern[str]] = {
+    TranscriptionEngine.GOOGLE: re.compile(
+        r"telephony|telephony_short|medical_dictation|medical_conversation|long|short|chirp_2"
+    ),
+    TranscriptionEngine.DEEPGRAM: re.compile(r"nova-[23](-[a-z]{2,20})?"),
+}
+#: A BCP-47 language tag as Twilio takes them (``ja-JP``, ``en-US``, ``cmn-Hans-CN``, ``multi``).
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,3}")
+#: A notice is a sentence or two; a longer value is a mistake (a file pasted in, say).
+MAX_NOTICE_CHARS = 500
+
+
+class _EmptyNotice(PydanticBaseSettingsSource):
+    """``RECORDING_NOTICE=""`` means "no notice" (CONTRACT.md section 11), where every other
+    setting set empty counts as unset (``env_ignore_empty``): this source says so for it alone."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ answers for the one field
+
+    def __call__(self) -> dict[str, Any]:
+        for name, value in os.environ.items():
+            if name.upper() == "RECORDING_NOTICE" and not value.strip():
+                return {"recording_notice": ""}
+        return {}
 
 
 class GatewaySettings(KafkaSettings):
@@ -52,6 +104,60 @@ class GatewaySettings(KafkaSettings):
     token_rate_per_address: int = Field(default=60, ge=1, description="tokens per minute")
     # How many reverse proxies append to X-Forwarded-For in front of the gateway (0 = trust none).
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
+    # The conversation (CONTRACT.md section 11): each off by default, each on its own.
+    recording: Recording = Recording.OFF
+    transcription: Transcription = Transcription.OFF
+    transcription_language: str = "ja-JP"
+    transcription_engine: TranscriptionEngine | None = None
+    transcription_model: str | None = None
+    recording_notice: str = Field(default=RECORDING_NOTICE_JA, max_length=MAX_NOTICE_CHARS)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _EmptyNotice(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator("recording", "transcription", "transcription_engine", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("transcription_language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        if LANGUAGE_TAG.fullmatch(value) is None:
+            raise ValueError("must be a language tag like ja-JP")
+        return value
+
+    @field_validator("recording_notice")
+    @classmethod
+    def _one_notice(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _model_of_the_engine(self) -> GatewaySettings:
+        model = self.transcription_model
+        if model is None:
+            return self
+        engine = self.transcription_engine or TranscriptionEngine.GOOGLE  # Twilio's default
+        if SPEECH_MODELS[engine].fullmatch(model) is None:
+            raise ValueError(
+                f"TRANSCRIPTION_MODEL is malformed (not a speech model of the {engine.value}"
+                " engine: see TRANSCRIPTION_ENGINE)"
+            )
+        return self
 
     @field_validator("public_base_url", "kintone_base_url")
     @classmethod
@@ -126,6 +232,18 @@ class GatewaySettings(KafkaSettings):
     def ring_group(self) -> tuple[str, ...]:
         """The identities inbound calls ring: RING_IDENTITIES, or its old name's."""
         return tuple(self.ring_identities or self.sip_ring_identities)
+
+    @property
+    def conversation(self) -> Conversation:
+        """What the TwiML records, transcribes and tells the customer."""
+        return Conversation(
+            recording=self.recording == Recording.DUAL,
+            transcription=self.transcription == Transcription.ON,
+            language=self.transcription_language,
+            engine=self.transcription_engine.value if self.transcription_engine else None,
+            model=self.transcription_model,
+            notice=self.recording_notice,
+        )
 
     @property
     def kintone_origin(self) -> str:

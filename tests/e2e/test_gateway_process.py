@@ -9,10 +9,46 @@ from pathlib import Path
 
 import aiohttp
 
-from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
+from services.common.events import EventKind
+from services.devtools.twilio_player import (
+    TwilioSigner,
+    new_sid,
+    recording_callback_form,
+    status_callback_form,
+    transcription_callback_form,
+)
 from tests.conftest import ReadEvents
 from tests.e2e.conftest import ServiceProcess, settings_env
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, TOKEN_KEY, gateway_settings_values
+
+
+def callback(i: int) -> tuple[str, dict[str, str]]:
+    """The i-th callback of the load: status callbacks, with a call's utterances and its
+    recording among them (each with a CallSid of its own, to be found on the topic)."""
+    if i % 3 == 1:
+        return "/twilio/transcription", transcription_callback_form(
+            account_sid=ACCOUNT_SID,
+            call_sid=new_sid(),
+            transcription_sid=new_sid("GT"),
+            event="transcription-content",
+            sequence=i,
+            track="outbound_track",
+            transcript="お電話ありがとうございます",
+        )
+    if i % 3 == 2:
+        return "/twilio/recording", recording_callback_form(
+            account_sid=ACCOUNT_SID, call_sid=new_sid(), recording_sid=new_sid("RE"), duration_s=30
+        )
+    return "/twilio/status", status_callback_form(
+        account_sid=ACCOUNT_SID,
+        call_sid=new_sid(),
+        status="completed",
+        sequence=i,
+        from_="+815012345678",
+        to="+819012345678",
+        direction="outbound-dial",
+        duration_s=30,
+    )
 
 
 async def test_sigterm_under_load_loses_no_accepted_callback(
@@ -29,19 +65,10 @@ async def test_sigterm_under_load_loses_no_accepted_callback(
     async def caller(session: aiohttp.ClientSession, n: int) -> None:
         nonlocal refused
         for i in range(n):
-            form = status_callback_form(
-                account_sid=ACCOUNT_SID,
-                call_sid=new_sid(),
-                status="completed",
-                sequence=i,
-                from_="+815012345678",
-                to="+819012345678",
-                direction="outbound-dial",
-                duration_s=30,
-            )
-            headers, body = twilio.request("/twilio/status", form)
+            path, form = callback(i)
+            headers, body = twilio.request(path, form)
             try:
-                async with session.post(f"{base}/twilio/status", data=body, headers=headers) as r:
+                async with session.post(f"{base}{path}", data=body, headers=headers) as r:
                     if r.status == 204:
                         accepted.append(form["CallSid"])
                         if len(accepted) >= 200:
@@ -60,11 +87,15 @@ async def test_sigterm_under_load_loses_no_accepted_callback(
     assert service.stop() == 0
     assert len(accepted) >= 200
     assert refused > 0, "the gateway stopped only after the load ended: SIGTERM came too late"
-    published = {event.call_sid for _, event in await read_events(topic, len(accepted))}
+    events = [event for _, event in await read_events(topic, len(accepted))]
+    published = {event.call_sid for event in events}
     assert set(accepted) <= published, f"lost {len(set(accepted) - published)} accepted callbacks"
+    kinds = {event.kind for event in events}
+    assert kinds == {EventKind.STATUS, EventKind.TRANSCRIPT, EventKind.RECORDING}
     log = service.log.read_text()
     assert AUTH_TOKEN not in log
     assert TOKEN_KEY not in log
+    assert "お電話ありがとうございます" not in log
 
 
 async def test_token_and_health_over_http(gateway_process: tuple[ServiceProcess, str]) -> None:

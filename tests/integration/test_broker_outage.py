@@ -9,7 +9,13 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 
 from services.devtools.broker import LocalBroker, free_port
-from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
+from services.devtools.twilio_player import (
+    TwilioSigner,
+    new_sid,
+    recording_callback_form,
+    status_callback_form,
+    transcription_callback_form,
+)
 from tests.factories import ACCOUNT_SID
 from tests.integration.conftest import GatewayFactory, wait_broker
 
@@ -27,12 +33,15 @@ def callback(sequence: int) -> dict[str, str]:
 
 
 async def post_all(
-    gateway: TestClient, twilio: TwilioSigner, forms: list[dict[str, str]]
+    gateway: TestClient,
+    twilio: TwilioSigner,
+    forms: list[dict[str, str]],
+    path: str = "/twilio/status",
 ) -> list[int]:
     statuses = []
     for form in forms:
-        headers, body = twilio.request("/twilio/status", form)
-        statuses.append((await gateway.post("/twilio/status", data=body, headers=headers)).status)
+        headers, body = twilio.request(path, form)
+        statuses.append((await gateway.post(path, data=body, headers=headers)).status)
     return statuses
 
 
@@ -88,6 +97,48 @@ async def test_broker_lost_mid_run_nothing_lost(
     assert {f["CallSid"] for f in before + during + after} == set(delivered)
 
 
+def conversation_callbacks(call_sid: str) -> list[tuple[str, dict[str, str]]]:
+    """A call's recording and transcription callbacks, as Twilio posts them."""
+    transcription = new_sid("GT")
+    utterances = [
+        transcription_callback_form(
+            account_sid=ACCOUNT_SID,
+            call_sid=call_sid,
+            transcription_sid=transcription,
+            event=event,
+            sequence=sequence,
+            track="inbound_track",
+            transcript="はい、承知しました",
+        )
+        for sequence, event in enumerate(
+            ["transcription-started", "transcription-content", "transcription-stopped"], 1
+        )
+    ]
+    recording = recording_callback_form(
+        account_sid=ACCOUNT_SID, call_sid=call_sid, recording_sid=new_sid("RE"), duration_s=30
+    )
+    return [*(("/twilio/transcription", u) for u in utterances), ("/twilio/recording", recording)]
+
+
+async def test_recording_and_transcription_callbacks_spool_while_the_broker_is_frozen(
+    make_gateway: GatewayFactory, twilio: TwilioSigner, topic: str
+) -> None:
+    with LocalBroker() as broker:
+        gateway = await make_gateway(kafka_bootstrap=broker.bootstrap, publish_timeout_s=1.0)
+        calls = [new_sid() for _ in range(3)]
+        broker.pause()
+        for call_sid in calls:
+            for path, form in conversation_callbacks(call_sid):
+                assert await post_all(gateway, twilio, [form], path) == [204]
+        ready = await (await gateway.get("/readyz")).json()
+        assert ready["spool_depth"] == 12
+        broker.resume()
+        await wait_spool_empty(gateway, timeout_s=30)
+        delivered = await read_all(broker.bootstrap, topic, 12)
+    assert set(delivered) == set(calls)
+    assert len(delivered) >= 12  # at least once: a spooled event may arrive twice
+
+
 async def test_neither_broker_nor_spool_means_503(
     make_gateway: GatewayFactory, twilio: TwilioSigner, tmp_path: Path
 ) -> None:
@@ -103,6 +154,8 @@ async def test_neither_broker_nor_spool_means_503(
     response = await gateway.post("/twilio/status", data=body, headers=headers)
     assert response.status == 503
     assert response.headers["Retry-After"] == "1"
+    for path, form in conversation_callbacks(new_sid()):
+        assert await post_all(gateway, twilio, [form], path) == [503]
     ready = await gateway.get("/readyz")
     assert ready.status == 503
     assert (await gateway.get("/healthz")).status == 200

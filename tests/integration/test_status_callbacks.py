@@ -8,6 +8,7 @@ from services.common.events import CallStatus, EventKind
 from services.devtools.twilio_player import TwilioSigner, new_sid, status_callback_form
 from tests.conftest import ReadEvents
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, CALLER_ID, PUBLIC_BASE_URL
+from tests.integration.test_broker_outage import conversation_callbacks
 
 
 async def test_signed_callback_is_published_keyed_by_root_call(
@@ -161,3 +162,24 @@ async def test_repeated_callbacks_are_all_kept(
     events = await read_events(topic, 3)
     assert len({event.call_sid for _, event in events}) == 1
     assert len(events) == 3
+
+
+async def test_recording_and_transcription_callbacks_are_published_keyed_by_the_root(
+    gateway: TestClient, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    """What Twilio posts ends up on Kafka, every parameter of it, only once stored (204)."""
+    call_sid = new_sid()
+    posted = conversation_callbacks(call_sid)
+    path_query = "?direction=inbound"
+    for path, form in posted:
+        headers, body = twilio.request(path + path_query, form)
+        response = await gateway.post(path + path_query, data=body, headers=headers)
+        assert response.status == 204, await response.text()
+    events = await read_events(topic, len(posted))
+    assert [key for key, _ in events] == [call_sid.encode()] * len(posted)
+    kinds = [event.kind for _, event in events]
+    assert kinds == [EventKind.TRANSCRIPT] * 3 + [EventKind.RECORDING]
+    assert [event.params for _, event in events] == [form for _, form in posted]
+    assert [event.sequence for _, event in events] == [1, 2, 3, None]
+    assert all(event.status is None for _, event in events)
+    assert all(event.context.direction == "inbound" for _, event in events)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiohttp.test_utils import TestClient
 
@@ -12,7 +12,9 @@ from services.common.events import EventKind
 from services.devtools.twilio_player import (
     TwilioSigner,
     new_sid,
+    recording_callback_form,
     status_callback_form,
+    transcription_callback_form,
     voice_request_form,
 )
 from tests.conftest import ReadEvents
@@ -197,3 +199,68 @@ async def test_sip_inbound_with_nobody_to_ring_forwards_to_a_phone(
     number = ET.fromstring(await response.text()).find("Dial/Number")
     assert number is not None
     assert number.text == "+81312345678"
+
+
+async def test_a_recorded_and_transcribed_dial_and_its_callbacks_round_trip(
+    make_gateway: GatewayFactory, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    """The URLs the TwiML hands Twilio (with connection overrides) take the callbacks Twilio
+    signs for them: recording, transcription, notice."""
+    gateway = await make_gateway(
+        recording="dual", transcription="on", status_callback_overrides="rc=3&rp=all"
+    )
+    form = voice_form("090-1234-5678", AppId="12", RecordId="345")
+    response = await post_signed(gateway, twilio, "/twiml/voice", form)
+    root = ET.fromstring(await response.text())
+    assert [child.tag for child in root] == ["Start", "Dial"]
+    transcription = root.find("Start/Transcription")
+    dial, number = root.find("Dial"), root.find("Dial/Number")
+    assert transcription is not None
+    assert dial is not None
+    assert number is not None
+    assert transcription.get("languageCode") == "ja-JP"
+    assert dial.get("record") == "record-from-answer-dual"
+    assert number.get("url") == f"{PUBLIC_BASE_URL}/twiml/notice#rc=3&rp=all"
+    context = {"app_id": ["12"], "record_id": ["345"], "identity": ["u_123"]}
+    urls = {
+        "recording": dial.get("recordingStatusCallback") or "",
+        "transcription": transcription.get("statusCallbackUrl") or "",
+    }
+    for name, url in urls.items():
+        parts = urlsplit(url)
+        assert parts.path == f"/twilio/{name}"
+        assert parse_qs(parts.query) == context
+        assert parts.fragment == "rc=3&rp=all"
+
+    root_sid = form["CallSid"]
+    recording = recording_callback_form(
+        account_sid=ACCOUNT_SID, call_sid=root_sid, recording_sid=new_sid("RE"), duration_s=42
+    )
+    utterance = transcription_callback_form(
+        account_sid=ACCOUNT_SID,
+        call_sid=root_sid,
+        transcription_sid=new_sid("GT"),
+        event="transcription-content",
+        sequence=2,
+        track="outbound_track",
+        transcript="お世話になっております",
+    )
+    for url, callback in ((urls["recording"], recording), (urls["transcription"], utterance)):
+        # Twilio signs the URL as handed to it, overrides included; the path it requests has none.
+        path_qs = url.removeprefix(PUBLIC_BASE_URL)
+        headers = {
+            "X-Twilio-Signature": twilio.signature(url, callback),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        response = await gateway.post(
+            path_qs.partition("#")[0], data=urlencode(callback), headers=headers
+        )
+        assert response.status == 204, await response.text()
+    notice = await post_signed(gateway, twilio, "/twiml/notice", {"CallSid": new_sid()})
+    assert "この通話は、品質向上のため録音させていただきます。" in await notice.text()
+
+    _dial, (key_r, rec), (key_t, text) = await read_events(topic, 3)
+    assert key_r == key_t == root_sid.encode()
+    assert (rec.kind, rec.duration_s, rec.context.record_id) == (EventKind.RECORDING, 42, "345")
+    assert (text.kind, text.sequence, text.context.identity) == (EventKind.TRANSCRIPT, 2, "u_123")
+    assert text.params["TranscriptionData"] == utterance["TranscriptionData"]

@@ -10,6 +10,7 @@ import subprocess
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,26 +73,45 @@ def manifest(plugin_zip: Path) -> dict[str, Any]:
     return json.loads(plugin_files(plugin_zip)["manifest.json"])
 
 
-@pytest.fixture(scope="session")
-def gateway_url(
-    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def _gateway(
+    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory, **settings: object
 ) -> Iterator[str]:
-    """One real gateway process for the session. Its rate limits are raised: the suite asks for
-    many tokens from one address and a few identities, which the limits exist to stop. Its ring
-    group (RING_IDENTITIES, CONTRACT §9) is the one user of the incoming-call tests."""
-    tmp = tmp_path_factory.mktemp("plugin-gateway")
+    """A real gateway process. Its rate limits are raised: the suite asks for many tokens from
+    one address and a few identities, which the limits exist to stop. Its ring group
+    (RING_IDENTITIES, CONTRACT §9) is the one user of the incoming-call tests."""
     service, base = start_gateway(
         kafka_broker.bootstrap,
         f"test.plugin.{uuid.uuid4().hex[:8]}",
-        tmp,
+        tmp_path_factory.mktemp("plugin-gateway"),
         token_rate_per_identity=10_000,
         token_rate_per_address=10_000,
         ring_identities=RING_IDENTITIES,
+        **settings,
     )
     try:
         yield base
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(
+    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One real gateway process for the session (nothing recorded)."""
+    with _gateway(kafka_broker, tmp_path_factory) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def recording_gateway_url(
+    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A second gateway that records and transcribes (CONTRACT §11): its tokens say
+    "recording": true. Started only by the tests that use it."""
+    with _gateway(kafka_broker, tmp_path_factory, recording="dual", transcription="on") as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
@@ -157,8 +177,7 @@ def page(context: BrowserContext, recorded: Recorded) -> Page:
     return page
 
 
-@pytest.fixture
-def tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+def configured_tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
     """A configured app: settings saved, the key stored in kintone's proxy config."""
     token_url = f"{gateway_url}/token"
     tenant = harness.new_tenant(
@@ -169,8 +188,7 @@ def tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
     return tenant
 
 
-@pytest.fixture
-def ringing(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+def ringing_tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
     """A configured app whose user is in the gateway's ring group, with customers whose numbers
     are written the ways people write them, and the LINE user id field set."""
     token_url = f"{gateway_url}/token"
@@ -187,6 +205,16 @@ def ringing(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant
     tenant.user = {**tenant.user, "id": RING_USER_ID, "code": "takahashi", "name": "高橋 誠"}
     tenant.set_proxy_config(token_url, "POST", {"X-Calltrail-Key": TOKEN_KEY})
     return tenant
+
+
+@pytest.fixture
+def tenant(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+    return configured_tenant(harness, plugin_id, gateway_url)
+
+
+@pytest.fixture
+def ringing(harness: KintoneHarness, plugin_id: str, gateway_url: str) -> Tenant:
+    return ringing_tenant(harness, plugin_id, gateway_url)
 
 
 LINE_USER_ID = "U" + "4af4980629" * 3 + "ab"

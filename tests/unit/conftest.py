@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+import structlog
 
 from services.common.settings import ServiceSettings, SettingsError, load_settings
 from services.gateway.settings import GatewaySettings
@@ -46,3 +48,16 @@ def settings_error() -> SettingsErrorOf:
         return message
 
     return load
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state; put it back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    aiokafka_level = logging.getLogger("aiokafka").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("aiokafka").setLevel(aiokafka_level)
+    structlog.reset_defaults()

@@ -27,6 +27,7 @@ export const initialState = Object.freeze({
   muted: false,
   problem: null, // {key, args}: the one message on the page, replaced, never appended
   busy: false, // an incoming call is being answered or talked on (the incoming panel)
+  recording: false, // the last token said calls are recorded or transcribed (CONTRACT §11)
 });
 
 function phoneOf(value) {
@@ -47,6 +48,7 @@ export function reduce(state, event) {
       return next({
         device: Device.READY,
         problem: state.problem && TOKEN_PROBLEMS.has(state.problem.key) ? null : state.problem,
+        recording: Boolean(event.recording),
       });
     case 'deviceUnavailable':
       return next({ device: Device.UNAVAILABLE, problem: event.problem ?? state.problem });
@@ -117,6 +119,19 @@ export function view(state) {
     ariaArgs: [],
     reasonKey: null,
   };
+}
+
+/**
+ * Whether the page says 「録音中」: the gateway records (its token said so) and a call is up, from
+ * its answer (Twilio records from the answer) until it ends. `answered`: the call's own state.
+ */
+export function recordingShown(recording, answered) {
+  return Boolean(recording) && Boolean(answered);
+}
+
+/** The call button's call, answered and not yet over (hanging up included). */
+export function answered(state) {
+  return (state.call === Call.ACTIVE || state.call === Call.ENDING) && state.callStatus === 'open';
 }
 
 /** "m:ss" (or "h:mm:ss") of a call that started at startedAt. */

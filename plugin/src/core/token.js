@@ -22,7 +22,9 @@ function header(headers, name) {
 }
 
 /**
- * {ok: true, token, ttl, edge, incoming, identity} or {ok: false, failure, status, retryAfterS}.
+ * {ok: true, token, ttl, edge, incoming, recording, identity} or {ok: false, failure, status,
+ * retryAfterS}. `recording`: the gateway records or transcribes calls (CONTRACT §11), so the page
+ * says 「録音中」 while one is up; only a literal true counts.
  * Never carries the body of a failure: it may echo what was sent.
  */
 export function parseTokenAnswer(body, status, headers) {
@@ -55,6 +57,7 @@ export function parseTokenAnswer(body, status, headers) {
     ttl: doc.ttl,
     edge: typeof doc.edge === 'string' && doc.edge ? doc.edge : null,
     incoming: doc.incoming === true,
+    recording: doc.recording === true,
     identity: typeof doc.identity === 'string' ? doc.identity : null,
   };
 }

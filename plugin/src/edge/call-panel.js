@@ -4,7 +4,7 @@
 
 import { errorClassOf } from '../core/errors.js';
 import { t } from '../core/i18n.js';
-import { formatDuration, initialState, reduce, view } from '../core/state.js';
+import { answered, formatDuration, initialState, recordingShown, reduce, view } from '../core/state.js';
 
 const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject'];
 // The real SDK keeps connect()'s Promise pending while its signalling connection fails (it emits
@@ -36,10 +36,13 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
   const status = el(doc, 'span', { id: 'calltrail-state', class: 'calltrail-state' });
   const timer = el(doc, 'span', { id: 'calltrail-timer', class: 'calltrail-timer' });
   const mute = el(doc, 'button', { id: 'calltrail-mute', type: 'button', class: 'calltrail-mute', 'aria-pressed': 'false' });
+  const recording = el(doc, 'span', { id: 'calltrail-recording', class: 'calltrail-recording', role: 'status' });
+  recording.textContent = t(lang, 'recording');
+  recording.hidden = true;
   const reason = el(doc, 'p', { id: 'calltrail-reason', class: 'calltrail-reason' });
   const message = el(doc, 'p', { id: 'calltrail-message', class: 'calltrail-message', role: 'status', 'aria-live': 'polite' });
   mute.hidden = true;
-  root.append(button, status, timer, mute, reason, message);
+  root.append(button, status, recording, timer, mute, reason, message);
 
   button.addEventListener('click', () => dispatch({ type: 'click' }));
   mute.addEventListener('click', () => {
@@ -120,6 +123,7 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
     const up = state.call === 'active' || state.call === 'ending';
     status.textContent = !up ? '' : t(lang, state.callStatus === 'open' ? 'stateOpen' : 'stateRinging');
     mute.hidden = !(up && state.callStatus === 'open');
+    recording.hidden = !recordingShown(state.recording, answered(state));
     mute.textContent = t(lang, state.muted ? 'unmute' : 'mute');
     mute.setAttribute('aria-pressed', String(state.muted));
     renderTimer();
@@ -135,7 +139,7 @@ export function createCallPanel({ doc = document, lang, manager, timers = global
   }
 
   manager.subscribe((event) => {
-    if (event.type === 'ready') dispatch({ type: 'deviceReady' });
+    if (event.type === 'ready') dispatch({ type: 'deviceReady', recording: event.recording });
     else if (event.type === 'unavailable') dispatch({ type: 'deviceUnavailable', problem: event.problem });
     else if (event.type === 'busy') dispatch({ type: 'busy', busy: event.busy });
     else if (event.type === 'problem') {

@@ -14,7 +14,8 @@ import { renewalDelayMs, retryDelayMs } from '../core/renewal.js';
 import { parseTokenAnswer, TokenFailure } from '../core/token.js';
 
 /**
- * Events to subscribers: {type: 'ready'} | {type: 'unavailable', problem} | {type: 'problem',
+ * Events to subscribers: {type: 'ready', recording} (recording: the token's answer says calls are
+ * recorded or transcribed) | {type: 'unavailable', problem} | {type: 'problem',
  * problem} | {type: 'incoming', call} | {type: 'registered'} | {type: 'busy', busy} (an incoming
  * call is being answered or talked on: the call button waits). problem: {key, args} (an i18n key).
  */
@@ -39,6 +40,7 @@ export function createDeviceManager({
   let sdkTokenErrors = 0;
   let last = null; // the last ready/unavailable event, replayed to late subscribers
   let registered = false; // register() called (once per page load)
+  let recording = false; // the last token's answer: calls are recorded (CONTRACT §11)
 
   const emit = (event) => {
     if (event.type === 'ready' || event.type === 'unavailable') last = event;
@@ -115,7 +117,8 @@ export function createDeviceManager({
       timers.clearTimeout(expiryTimer);
       expiryTimer = timers.setTimeout(onExpired, Math.max(0, expiresAt - now()));
       schedule(renewalDelayMs(answer.ttl));
-      emit({ type: 'ready' });
+      recording = answer.recording;
+      emit({ type: 'ready', recording });
       if (answer.incoming && !registered) register();
       return;
     }
@@ -174,6 +177,10 @@ export function createDeviceManager({
     /** The incoming panel says whether one of its calls is answered (the call button waits). */
     setBusy(busy) {
       emit({ type: 'busy', busy: Boolean(busy) });
+    },
+    /** Whether calls are recorded, as the last token's answer said. */
+    get recording() {
+      return recording;
     },
     /** Whether this page's Device was registered for incoming calls. */
     get registered() {

@@ -13,7 +13,7 @@ import { errorClassOf } from '../core/errors.js';
 import { Kind, readIncoming } from '../core/incoming-params.js';
 import { t } from '../core/i18n.js';
 import { callerLabel, firstSingleLineText, lookupPlan, matchedRecords, recordUrl, titleFieldOf } from '../core/lookup.js';
-import { formatDuration } from '../core/state.js';
+import { formatDuration, recordingShown } from '../core/state.js';
 
 const GONE_EVENTS = ['disconnect', 'reject'];
 
@@ -108,9 +108,10 @@ export function createIncomingPanel({
     const mute = el(doc, 'button', { type: 'button', class: 'calltrail-mute', 'aria-pressed': 'false' }, t(lang, 'mute'));
     const close = el(doc, 'button', { type: 'button', class: 'calltrail-close' }, t(lang, 'close'));
     const status = el(doc, 'span', { class: 'calltrail-state' });
+    const recording = el(doc, 'span', { class: 'calltrail-recording', role: 'status' }, t(lang, 'recording'));
     const timer = el(doc, 'span', { class: 'calltrail-timer' });
     const message = el(doc, 'p', { class: 'calltrail-message', role: 'status' });
-    actions.append(answer, decline, hangup, mute, close, status, timer);
+    actions.append(answer, decline, hangup, mute, close, status, recording, timer);
     node.append(head, lookupLine, records, actions, message);
 
     const entry = { node, state: 'ringing', startedAt: null, timer, render: null };
@@ -127,6 +128,7 @@ export function createIncomingPanel({
       mute.hidden = entry.state !== 'open';
       close.hidden = entry.state !== 'failed' && entry.state !== 'missed';
       status.textContent = entry.state === 'open' ? t(lang, 'stateOpen') : entry.state === 'missed' ? t(lang, 'missed') : '';
+      recording.hidden = !recordingShown(manager.recording, entry.state === 'open' || entry.state === 'ending');
       const muted = entry.state === 'open' && typeof call.isMuted === 'function' && call.isMuted();
       mute.textContent = t(lang, muted ? 'unmute' : 'mute');
       mute.setAttribute('aria-pressed', String(muted));

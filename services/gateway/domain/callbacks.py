@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+import orjson
+
 from services.common.events import (
     CALL_STATUSES,
     CONTEXT_DIRECTIONS,
@@ -21,6 +23,24 @@ from services.gateway.domain.line import is_line_user_id
 from services.gateway.domain.tokens import IDENTITY_PATTERN
 
 CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
+# Twilio's SIDs for a recording and a real-time transcription (its API reference: two letters,
+# then 32 hexadecimal digits).
+RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+TRANSCRIPTION_SID = re.compile(r"GT[0-9a-fA-F]{32}")
+RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
+TRANSCRIPTION_CONTENT = "transcription-content"
+TRANSCRIPTION_EVENTS = frozenset(
+    {
+        "transcription-started",
+        TRANSCRIPTION_CONTENT,
+        "transcription-stopped",
+        "transcription-error",
+    }
+)
+#: An utterance's track: whose audio it is, named from the side of the call that ran the TwiML.
+TRACKS = frozenset({"inbound_track", "outbound_track"})
+#: The session's own events (started, stopped, error) may name the track it was asked for.
+SESSION_TRACKS = TRACKS | {"both_tracks"}
 KINTONE_ID = re.compile(r"[0-9]{1,20}")
 CLIENT_PREFIX = "client:"
 MAX_COUNTER = 10**9
@@ -54,6 +74,79 @@ def status_event(
         context_from(query, caller=caller, callee=callee),
         dict(form),  # params
     )
+
+
+def recording_event(
+    form: Mapping[str, str], query: Mapping[str, str], received_at: datetime
+) -> CallEvent:
+    """A ``<Dial>``'s recording status callback. Its CallSid is the call that ran the TwiML
+    (the parent of the dialled leg): the root, the key every event of the call has."""
+    call_sid = _required_call_sid(form, "CallSid")
+    parent_call_sid = _call_sid(form, "ParentCallSid")
+    _required(form, "RecordingSid", RECORDING_SID)
+    _one_of(form, "RecordingStatus", RECORDING_STATUSES)
+    return CallEvent(
+        EventKind.RECORDING,
+        received_at,
+        call_sid,
+        None,  # status: a recording's own is in params (RecordingStatus)
+        parent_call_sid,
+        None,  # sequence: Twilio numbers a recording's callbacks not at all
+        None,  # direction
+        None,  # from_
+        None,  # to
+        _duration(form, "RecordingDuration"),
+        context_from(query),
+        dict(form),  # params: RecordingUrl among them, never logged
+    )
+
+
+def transcript_event(
+    form: Mapping[str, str], query: Mapping[str, str], received_at: datetime
+) -> CallEvent:
+    """A real-time transcription callback: started, an utterance (content), stopped, error."""
+    call_sid = _required_call_sid(form, "CallSid")
+    parent_call_sid = _call_sid(form, "ParentCallSid")
+    _required(form, "TranscriptionSid", TRANSCRIPTION_SID)
+    content = _one_of(form, "TranscriptionEvent", TRANSCRIPTION_EVENTS) == TRANSCRIPTION_CONTENT
+    sequence = _counter(form, "SequenceId")
+    track = form.get("Track")
+    if track is not None and track not in (TRACKS if content else SESSION_TRACKS):
+        raise BadCallbackError("malformed Track")
+    data = form.get("TranscriptionData")
+    if data is not None and not _is_json_object(data):
+        raise BadCallbackError("malformed TranscriptionData (not a JSON object)")
+    if content:
+        # An utterance is placed by its number and its speaker by the track: without either
+        # it could only be stored in the wrong place.
+        for name, value in (
+            ("SequenceId", sequence),
+            ("Track", track),
+            ("TranscriptionData", data),
+        ):
+            if value is None:
+                raise BadCallbackError(f"missing {name}")
+    return CallEvent(
+        EventKind.TRANSCRIPT,
+        received_at,
+        call_sid,
+        None,  # status: the transcription's own is TranscriptionEvent, in params
+        parent_call_sid,
+        sequence,
+        None,  # direction
+        None,  # from_
+        None,  # to
+        None,  # duration_s
+        context_from(query),
+        dict(form),  # params: the transcript among them, never logged
+    )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def call_event(
@@ -146,15 +239,26 @@ def _client_identity(party: str | None) -> str | None:
     return candidate if IDENTITY_PATTERN.fullmatch(candidate) else None
 
 
+def _required(form: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str:
+    value = _field(form, name, pattern)
+    if value is None:
+        raise BadCallbackError(f"missing {name}")
+    return value
+
+
+def _one_of(form: Mapping[str, str], name: str, values: frozenset[str]) -> str:
+    value = form.get(name)
+    if value is None or value not in values:
+        raise BadCallbackError(f"missing or unknown {name}")
+    return value
+
+
 def _call_sid(form: Mapping[str, str], name: str) -> str | None:
     return _field(form, name, CALL_SID)
 
 
 def _required_call_sid(form: Mapping[str, str], name: str) -> str:
-    value = _call_sid(form, name)
-    if value is None:
-        raise BadCallbackError(f"missing {name}")
-    return value
+    return _required(form, name, CALL_SID)
 
 
 def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallStatus:
@@ -167,6 +271,13 @@ def _status(form: Mapping[str, str], default: CallStatus | None = None) -> CallS
     if status is None:
         raise BadCallbackError("missing or unknown CallStatus")
     return status
+
+
+def _duration(form: Mapping[str, str], name: str) -> int | None:
+    """A recording's duration in seconds; ``-1`` (no recording: absent, failed) is none."""
+    if form.get(name) == "-1":
+        return None
+    return _counter(form, name)
 
 
 def _counter(form: Mapping[str, str], name: str) -> int | None:

@@ -7,9 +7,10 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote_plus, urlencode
 
-from twilio.twiml.voice_response import Dial, VoiceResponse
+from twilio.twiml.voice_response import Dial, Start, VoiceResponse
 
 from services.common.events import CallContext
 from services.common.numbers import InvalidNumberError, PhoneNumber, parse_number
@@ -17,6 +18,14 @@ from services.gateway.domain.line import is_line_user_id
 
 STATUS_CALLBACK_PATH = "/twilio/status"
 STATUS_CALLBACK_EVENTS = "initiated ringing answered completed"
+RECORDING_CALLBACK_PATH = "/twilio/recording"
+TRANSCRIPTION_CALLBACK_PATH = "/twilio/transcription"
+NOTICE_PATH = "/twiml/notice"
+#: Both sides of the conversation, one channel each, from when the dialled party answers.
+RECORD_DIAL = "record-from-answer-dual"
+#: A recording's end either way: its file is ready, or there is none (too short, silent).
+RECORDING_CALLBACK_EVENTS = "completed absent"
+RECORDING_NOTICE_JA = "この通話は、品質向上のため録音させていただきます。"
 REFUSAL_JA = "申し訳ありません。この番号には発信できません。"
 UNAVAILABLE_JA = "申し訳ありません。ただいま電話に出ることができません。"
 AFTER_DIAL_PATH = "/twiml/incoming/after-dial"
@@ -41,16 +50,18 @@ def _query_part(text: str) -> str:
     return text if _QUERY_SAFE.fullmatch(text) else quote_plus(text)
 
 
-def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
-    """The callback URL, carrying the call's kintone context; Twilio's signature covers it."""
+def _context_query(context: CallContext) -> str:
+    """The call's kintone context as a query string (without the ``?``), urlencode's way."""
     fields = [(k, v) for k, v in context.to_dict().items() if v is not None]
     # Validated ids and identities need no quoting, and all of them are safe exactly when
     # their concatenation is: one check instead of one a field (this runs on every dial).
     if _QUERY_SAFE.fullmatch("".join([k + v for k, v in fields])):
-        query = "&".join([f"{k}={v}" for k, v in fields])
-    else:
-        query = "&".join([f"{_query_part(k)}={_query_part(v)}" for k, v in fields])
-    url = f"{public_base_url}{STATUS_CALLBACK_PATH}"
+        return "&".join([f"{k}={v}" for k, v in fields])
+    return "&".join([f"{_query_part(k)}={_query_part(v)}" for k, v in fields])
+
+
+def _url(public_base_url: str, path: str, query: str, fragment: str) -> str:
+    url = f"{public_base_url}{path}"
     if query:
         url += f"?{query}"
     if fragment:
@@ -58,16 +69,87 @@ def status_callback_url(public_base_url: str, context: CallContext, fragment: st
     return url
 
 
+def status_callback_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
+    """The callback URL, carrying the call's kintone context; Twilio's signature covers it."""
+    return _url(public_base_url, STATUS_CALLBACK_PATH, _context_query(context), fragment)
+
+
+class Callbacks(NamedTuple):
+    """Where Twilio reports on one ``<Dial>``: its legs' status, its recording and the call's
+    transcription, each URL with the same kintone context in its query (and the same
+    connection overrides in its fragment: Twilio applies them to every Programmable Voice
+    webhook, and the signature is accepted with or without them). A NamedTuple: one is built
+    on every dial, and a frozen dataclass costs several times as much to build."""
+
+    status: str
+    recording: str = ""  # "" when the dial records nothing
+    transcription: str = ""  # "" when the call is not transcribed
+
+    @classmethod
+    def of(
+        cls,
+        public_base_url: str,
+        context: CallContext,
+        fragment: str = "",
+        conversation: Conversation | None = None,
+    ) -> Callbacks:
+        """The dial's callbacks; with a ``conversation``, only the ones it needs."""
+        query = _context_query(context)  # once for the three
+        status = _url(public_base_url, STATUS_CALLBACK_PATH, query, fragment)
+        if conversation is None or conversation.recording:
+            recording = _url(public_base_url, RECORDING_CALLBACK_PATH, query, fragment)
+        else:
+            recording = ""
+        if conversation is None or conversation.transcription:
+            transcription = _url(public_base_url, TRANSCRIPTION_CALLBACK_PATH, query, fragment)
+        else:
+            transcription = ""
+        return cls(status, recording, transcription)
+
+
+def notice_url(public_base_url: str, fragment: str = "") -> str:
+    """The callee's ``<Number url>``: the notice TwiML Twilio runs on them when they answer."""
+    return _url(public_base_url, NOTICE_PATH, "", fragment)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What calltrail records and transcribes of a call, and what the customer is told
+    (CONTRACT.md section 11). The default records nothing: the TwiML of before."""
+
+    recording: bool = False  # every <Dial>: record-from-answer-dual
+    transcription: bool = False  # <Start><Transcription> first
+    language: str = "ja-JP"
+    engine: str | None = None  # transcriptionEngine, Twilio's default when None
+    model: str | None = None  # speechModel, the engine's default when None
+    notice: str = RECORDING_NOTICE_JA  # "": none
+
+    @property
+    def notice_to_say(self) -> str:
+        """The notice the customer hears, "" when nothing is recorded or there is none."""
+        return self.notice if self.recording or self.transcription else ""
+
+
+NOTHING_RECORDED = Conversation()
+
+
 # The /twiml/voice answer from a prepared template: the same text twilio's VoiceResponse
 # builds (attributes sorted, ElementTree's escaping; tests/unit/gateway/test_twiml.py pins the
 # two together), without building and serialising an element tree on every dial.
 # answerOnBridge: the browser hears ringing until the customer answers, and the browser leg's
 # billable time starts with the conversation, as the customer experiences it.
-_DIAL_NUMBER = (
-    '<?xml version="1.0" encoding="UTF-8"?><Response>'
-    '<Dial answerOnBridge="true" callerId="{caller_id}">'
-    '<Number statusCallback="{callback}" statusCallbackEvent="{events}" '
-    'statusCallbackMethod="POST">{number}</Number></Dial></Response>'
+# The parts a Conversation adds are put together once per process (OutboundDial.prepare);
+# the {names} are the values of each dial, escaped.
+_DIAL_OPEN = '<?xml version="1.0" encoding="UTF-8"?><Response>'
+_DIAL_CALLER = '<Dial answerOnBridge="true" callerId="{caller_id}"'
+_DIAL_NUMBER_OPEN = (
+    '><Number statusCallback="{callback}" statusCallbackEvent="{events}" '
+    'statusCallbackMethod="POST"'
+)
+_DIAL_CLOSE = ">{number}</Number></Dial></Response>"
+_RECORD_ATTRIBUTES = (
+    f' record="{RECORD_DIAL}" recordingStatusCallback="{{recording_callback}}"'
+    f' recordingStatusCallbackEvent="{RECORDING_CALLBACK_EVENTS}"'
 )
 
 
@@ -100,13 +182,66 @@ def _xml_attribute(text: str) -> str:
 _escaped_caller_id = functools.lru_cache(maxsize=8)(_xml_attribute)
 
 
-def dial_number_twiml(number: PhoneNumber, caller_id: str, callback_url: str) -> str:
-    return _DIAL_NUMBER.format(
-        caller_id=_escaped_caller_id(caller_id),
-        callback=_xml_attribute(callback_url),
-        events=STATUS_CALLBACK_EVENTS,
-        number=_xml_text(number.e164),
-    )
+def _static_attribute(text: str) -> str:
+    """A value fixed for the whole process, escaped once into a template (its braces too)."""
+    return _xml_attribute(text).replace("{", "{{").replace("}", "}}")
+
+
+def _dial_number_template(conversation: Conversation, notice_url: str) -> str:
+    """The /twiml/voice template for this conversation, put together by concatenation, so
+    that no value can be taken for a placeholder."""
+    start = ""
+    if conversation.transcription:
+        start = (
+            '<Start><Transcription languageCode="'
+            + _static_attribute(conversation.language)
+            + '" partialResults="false"'
+            + _optional_attribute("speechModel", conversation.model)
+            + ' statusCallbackUrl="{transcription_callback}" track="both_tracks"'
+            + _optional_attribute("transcriptionEngine", conversation.engine)
+            + " /></Start>"
+        )
+    record = _RECORD_ATTRIBUTES if conversation.recording else ""
+    notice = ""
+    if conversation.notice_to_say:
+        notice = ' url="' + _static_attribute(notice_url) + '"'
+    return _DIAL_OPEN + start + _DIAL_CALLER + record + _DIAL_NUMBER_OPEN + notice + _DIAL_CLOSE
+
+
+def _optional_attribute(name: str, value: str | None) -> str:
+    return f' {name}="{_static_attribute(value)}"' if value is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundDial:
+    """The /twiml/voice answer: dial the customer from the browser's call, recorded and
+    transcribed as the conversation says. Prepared once (the gateway's bootstrap), then only
+    formatted on each dial. With a notice to say, the customer hears it from ``notice_url``
+    when they answer, before the two are bridged."""
+
+    conversation: Conversation
+    template: str
+
+    @classmethod
+    def prepare(
+        cls, conversation: Conversation = NOTHING_RECORDED, notice_url: str = ""
+    ) -> OutboundDial:
+        return cls(conversation, _dial_number_template(conversation, notice_url))
+
+    def twiml(self, number: PhoneNumber, caller_id: str, callbacks: Callbacks) -> str:
+        return self.template.format(
+            caller_id=_escaped_caller_id(caller_id),
+            callback=_xml_attribute(callbacks.status),
+            events=STATUS_CALLBACK_EVENTS,
+            number=_xml_text(number.e164),
+            # Escaped only when the template has a place for them.
+            recording_callback=(
+                _xml_attribute(callbacks.recording) if self.conversation.recording else ""
+            ),
+            transcription_callback=(
+                _xml_attribute(callbacks.transcription) if self.conversation.transcription else ""
+            ),
+        )
 
 
 @functools.lru_cache(maxsize=16)
@@ -214,22 +349,59 @@ def _callback_attributes(callback_url: str) -> dict[str, str]:
     }
 
 
+def _record_attributes(conversation: Conversation, callbacks: Callbacks) -> dict[str, str]:
+    """A ``<Dial>``'s recording, when there is one: both sides, each on its own channel."""
+    if not conversation.recording:
+        return {}
+    return {
+        "record": RECORD_DIAL,
+        "recording_status_callback": callbacks.recording,
+        "recording_status_callback_event": RECORDING_CALLBACK_EVENTS,
+    }
+
+
+def _opening(response: VoiceResponse, conversation: Conversation, callbacks: Callbacks) -> None:
+    """What an inbound call's first TwiML begins with: the transcription (on the customer's
+    call, so its inbound track is the customer), then the notice, before anyone answers."""
+    if conversation.transcription:
+        start = Start()
+        optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
+        start.transcription(
+            language_code=conversation.language,
+            track="both_tracks",
+            partial_results=False,
+            status_callback_url=callbacks.transcription,
+            **{name: value for name, value in optional.items() if value is not None},
+        )
+        response.append(start)
+    if conversation.notice_to_say:
+        response.say(conversation.notice_to_say, language="ja-JP")
+
+
 def ring_group_twiml(
     call: InboundCall,
     *,
     identities: Sequence[str],
     timeout_s: int,
-    callback_url: str,
+    callbacks: Callbacks,
     action_url: str,
+    conversation: Conversation = NOTHING_RECORDED,
 ) -> str:
     """Ring every browser of the group at once; the first to answer gets the call. When the
     ``<Dial>`` ends, Twilio asks ``action_url`` what next (forward, message, or hang up)."""
     response = VoiceResponse()
+    _opening(response, conversation, callbacks)
     # answerOnBridge: the caller hears ringing (and is not billed as answered) until a browser
     # picks up; no callerId: each browser sees the caller's own From.
-    dial = Dial(action=action_url, method="POST", timeout=timeout_s, answer_on_bridge=True)
+    dial = Dial(
+        action=action_url,
+        method="POST",
+        timeout=timeout_s,
+        answer_on_bridge=True,
+        **_record_attributes(conversation, callbacks),
+    )
     for identity in identities:
-        client = dial.client(**_callback_attributes(callback_url))
+        client = dial.client(**_callback_attributes(callbacks.status))
         client.identity(identity)
         for name, value in call.parameters().items():
             client.parameter(name=name, value=value)
@@ -238,14 +410,30 @@ def ring_group_twiml(
 
 
 def forward_twiml(
-    number: str, *, caller_id: str, callback_url: str, action_url: str | None = None
+    number: str,
+    *,
+    caller_id: str,
+    callbacks: Callbacks,
+    action_url: str | None = None,
+    conversation: Conversation = NOTHING_RECORDED,
+    opening: bool = False,
 ) -> str:
     """Forward a call nobody answered in the browsers to a phone, with a Twilio number as
-    caller ID (a SIP From is no number, and Japan's carriers want a number of ours)."""
+    caller ID (a SIP From is no number, and Japan's carriers want a number of ours).
+    ``opening``: this is the call's first TwiML (nobody to ring), so it starts the
+    transcription and says the notice; after the ring group both were done already (a second
+    ``<Start><Transcription>`` would transcribe the call twice)."""
     response = VoiceResponse()
+    if opening:
+        _opening(response, conversation, callbacks)
     action = {"action": action_url, "method": "POST"} if action_url is not None else {}
-    dial = Dial(caller_id=caller_id, answer_on_bridge=True, **action)
-    dial.number(number, **_callback_attributes(callback_url))
+    dial = Dial(
+        caller_id=caller_id,
+        answer_on_bridge=True,
+        **action,
+        **_record_attributes(conversation, callbacks),
+    )
+    dial.number(number, **_callback_attributes(callbacks.status))
     response.append(dial)
     return str(response)
 
@@ -260,6 +448,16 @@ def unanswered_twiml() -> str:
     return refusal_twiml(UNAVAILABLE_JA)
 
 
+@functools.lru_cache(maxsize=4)
+def notice_twiml(notice: str) -> str:
+    """What the callee of an outbound call hears on answering, before the bridge (the
+    ``<Number url>``); nothing at all when there is no notice."""
+    response = VoiceResponse()
+    if notice:
+        response.say(notice, language="ja-JP")
+    return str(response)
+
+
 def is_missed(dial_call_status: str | None) -> bool:
     return dial_call_status in MISSED_DIAL_STATUSES
 
@@ -271,6 +469,8 @@ def nobody_answered_twiml(
     caller_id: str,
     public_base_url: str,
     fragment: str = "",
+    conversation: Conversation = NOTHING_RECORDED,
+    opening: bool = False,
 ) -> str:
     """Forward to ``forward_to`` (its leg reported like the browsers' legs, and a message if
     that phone does not answer either), or with nowhere to go, a message and hangup."""
@@ -279,8 +479,10 @@ def nobody_answered_twiml(
     return forward_twiml(
         forward_to,
         caller_id=caller_id,
-        callback_url=status_callback_url(public_base_url, call.callback_context(), fragment),
+        callbacks=Callbacks.of(public_base_url, call.callback_context(), fragment, conversation),
         action_url=after_dial_url(public_base_url, call, forwarded=True, fragment=fragment),
+        conversation=conversation,
+        opening=opening,
     )
 
 
@@ -299,6 +501,7 @@ def after_dial_twiml(
     caller_id: str,
     public_base_url: str,
     fragment: str = "",
+    conversation: Conversation = NOTHING_RECORDED,
 ) -> tuple[DialOutcome, str]:
     """What Twilio does when an inbound ``<Dial>`` ends: an answered call (or any status that
     is not a plain miss) hangs up, never forwarded; a missed ring group goes to the forward
@@ -314,5 +517,6 @@ def after_dial_twiml(
         caller_id=caller_id,
         public_base_url=public_base_url,
         fragment=fragment,
+        conversation=conversation,
     )
     return DialOutcome.FORWARDED, twiml

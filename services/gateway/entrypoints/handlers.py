@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
@@ -21,7 +21,9 @@ from services.gateway.domain.callbacks import (
     BadCallbackError,
     call_event,
     context_from,
+    recording_event,
     status_event,
+    transcript_event,
 )
 from services.gateway.domain.dial_policy import decide_dial
 from services.gateway.domain.line import line_user_id
@@ -174,32 +176,82 @@ def _publish_early_notice(gateway: Gateway, event: CallEvent) -> None:
     gateway.publisher.publish_soon(event)
 
 
-# --- POST /twilio/status -------------------------------------------------------------------
+# --- POST /twilio/status, /twilio/recording, /twilio/transcription ------------------------
+
+#: A callback's form and query (and when it came) → its event, or BadCallbackError.
+ToEvent = Callable[[Mapping[str, str], Mapping[str, str], datetime], CallEvent]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def twilio_status(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    form = await _twilio_form(request, gateway)
-    try:
-        event = status_event(form, request.query, datetime.now(UTC))
-    except BadCallbackError as exc:
-        raise _bad_callback(exc) from None
-    # Stored (broker or spool) before the 204: here, not in a helper coroutine, which would
-    # cost every callback one more coroutine to create and resume.
-    try:
-        await gateway.publisher.publish(event)
-    except PublishError:
-        # Twilio retries a 503 (with connection overrides, see docs/gateway.md); nothing is lost.
-        raise _error(
-            web.HTTPServiceUnavailable, "event could not be stored", **{"Retry-After": "1"}
-        ) from None
+def _stored_callback(to_event: ToEvent, counted: Callable[[Gateway, CallEvent], None]) -> Handler:
+    """The handler of a Twilio callback whose event must be stored (broker or spool) before
+    Twilio hears 204: signed, size-limited, validated by ``to_event``, 503 when nothing can
+    store it (Twilio retries, with connection overrides: docs/gateway.md); then ``counted``
+    (metrics, and a DEBUG line that never carries what was said or where the recording is)."""
+
+    async def stored_callback(request: web.Request) -> web.StreamResponse:
+        gateway = request.app[GATEWAY]
+        form = await _twilio_form(request, gateway)
+        try:
+            event = to_event(form, request.query, datetime.now(UTC))
+        except BadCallbackError as exc:
+            raise _bad_callback(exc) from None
+        # Stored before the 204: here, not in a helper coroutine, which would cost every
+        # callback one more coroutine to create and resume.
+        try:
+            await gateway.publisher.publish(event)
+        except PublishError:
+            raise _error(
+                web.HTTPServiceUnavailable, "event could not be stored", **{"Retry-After": "1"}
+            ) from None
+        counted(gateway, event)
+        # The same bytes on the wire as web.Response(status=204), whose constructor (body,
+        # content type and charset handling) costs ~14,000 CPU instructions a callback.
+        return web.StreamResponse(status=204)
+
+    return stored_callback
+
+
+def _status_counted(gateway: Gateway, event: CallEvent) -> None:
     # A status event always has a status (a StrEnum is its str: no Enum.value call).
     gateway.metrics.callback(event.status or "").inc()
     if debug_enabled():
         log.debug("status_callback", status=event.status, sequence=event.sequence)
-    # The same bytes on the wire as web.Response(status=204), whose constructor (body, content
-    # type and charset handling) costs ~14,000 CPU instructions a callback for nothing.
-    return web.StreamResponse(status=204)
+
+
+def _recording_counted(gateway: Gateway, event: CallEvent) -> None:
+    status = event.params["RecordingStatus"]  # recording_event checked it is there
+    gateway.metrics.conversation_callback("recording", status).inc()
+    if debug_enabled():
+        log.debug("recording_callback", status=status, duration_s=event.duration_s)
+
+
+def _transcript_counted(gateway: Gateway, event: CallEvent) -> None:
+    what = event.params["TranscriptionEvent"]  # transcript_event checked it is there
+    gateway.metrics.conversation_callback("transcript", what).inc()
+    if debug_enabled():
+        log.debug(
+            "transcription_callback",
+            transcription_event=what,
+            sequence=event.sequence,
+            track=event.params.get("Track"),
+        )
+
+
+twilio_status = _stored_callback(status_event, _status_counted)
+twilio_recording = _stored_callback(recording_event, _recording_counted)
+twilio_transcription = _stored_callback(transcript_event, _transcript_counted)
+
+
+# --- POST /twiml/notice ---------------------------------------------------------------------
+
+
+async def twiml_notice(request: web.Request) -> web.Response:
+    """The recording notice, said to the customer of an outbound call when they answer and
+    before the bridge (the dialled ``<Number url>``)."""
+    gateway = request.app[GATEWAY]
+    await _twilio_form(request, gateway)
+    return _xml(twiml.notice_twiml(gateway.conversation.notice_to_say))
 
 
 # --- POST /twiml/voice ----------------------------------------------------------------------
@@ -234,10 +286,10 @@ async def twiml_voice(request: web.Request) -> web.Response:
     gateway.metrics.dialled.inc()
     if debug_enabled():
         log.debug("dialling", destination_type=decision.number.destination_type().value)
-    callback = twiml.status_callback_url(
-        settings.public_base_url, context, settings.status_callback_overrides
+    callbacks = twiml.Callbacks.of(
+        settings.public_base_url, context, settings.status_callback_overrides, gateway.conversation
     )
-    return _xml(twiml.dial_number_twiml(decision.number, settings.twilio_caller_id, callback))
+    return _xml(gateway.outbound_dial.twiml(decision.number, settings.twilio_caller_id, callbacks))
 
 
 # --- POST /twiml/incoming, /twiml/sip, /twiml/incoming/after-dial --------------------------
@@ -271,6 +323,8 @@ async def _ring(
                 caller_id=settings.twilio_caller_id,
                 public_base_url=settings.public_base_url,
                 fragment=fragment,
+                conversation=gateway.conversation,
+                opening=True,
             )
         )
     gateway.metrics.inbound.labels(call.kind.value, "rung").inc()
@@ -279,10 +333,11 @@ async def _ring(
             call,
             identities=identities,
             timeout_s=settings.ring_timeout_s,
-            callback_url=twiml.status_callback_url(
-                settings.public_base_url, call.callback_context(), fragment
+            callbacks=twiml.Callbacks.of(
+                settings.public_base_url, call.callback_context(), fragment, gateway.conversation
             ),
             action_url=twiml.after_dial_url(settings.public_base_url, call, fragment=fragment),
+            conversation=gateway.conversation,
         )
     )
 
@@ -322,6 +377,7 @@ async def twiml_after_dial(request: web.Request) -> web.Response:
         caller_id=settings.twilio_caller_id,
         public_base_url=settings.public_base_url,
         fragment=settings.status_callback_overrides,
+        conversation=gateway.conversation,
     )
     gateway.metrics.inbound.labels(after.call.kind.value, outcome.value).inc()
     log.info(
@@ -426,6 +482,8 @@ async def issue_token(request: web.Request) -> web.Response:
             "ttl": settings.token_ttl_s,
             "edge": settings.twilio_edge,
             "incoming": incoming,
+            # Whether the call panel says 「録音中」 while a call is up (CONTRACT.md section 11).
+            "recording": gateway.conversation.recording or gateway.conversation.transcription,
         },
         headers={"Cache-Control": "no-store", **cors},
     )

@@ -6,11 +6,9 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from services.common.logging import (
     REDACTED,
@@ -27,19 +25,6 @@ SECRETS = (AUTH_TOKEN, API_SECRET, TOKEN_KEY)
 @pytest.fixture
 def redactor() -> SecretRedactor:
     return SecretRedactor(SECRETS)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging changes process-wide state; put it back for the other tests."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    aiokafka_level = logging.getLogger("aiokafka").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel(aiokafka_level)
-    structlog.reset_defaults()
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.settings import load_settings
+from services.gateway.domain.twiml import RECORDING_NOTICE_JA, Conversation
 from services.gateway.settings import GatewaySettings
 from tests.factories import ACCOUNT_SID, CALLER_ID, KINTONE_ORIGIN, PUBLIC_BASE_URL
 from tests.unit.conftest import SECRETS, SettingsErrorOf
@@ -33,6 +34,14 @@ def test_defaults() -> None:
     assert settings.inbound_forward_to is None
     assert settings.status_callback_overrides == ""
     assert settings.trusted_proxy_hops == 0
+    assert settings.recording == "off"
+    assert settings.transcription == "off"
+    assert settings.transcription_language == "ja-JP"
+    assert settings.transcription_engine is None
+    assert settings.transcription_model is None
+    assert settings.recording_notice == RECORDING_NOTICE_JA
+    assert settings.conversation == Conversation()  # nothing recorded, nothing said
+    assert settings.conversation.notice_to_say == ""
 
 
 @pytest.mark.usefixtures("gateway_env")
@@ -82,6 +91,19 @@ def test_secret_values_and_their_hiding() -> None:
         ("STATUS_CALLBACK_OVERRIDES", "rc=3&rp=all&evil=<x>"),
         ("TRUSTED_PROXY_HOPS", "-1"),
         ("PUBLISH_TIMEOUT_S", "15"),
+        ("RECORDING", "on"),
+        ("RECORDING", "mono"),
+        ("RECORDING", "true"),
+        ("TRANSCRIPTION", "yes"),
+        ("TRANSCRIPTION", "dual"),
+        ("TRANSCRIPTION_LANGUAGE", "日本語"),
+        ("TRANSCRIPTION_LANGUAGE", "ja_JP"),
+        ("TRANSCRIPTION_LANGUAGE", "j"),
+        ("TRANSCRIPTION_LANGUAGE", 'ja-JP" track="x'),
+        ("TRANSCRIPTION_ENGINE", "whisper"),
+        ("TRANSCRIPTION_MODEL", "nova-3"),  # Deepgram's, with Twilio's default engine (Google)
+        ("TRANSCRIPTION_MODEL", "telephony "),
+        ("RECORDING_NOTICE", "録音" * 251),
     ],
 )
 def test_malformed_setting_is_named(
@@ -200,3 +222,79 @@ def test_kintone_origin_drops_the_path(gateway_env: pytest.MonkeyPatch) -> None:
     settings = _load()
     assert settings.kintone_base_url == "https://example.cybozu.com/k/12"
     assert settings.kintone_origin == KINTONE_ORIGIN
+
+
+# --- the conversation (CONTRACT.md section 11) -------------------------------------------------
+
+
+def test_recording_and_transcription_each_on_its_own(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("RECORDING", "dual")
+    assert _load().conversation == Conversation(recording=True)
+    gateway_env.setenv("RECORDING", "off")
+    gateway_env.setenv("TRANSCRIPTION", "on")
+    assert _load().conversation == Conversation(transcription=True)
+    gateway_env.setenv("RECORDING", " DUAL ")
+    gateway_env.setenv("TRANSCRIPTION", "On")
+    conversation = _load().conversation
+    assert conversation.recording
+    assert conversation.transcription
+    assert conversation.notice_to_say == RECORDING_NOTICE_JA
+
+
+@pytest.mark.parametrize(
+    ("engine", "model"),
+    [
+        (None, "telephony"),  # Twilio's default engine, Google
+        ("google", "long"),
+        ("GOOGLE", "chirp_2"),
+        ("deepgram", "nova-3"),
+        ("deepgram", "nova-2-phonecall"),
+        ("deepgram", None),
+    ],
+)
+def test_engines_and_their_models(
+    gateway_env: pytest.MonkeyPatch, engine: str | None, model: str | None
+) -> None:
+    gateway_env.setenv("TRANSCRIPTION", "on")
+    if engine is not None:
+        gateway_env.setenv("TRANSCRIPTION_ENGINE", engine)
+    if model is not None:
+        gateway_env.setenv("TRANSCRIPTION_MODEL", model)
+    conversation = _load().conversation
+    assert conversation.engine == (engine.lower() if engine else None)
+    assert conversation.model == model
+
+
+def test_a_model_of_the_other_engine_names_both_settings(
+    gateway_env: pytest.MonkeyPatch, settings_error: SettingsErrorOf
+) -> None:
+    gateway_env.setenv("TRANSCRIPTION_ENGINE", "deepgram")
+    gateway_env.setenv("TRANSCRIPTION_MODEL", "telephony")
+    message = settings_error()
+    assert message.startswith("calltrail gateway: TRANSCRIPTION_MODEL is malformed (")
+    assert "TRANSCRIPTION_ENGINE" in message
+    assert "deepgram" in message
+
+
+@pytest.mark.parametrize("language", ["ja-JP", "en-US", "cmn-Hans-CN", "multi"])
+def test_transcription_languages(gateway_env: pytest.MonkeyPatch, language: str) -> None:
+    gateway_env.setenv("TRANSCRIPTION_LANGUAGE", language)
+    assert _load().conversation.language == language
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_notice_is_no_notice(gateway_env: pytest.MonkeyPatch, empty: str) -> None:
+    gateway_env.setenv("RECORDING", "dual")
+    gateway_env.setenv("RECORDING_NOTICE", empty)
+    settings = _load()
+    assert settings.recording_notice == ""
+    assert settings.conversation.notice_to_say == ""
+    # Every other setting set empty is still unset, as before.
+    gateway_env.setenv("TRANSCRIPTION_LANGUAGE", "")
+    assert _load().transcription_language == "ja-JP"
+
+
+def test_a_notice_of_one_s_own(gateway_env: pytest.MonkeyPatch) -> None:
+    gateway_env.setenv("TRANSCRIPTION", "on")
+    gateway_env.setenv("RECORDING_NOTICE", " 通話を録音します。 ")
+    assert _load().conversation.notice_to_say == "通話を録音します。"

@@ -14,23 +14,32 @@ from services.common.numbers import PhoneNumber, parse_number
 from services.gateway.domain.twiml import (
     AFTER_DIAL_PATH,
     MISSED_DIAL_STATUSES,
+    NOTHING_RECORDED,
+    RECORDING_CALLBACK_EVENTS,
+    RECORDING_CALLBACK_PATH,
+    RECORDING_NOTICE_JA,
     REFUSAL_JA,
     STATUS_CALLBACK_EVENTS,
     STATUS_CALLBACK_PATH,
+    TRANSCRIPTION_CALLBACK_PATH,
     UNAVAILABLE_JA,
     AfterDial,
+    Callbacks,
+    Conversation,
     DialOutcome,
     InboundCall,
     InboundKind,
+    OutboundDial,
     after_dial_twiml,
     after_dial_url,
     caller_number,
-    dial_number_twiml,
     forward_target,
     hangup_twiml,
     is_missed,
     line_call,
     nobody_answered_twiml,
+    notice_twiml,
+    notice_url,
     number_call,
     refusal_twiml,
     ring_group_twiml,
@@ -40,6 +49,16 @@ from tests.factories import CALLER_ID, PUBLIC_BASE_URL
 
 CONTEXT = CallContext(app_id="12", record_id="345", identity="u_123")
 CALLBACK = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}?app_id=12&record_id=345&identity=u_123"
+
+
+def _dial(
+    number: PhoneNumber,
+    caller_id: str,
+    callbacks: Callbacks,
+    conversation: Conversation = NOTHING_RECORDED,
+    notice_url: str = "",
+) -> str:
+    return OutboundDial.prepare(conversation, notice_url).twiml(number, caller_id, callbacks)
 
 
 def _parse(twiml: str) -> ET.Element:
@@ -101,9 +120,10 @@ def test_callback_url_quotes_what_it_carries() -> None:
 # --- dial_number_twiml ----------------------------------------------------------------------
 
 
-def test_dial_number_twiml() -> None:
-    callback = status_callback_url(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
-    twiml = dial_number_twiml(parse_number("090-1234-5678"), CALLER_ID, callback)
+def test__dial() -> None:
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    callback = callbacks.status
+    twiml = _dial(parse_number("090-1234-5678"), CALLER_ID, callbacks)
     root = _parse(twiml)
     [dial] = list(root)
     assert dial.tag == "Dial"
@@ -115,12 +135,15 @@ def test_dial_number_twiml() -> None:
     assert number.attrib["statusCallbackEvent"] == "initiated ringing answered completed"
     assert number.attrib["statusCallbackEvent"] == STATUS_CALLBACK_EVENTS
     assert number.attrib["statusCallbackMethod"] == "POST"
+    assert "url" not in number.attrib  # no notice: nothing is recorded
     assert root.find("Say") is None
     assert root.find("Hangup") is None
+    assert root.find("Start") is None
 
 
 def test_dial_number_twiml_escapes_the_callback_query() -> None:
-    twiml = dial_number_twiml(parse_number("09012345678"), CALLER_ID, CALLBACK)
+    callbacks = Callbacks(CALLBACK, "r", "t")
+    twiml = _dial(parse_number("09012345678"), CALLER_ID, callbacks)
     assert "&amp;record_id=345" in twiml
     number = _parse(twiml).find("Dial/Number")
     assert number is not None
@@ -208,7 +231,7 @@ def _ring(call: InboundCall, identities: list[str], fragment: str = "") -> ET.El
             call,
             identities=identities,
             timeout_s=20,
-            callback_url=status_callback_url(PUBLIC_BASE_URL, call.callback_context(), fragment),
+            callbacks=Callbacks.of(PUBLIC_BASE_URL, call.callback_context(), fragment),
             action_url=after_dial_url(PUBLIC_BASE_URL, call, fragment=fragment),
         )
     )
@@ -256,7 +279,11 @@ def test_a_number_call_rings_without_a_caller_id_and_without_a_line_id() -> None
 def test_the_ring_timeout(timeout_s: int) -> None:
     call = number_call(None)
     twiml = ring_group_twiml(
-        call, identities=["k"], timeout_s=timeout_s, callback_url="u", action_url="a"
+        call,
+        identities=["k"],
+        timeout_s=timeout_s,
+        callbacks=Callbacks("u", "r", "t"),
+        action_url="a",
     )
     dial = _parse(twiml).find("Dial")
     assert dial is not None
@@ -390,17 +417,43 @@ def test_is_missed() -> None:
 # --- the prepared template is VoiceResponse's output, exactly ---------------------------------
 
 
-def _voice_response_dial(number: str, caller_id: str, callback_url: str) -> str:
-    """How dial_number_twiml built its answer before the template: the reference."""
-    from twilio.twiml.voice_response import Dial, VoiceResponse
+def _voice_response_dial(
+    number: str,
+    caller_id: str,
+    callbacks: Callbacks,
+    conversation: Conversation = NOTHING_RECORDED,
+    notice: str = "",
+) -> str:
+    """How dial_number_twiml built its answer before the template: the reference, with
+    twilio-python's own <Start><Transcription> and <Dial record…> attributes."""
+    from twilio.twiml.voice_response import Dial, Start, VoiceResponse
 
     response = VoiceResponse()
-    dial = Dial(caller_id=caller_id, answer_on_bridge=True)
+    if conversation.transcription:
+        start = Start()
+        optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
+        start.transcription(
+            language_code=conversation.language,
+            track="both_tracks",
+            partial_results=False,
+            status_callback_url=callbacks.transcription,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
+        response.append(start)
+    record: dict[str, str] = {}
+    if conversation.recording:
+        record = {
+            "record": "record-from-answer-dual",
+            "recording_status_callback": callbacks.recording,
+            "recording_status_callback_event": "completed absent",
+        }
+    dial = Dial(caller_id=caller_id, answer_on_bridge=True, **record)
     dial.number(
         number,
-        status_callback=callback_url,
+        status_callback=callbacks.status,
         status_callback_event=STATUS_CALLBACK_EVENTS,
         status_callback_method="POST",
+        **({"url": notice} if conversation.notice_to_say else {}),
     )
     response.append(dial)
     return str(response)
@@ -408,27 +461,54 @@ def _voice_response_dial(number: str, caller_id: str, callback_url: str) -> str:
 
 _xml_text = st.text(
     alphabet=st.one_of(
-        st.sampled_from("&<>\"'\r\n\t =?#%+;:/"), st.characters(blacklist_categories=("Cs",))
+        st.sampled_from("&<>\"'\r\n\t =?#%+;:/{}[]"), st.characters(blacklist_categories=("Cs",))
     ),
     max_size=40,
+)
+_conversations = st.builds(
+    Conversation,
+    recording=st.booleans(),
+    transcription=st.booleans(),
+    language=_xml_text,
+    engine=st.none() | _xml_text,
+    model=st.none() | _xml_text,
+    notice=st.sampled_from(["", RECORDING_NOTICE_JA]) | _xml_text,
 )
 
 
 @settings(max_examples=400, deadline=None)
-@given(number=_xml_text.filter(bool), caller_id=_xml_text, callback=_xml_text)
-def test_dial_template_equals_voice_response(number: str, caller_id: str, callback: str) -> None:
+@given(
+    number=_xml_text.filter(bool),
+    caller_id=_xml_text,
+    callbacks=st.builds(Callbacks, _xml_text, _xml_text, _xml_text),
+    conversation=_conversations,
+    notice=_xml_text,
+)
+def test_dial_template_equals_voice_response(
+    number: str, caller_id: str, callbacks: Callbacks, conversation: Conversation, notice: str
+) -> None:
     phone = PhoneNumber(e164=number, region="JP", line_type=1)
-    assert dial_number_twiml(phone, caller_id, callback) == _voice_response_dial(
-        number, caller_id, callback
+    assert _dial(phone, caller_id, callbacks, conversation, notice) == _voice_response_dial(
+        number, caller_id, callbacks, conversation, notice
     )
 
 
 @pytest.mark.parametrize("to", ["090-1234-5678", "0312345678", "+819012345678", "05012345678"])
-def test_dial_template_for_real_numbers_and_callbacks(to: str) -> None:
+@pytest.mark.parametrize(
+    "conversation",
+    [
+        Conversation(),
+        Conversation(recording=True),
+        Conversation(transcription=True, notice=""),
+        Conversation(recording=True, transcription=True, engine="deepgram", model="nova-3"),
+    ],
+)
+def test_dial_template_for_real_numbers_and_callbacks(to: str, conversation: Conversation) -> None:
     number = parse_number(to)
-    callback = status_callback_url(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
-    assert dial_number_twiml(number, CALLER_ID, callback) == _voice_response_dial(
-        number.e164, CALLER_ID, callback
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    notice = notice_url(PUBLIC_BASE_URL, "rc=3&rp=all")
+    assert _dial(number, CALLER_ID, callbacks, conversation, notice) == _voice_response_dial(
+        number.e164, CALLER_ID, callbacks, conversation, notice
     )
 
 
@@ -453,3 +533,219 @@ def test_callback_url_query_is_urlencode_s(
     expected = f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}" + (f"?{query}" if query else "")
     expected += f"#{fragment}" if fragment else ""
     assert status_callback_url(PUBLIC_BASE_URL, context, fragment) == expected
+
+
+# --- the conversation: recording, transcription, the notice (CONTRACT.md section 11) ---------
+
+RECORDED = Conversation(recording=True)
+TRANSCRIBED = Conversation(transcription=True)
+BOTH = Conversation(recording=True, transcription=True, engine="google", model="telephony")
+
+
+def test_the_three_callbacks_of_a_dial_carry_the_same_context_and_overrides() -> None:
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    query = "?app_id=12&record_id=345&identity=u_123#rc=3&rp=all"
+    assert callbacks == Callbacks(
+        f"{PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}{query}",
+        f"{PUBLIC_BASE_URL}{RECORDING_CALLBACK_PATH}{query}",
+        f"{PUBLIC_BASE_URL}{TRANSCRIPTION_CALLBACK_PATH}{query}",
+    )
+    assert callbacks.status == status_callback_url(PUBLIC_BASE_URL, CONTEXT, "rc=3&rp=all")
+    assert Callbacks.of(PUBLIC_BASE_URL, CallContext()).recording == (
+        f"{PUBLIC_BASE_URL}/twilio/recording"
+    )
+
+
+def test_notice_url() -> None:
+    assert notice_url(PUBLIC_BASE_URL) == f"{PUBLIC_BASE_URL}/twiml/notice"
+    assert notice_url(PUBLIC_BASE_URL, "rc=3") == f"{PUBLIC_BASE_URL}/twiml/notice#rc=3"
+
+
+@pytest.mark.parametrize(
+    ("conversation", "said"),
+    [
+        (Conversation(), ""),
+        (Conversation(notice="録音します"), ""),  # nothing recorded: nothing to tell
+        (RECORDED, RECORDING_NOTICE_JA),
+        (TRANSCRIBED, RECORDING_NOTICE_JA),
+        (Conversation(recording=True, notice=""), ""),
+    ],
+)
+def test_the_notice_is_said_only_when_something_is_recorded(
+    conversation: Conversation, said: str
+) -> None:
+    assert conversation.notice_to_say == said
+
+
+def test_an_outbound_dial_recorded_transcribed_and_noticed() -> None:
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
+    notice = notice_url(PUBLIC_BASE_URL)
+    root = _parse(_dial(parse_number("09012345678"), CALLER_ID, callbacks, BOTH, notice))
+    assert [child.tag for child in root] == ["Start", "Dial"]
+    [transcription] = list(root.find("Start"))  # type: ignore[arg-type]
+    assert transcription.tag == "Transcription"
+    assert transcription.attrib == {
+        "languageCode": "ja-JP",
+        "track": "both_tracks",
+        "partialResults": "false",
+        "statusCallbackUrl": callbacks.transcription,
+        "transcriptionEngine": "google",
+        "speechModel": "telephony",
+    }
+    dial = root.find("Dial")
+    assert dial is not None
+    assert dial.attrib == {
+        "callerId": CALLER_ID,
+        "answerOnBridge": "true",
+        "record": "record-from-answer-dual",
+        "recordingStatusCallback": callbacks.recording,
+        "recordingStatusCallbackEvent": RECORDING_CALLBACK_EVENTS,
+    }
+    number = dial.find("Number")
+    assert number is not None
+    assert number.attrib["url"] == f"{PUBLIC_BASE_URL}/twiml/notice"
+    assert number.attrib["statusCallback"] == callbacks.status
+
+
+def test_transcribed_without_engine_or_model_leaves_twilio_s_defaults() -> None:
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
+    twiml = _dial(parse_number("09012345678"), CALLER_ID, callbacks, TRANSCRIBED)
+    transcription = _parse(twiml).find("Start/Transcription")
+    assert transcription is not None
+    assert "transcriptionEngine" not in transcription.attrib
+    assert "speechModel" not in transcription.attrib
+    dial = _parse(twiml).find("Dial")
+    assert dial is not None
+    assert "record" not in dial.attrib  # transcribed, not recorded
+
+
+def _ring_with(conversation: Conversation, call: InboundCall) -> ET.Element:
+    return _parse(
+        ring_group_twiml(
+            call,
+            identities=["kintone_1"],
+            timeout_s=20,
+            callbacks=Callbacks.of(PUBLIC_BASE_URL, call.callback_context(), "rc=3"),
+            action_url=after_dial_url(PUBLIC_BASE_URL, call),
+            conversation=conversation,
+        )
+    )
+
+
+def test_the_ring_group_transcribes_then_says_the_notice_then_rings_recording() -> None:
+    call = line_call(LINE_ID)
+    root = _ring_with(BOTH, call)
+    assert [child.tag for child in root] == ["Start", "Say", "Dial"]
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, call.callback_context(), "rc=3")
+    transcription = root.find("Start/Transcription")
+    assert transcription is not None
+    assert transcription.attrib["statusCallbackUrl"] == callbacks.transcription
+    assert parse_qs(urlsplit(callbacks.transcription).query) == {
+        "line_user_id": [LINE_ID],
+        "direction": ["inbound"],
+    }
+    assert transcription.attrib["track"] == "both_tracks"
+    assert transcription.attrib["partialResults"] == "false"
+    say = root.find("Say")
+    assert say is not None
+    assert say.attrib == {"language": "ja-JP"}
+    assert say.text == RECORDING_NOTICE_JA
+    dial = root.find("Dial")
+    assert dial is not None
+    assert dial.attrib["record"] == "record-from-answer-dual"
+    assert dial.attrib["recordingStatusCallback"] == callbacks.recording
+    assert dial.attrib["recordingStatusCallbackEvent"] == "completed absent"
+    [client] = dial.findall("Client")
+    assert client.attrib["statusCallback"] == callbacks.status
+
+
+@pytest.mark.parametrize(
+    ("conversation", "tags"),
+    [
+        (Conversation(), ["Dial"]),
+        (RECORDED, ["Say", "Dial"]),
+        (Conversation(recording=True, notice=""), ["Dial"]),
+        (Conversation(transcription=True, notice=""), ["Start", "Dial"]),
+    ],
+)
+def test_the_ring_group_s_opening_follows_the_conversation(
+    conversation: Conversation, tags: list[str]
+) -> None:
+    root = _ring_with(conversation, number_call("+819012345678"))
+    assert [child.tag for child in root] == tags
+    dial = root.find("Dial")
+    assert dial is not None
+    assert ("record" in dial.attrib) is conversation.recording
+
+
+def test_the_forward_after_the_ring_group_records_but_neither_transcribes_nor_notices_again() -> (
+    None
+):
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query({"kind": "number"}),
+        "no-answer",
+        forward_to="+81312345678",
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        conversation=BOTH,
+    )
+    assert outcome is DialOutcome.FORWARDED
+    root = _parse(twiml)
+    assert [child.tag for child in root] == ["Dial"]
+    dial = root.find("Dial")
+    assert dial is not None
+    assert dial.attrib["record"] == "record-from-answer-dual"
+    assert dial.attrib["recordingStatusCallback"] == f"{PUBLIC_BASE_URL}/twilio/recording" + (
+        "?direction=inbound"
+    )
+
+
+def test_with_nobody_to_ring_the_forward_opens_the_conversation() -> None:
+    twiml = nobody_answered_twiml(
+        number_call(None),
+        forward_to="+81312345678",
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        conversation=BOTH,
+        opening=True,
+    )
+    root = _parse(twiml)
+    assert [child.tag for child in root] == ["Start", "Say", "Dial"]
+    assert root.find("Dial").attrib["record"] == "record-from-answer-dual"  # type: ignore[union-attr]
+
+
+def test_with_nowhere_to_go_nothing_is_recorded_or_said_but_the_message() -> None:
+    twiml = nobody_answered_twiml(
+        number_call(None),
+        forward_to=None,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        conversation=BOTH,
+        opening=True,
+    )
+    assert [child.tag for child in _parse(twiml)] == ["Say", "Hangup"]
+    assert _parse(twiml).findtext("Say") == UNAVAILABLE_JA
+
+
+def test_the_notice_twiml() -> None:
+    root = _parse(notice_twiml(RECORDING_NOTICE_JA))
+    assert [child.tag for child in root] == ["Say"]
+    assert root.find("Say").attrib == {"language": "ja-JP"}  # type: ignore[union-attr]
+    assert root.findtext("Say") == RECORDING_NOTICE_JA
+    assert list(_parse(notice_twiml(""))) == []
+    assert "&lt;b&gt;" in notice_twiml("<b>録音</b>")
+
+
+def test_a_dial_s_callbacks_are_only_those_its_conversation_needs() -> None:
+    everything = Callbacks.of(PUBLIC_BASE_URL, CONTEXT)
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=NOTHING_RECORDED) == (
+        everything.status,
+        "",
+        "",
+    )
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=RECORDED) == (
+        everything.status,
+        everything.recording,
+        "",
+    )
+    assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=BOTH) == everything

@@ -1,0 +1,100 @@
+"""`calltrail simulate` against a gateway that records and transcribes (CONTRACT.md section
+11): every callback is taken (204), and what lands on the broker reads as the calls went: one
+transcription session per call, the script's utterances by their SequenceIds whatever order
+they came in, the speakers on the tracks Twilio names, and a recording per answered call."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from services.common.events import CallEvent, EventKind
+from services.devtools.simulate import SCRIPTS, TRACKS, Simulator, plan_calls, plan_inbound_calls
+from services.devtools.twilio_player import TwilioSigner
+from tests.conftest import ReadEvents
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
+from tests.integration.conftest import GatewayFactory
+
+
+async def test_simulated_conversations_reach_the_broker_as_they_were_spoken(
+    make_gateway: GatewayFactory, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    gateway = await make_gateway(
+        recording="dual",
+        transcription="on",
+        ring_identities=["kintone_1", "kintone_2"],
+        inbound_forward_to="+81312345678",
+    )
+    simulator = Simulator(
+        str(gateway.make_url("")),
+        twilio,
+        account_sid=ACCOUNT_SID,
+        app_sid=APP_SID,
+        caller_id=CALLER_ID,
+    )
+    outbound = plan_calls(30, seed=19)
+    inbound = plan_inbound_calls(16, seed=20)
+    summary = await simulator.run(outbound, progress=False, inbound=inbound)
+    assert summary.failures == []
+    assert summary.conversation["utterances"] > 0
+    answered_out = {c.parent_sid: c for c in outbound if c.outcome == "completed"}
+
+    events = await read_events(topic, summary.callbacks + summary.calls, timeout_s=30)
+    assert len(events) == summary.callbacks + summary.calls
+    by_call: dict[str, list[CallEvent]] = defaultdict(list)
+    for key, event in events:
+        by_call[key.decode()].append(event)
+        if event.kind in (EventKind.TRANSCRIPT, EventKind.RECORDING):
+            assert event.call_sid == key.decode()  # the root: the call that ran the TwiML
+
+    repeated = reordered = recordings = 0
+    for call in [*outbound, *inbound]:
+        direction = "inbound" if call in inbound else "outbound"
+        mine = by_call[call.parent_sid]
+        said = [e for e in mine if e.kind is EventKind.TRANSCRIPT]
+        kinds = {e.params["TranscriptionEvent"] for e in said}
+        assert {"transcription-started", "transcription-stopped"} <= kinds
+        content = [e for e in said if e.params["TranscriptionEvent"] == "transcription-content"]
+        sequences = [e.sequence for e in content]
+        repeated += len(sequences) - len(set(sequences))
+        reordered += sequences != sorted(sequences)
+        in_order = {e.sequence: e for e in content}
+        script = SCRIPTS[direction][: len(in_order)]
+        assert [
+            (e.params["Track"], json.loads(e.params["TranscriptionData"])["transcript"])
+            for _, e in sorted(in_order.items())
+        ] == [(TRACKS[direction, speaker], text) for speaker, text in script]
+        recorded = [e for e in mine if e.kind is EventKind.RECORDING]
+        recordings += len(recorded)
+        if direction == "outbound":
+            assert bool(content) is (call.parent_sid in answered_out)
+            if call.parent_sid in answered_out:
+                [recording] = recorded
+                assert recording.duration_s == answered_out[call.parent_sid].duration_s
+                assert recording.context.record_id == answered_out[call.parent_sid].record_id
+            else:
+                assert recorded == []
+        else:
+            assert len(recorded) == (1 if content else 0)
+            assert all(e.context.direction == "inbound" for e in [*said, *recorded])
+    assert recordings == summary.conversation["recordings"]
+    assert repeated > 0, "Twilio repeats some callbacks"
+    assert reordered > 0, "and some overtake others"
+
+
+async def test_a_gateway_that_records_nothing_is_played_nothing_of_it(
+    make_gateway: GatewayFactory, twilio: TwilioSigner
+) -> None:
+    gateway = await make_gateway(ring_identities=["kintone_1"])
+    simulator = Simulator(
+        str(gateway.make_url("")),
+        twilio,
+        account_sid=ACCOUNT_SID,
+        app_sid=APP_SID,
+        caller_id=CALLER_ID,
+    )
+    summary = await simulator.run(
+        plan_calls(10, seed=1), progress=False, inbound=plan_inbound_calls(4, seed=2)
+    )
+    assert summary.failures == []
+    assert not summary.conversation
