@@ -5,13 +5,15 @@ after-dial answer when nobody took the call (the ring group, then the forward), 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from services.common.events import EventKind
+from services.common.events import CallEvent, EventKind
 from services.devtools.call_flows import COMPANY_NUMBER
+from services.devtools.simulate import HANG_UP_SHARE, Simulator, plan_inbound_calls
 from services.devtools.twilio_player import (
     TwilioSigner,
     dial_action_form,
@@ -21,7 +23,7 @@ from services.devtools.twilio_player import (
 from services.gateway.domain.twiml import VOICEMAIL_GREETING_JA, VOICEMAIL_THANKS_JA
 from services.gateway.settings import Transcription, Voicemail
 from tests.conftest import ReadEvents
-from tests.factories import ACCOUNT_SID, PUBLIC_BASE_URL
+from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID, PUBLIC_BASE_URL
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_inbound import (
     CUSTOMER,
@@ -204,3 +206,69 @@ async def test_a_recording_callback_with_a_source_we_never_wrote_is_400(
     response = await post_signed(gateway, twilio, path, recording)
     assert response.status == 400
     assert "source" in await response.text()
+
+
+# --- calltrail simulate's missed calls, as Twilio plays them ------------------------------------
+
+
+@pytest.mark.parametrize("forward", [True, False])
+async def test_simulated_missed_calls_hang_up_ring_out_and_leave_voicemails(
+    make_gateway: GatewayFactory,
+    twilio: TwilioSigner,
+    topic: str,
+    read_events: ReadEvents,
+    forward: bool,
+) -> None:
+    gateway = await make_gateway(
+        ring_identities=RING,
+        inbound_forward_to=FORWARD if forward else None,
+        voicemail=Voicemail.ON,
+        transcription=Transcription.ON,
+    )
+    calls = plan_inbound_calls(40, seed=2020, hang_ups=HANG_UP_SHARE)
+    simulator = Simulator(
+        str(gateway.make_url("")),
+        twilio,
+        account_sid=ACCOUNT_SID,
+        app_sid=APP_SID,
+        caller_id=CALLER_ID,
+    )
+    summary = await simulator.run([], concurrency=8, progress=False, inbound=calls)
+    assert summary.failures == []
+    outcomes = Counter(outcome.split()[1] for outcome in summary.inbound.elements())
+    assert {"answered", "hung-up", "voicemail", "voicemail-silent"} <= set(outcomes)
+    missed = [c for c in calls if not c.answered and not c.hangs_up]
+    voicemails = [c for c in missed if not (forward and c.forward_answers)]
+    assert outcomes["voicemail"] + outcomes["voicemail-silent"] == len(voicemails)
+    assert summary.conversation["voicemails"] == len(voicemails)
+
+    events = [e for _, e in await read_events(topic, summary.callbacks + len(calls), timeout_s=30)]
+    by_call: dict[str, list[CallEvent]] = defaultdict(list)
+    for event in events:
+        by_call[event.root_call_sid].append(event)
+    for call in calls:
+        mine = by_call[call.parent_sid]
+        recordings = [e for e in mine if e.kind is EventKind.RECORDING]
+        if call not in voicemails:
+            assert not any(e.params.get("RecordingSource") == "RecordVerb" for e in recordings)
+            continue
+        [recording] = recordings  # nothing records the ring, only the <Record>
+        assert recording.params["RecordingSource"] == "RecordVerb"
+        status = recording.params["RecordingStatus"]
+        assert status == ("completed" if call.leaves_message else "absent")
+        said = [
+            e
+            for e in mine
+            if e.kind is EventKind.TRANSCRIPT
+            and e.params["TranscriptionEvent"] == "transcription-content"
+        ]
+        assert bool(said) is call.leaves_message
+        assert {e.params["Track"] for e in said} <= {"inbound_track"}  # the caller's
+
+    metrics = await (await gateway.get("/metrics")).text()
+    offered = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("calltrail_inbound_calls_total") and 'outcome="voicemail"' in line
+    )
+    assert offered == len(voicemails)
