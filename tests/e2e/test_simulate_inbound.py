@@ -29,6 +29,17 @@ def simulate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def simulate_env() -> dict[str, str]:
+    """This environment, with the test's Twilio account in place of any other."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    return env | {
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_TWIML_APP_SID": APP_SID,
+        "TWILIO_CALLER_ID": CALLER_ID,
+    }
+
+
 def callbacks_in(output: str) -> int:
     found = re.search(r"\d+ calls, (\d+) status callbacks", output)
     assert found, output
@@ -47,13 +58,7 @@ def test_simulate_plays_inbound_calls_into_a_gateway_process(
         ring_timeout_s=15,
     )
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-        env |= {
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_TWIML_APP_SID": APP_SID,
-            "TWILIO_CALLER_ID": CALLER_ID,
-        }
+        env = simulate_env()
         args = ["--gateway", base, "--public-base-url", PUBLIC_BASE_URL, "--seed", "11"]
         result = simulate(*args, "--calls", "3", env=env)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -95,8 +100,7 @@ def test_simulate_plays_missed_callers_into_a_gateway_that_takes_voicemail(
         transcription="on",
     )
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-        env |= {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT_SID}
+        env = simulate_env()
         args = ["--gateway", base, "--public-base-url", PUBLIC_BASE_URL, "--seed", "27"]
         result = simulate(*args, "--calls", "0", "--inbound", "16", env=env)
         assert result.returncode == 0, result.stdout + result.stderr

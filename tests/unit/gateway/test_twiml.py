@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -424,6 +425,22 @@ def test_is_missed() -> None:
 # --- the prepared template is VoiceResponse's output, exactly ---------------------------------
 
 
+def _voice_response_start(conversation: Conversation, callback: str) -> Any:
+    """twilio-python's own ``<Start><Transcription>`` for the conversation."""
+    from twilio.twiml.voice_response import Start
+
+    start = Start()
+    optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
+    start.transcription(
+        language_code=conversation.language,
+        track="both_tracks",
+        partial_results=False,
+        status_callback_url=callback,
+        **{k: v for k, v in optional.items() if v is not None},
+    )
+    return start
+
+
 def _voice_response_dial(
     number: str,
     caller_id: str,
@@ -433,20 +450,11 @@ def _voice_response_dial(
 ) -> str:
     """How dial_number_twiml built its answer before the template: the reference, with
     twilio-python's own <Start><Transcription> and <Dial record…> attributes."""
-    from twilio.twiml.voice_response import Dial, Start, VoiceResponse
+    from twilio.twiml.voice_response import Dial, VoiceResponse
 
     response = VoiceResponse()
     if conversation.transcription:
-        start = Start()
-        optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
-        start.transcription(
-            language_code=conversation.language,
-            track="both_tracks",
-            partial_results=False,
-            status_callback_url=callbacks.transcription,
-            **{k: v for k, v in optional.items() if v is not None},
-        )
-        response.append(start)
+        response.append(_voice_response_start(conversation, callbacks.transcription))
     record: dict[str, str] = {}
     if conversation.recording:
         record = {
@@ -786,23 +794,14 @@ def _voice_response_voicemail(
     fragment: str,
 ) -> str:
     """The voicemail as twilio-python's VoiceResponse builds it: the reference."""
-    from twilio.twiml.voice_response import Start, VoiceResponse
+    from twilio.twiml.voice_response import VoiceResponse
 
     context = call.callback_context()
     callbacks = Callbacks.of(public_base_url, context, fragment)
     response = VoiceResponse()
     response.say(greeting, language="ja-JP")
     if conversation.transcription:
-        start = Start()
-        optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
-        start.transcription(
-            language_code=conversation.language,
-            track="both_tracks",
-            partial_results=False,
-            status_callback_url=callbacks.transcription,
-            **{k: v for k, v in optional.items() if v is not None},
-        )
-        response.append(start)
+        response.append(_voice_response_start(conversation, callbacks.transcription))
     done = f"{public_base_url}{VOICEMAIL_DONE_PATH}" + (f"#{fragment}" if fragment else "")
     response.record(
         action=done,
