@@ -278,7 +278,7 @@ class GatewaySettings(KafkaSettings):
 
     def voicemail_answer(self) -> VoicemailAnswer | None:
         """The voicemail TwiML, prepared once; None with ``VOICEMAIL=off``."""
-        if self.voicemail is Voicemail.OFF:
+        if self.voicemail != Voicemail.ON:
             return None
         return VoicemailAnswer.prepare(
             greeting=self.voicemail_greeting,

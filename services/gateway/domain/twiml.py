@@ -611,7 +611,7 @@ def after_dial_twiml(
     is not a plain miss) hangs up, never forwarded; a missed ring group goes to the forward
     number, else the voicemail (``voicemail``) or the message; a missed forward gets the
     voicemail or the message. ``caller_gone``: the caller hung up while it rang (Twilio still
-    asks, and ignores the answer): no voicemail is offered to nobody."""
+    asks, and ignores the answer): nobody is there to leave a voicemail, none is offered."""
     if not is_missed(dial_call_status):
         answered = DialOutcome.FORWARD_ANSWERED if after.forwarded else DialOutcome.ANSWERED
         return answered, hangup_twiml()
