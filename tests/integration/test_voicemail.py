@@ -272,3 +272,24 @@ async def test_simulated_missed_calls_hang_up_ring_out_and_leave_voicemails(
         if line.startswith("calltrail_inbound_calls_total") and 'outcome="voicemail"' in line
     )
     assert offered == len(voicemails)
+
+
+async def test_a_message_as_long_as_voicemail_max_s_is_cut_there(
+    make_gateway: GatewayFactory, twilio: TwilioSigner, topic: str, read_events: ReadEvents
+) -> None:
+    gateway = await make_gateway(ring_identities=RING, voicemail=Voicemail.ON, voicemail_max_s=5)
+    calls = [c for c in plan_inbound_calls(24, seed=7) if not c.answered and c.leaves_message]
+    assert calls and all(c.message_s > 5 for c in calls)
+    simulator = Simulator(
+        str(gateway.make_url("")),
+        twilio,
+        account_sid=ACCOUNT_SID,
+        app_sid=APP_SID,
+        caller_id=CALLER_ID,
+    )
+    summary = await simulator.run([], progress=False, inbound=calls)
+    assert summary.failures == []
+    events = [e for _, e in await read_events(topic, summary.callbacks + len(calls))]
+    recordings = [e for e in events if e.kind is EventKind.RECORDING]
+    assert len(recordings) == len(calls)
+    assert {(e.params["RecordingStatus"], e.duration_s) for e in recordings} == {("completed", 5)}
