@@ -279,7 +279,8 @@ async def test_a_message_as_long_as_voicemail_max_s_is_cut_there(
 ) -> None:
     gateway = await make_gateway(ring_identities=RING, voicemail=Voicemail.ON, voicemail_max_s=5)
     calls = [c for c in plan_inbound_calls(24, seed=7) if not c.answered and c.leaves_message]
-    assert calls and all(c.message_s > 5 for c in calls)
+    assert calls
+    assert all(c.message_s > 5 for c in calls)
     simulator = Simulator(
         str(gateway.make_url("")),
         twilio,
