@@ -127,7 +127,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
     _devtools("simulate")
     from services.devtools.dev import DEV_PLACEHOLDERS
-    from services.devtools.simulate import Simulator, plan_calls, plan_inbound_calls
+    from services.devtools.simulate import (
+        HANG_UP_SHARE,
+        Simulator,
+        plan_calls,
+        plan_inbound_calls,
+    )
     from services.devtools.twilio_player import TwilioSigner
 
     def setting(name: str) -> str:
@@ -144,7 +149,7 @@ def _simulate(args: argparse.Namespace) -> int:
     calls = plan_calls(args.calls, seed=args.seed)
     inbound_count = args.calls // 4 if args.inbound is None else args.inbound
     inbound_seed = None if args.seed is None else args.seed + 1
-    inbound = plan_inbound_calls(inbound_count, seed=inbound_seed)
+    inbound = plan_inbound_calls(inbound_count, seed=inbound_seed, hang_ups=HANG_UP_SHARE)
     summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency, inbound=inbound))
     print(
         f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "

@@ -47,6 +47,9 @@ DEV_INBOUND: Mapping[str, str] = {
 # The conversation (CONTRACT.md section 11) on, so that `calltrail simulate` plays recordings and
 # transcripts; a setting of one's own (e.g. RECORDING=off) wins.
 DEV_CONVERSATION: Mapping[str, str] = {"RECORDING": "dual", "TRANSCRIPTION": "on"}
+# Voicemail (CONTRACT.md section 12) on, so that `calltrail simulate`'s missed callers leave
+# messages (or say nothing) after the forward rings out; VOICEMAIL=off of one's own wins.
+DEV_VOICEMAIL: Mapping[str, str] = {"VOICEMAIL": "on"}
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
@@ -94,7 +97,7 @@ def run_dev(gateway_port: int | None = None) -> int:
     if not (env.get("RING_IDENTITIES") or env.get("SIP_RING_IDENTITIES")):
         env["RING_IDENTITIES"] = DEV_INBOUND["RING_IDENTITIES"]
     env.setdefault("INBOUND_FORWARD_TO", DEV_INBOUND["INBOUND_FORWARD_TO"])
-    for name, value in DEV_CONVERSATION.items():
+    for name, value in {**DEV_CONVERSATION, **DEV_VOICEMAIL}.items():
         env.setdefault(name, value)
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)

@@ -20,6 +20,14 @@ the utterances of an answered call, Japanese, both tracks, some out of order and
 stopped) at its ``statusCallbackUrl``, interleaved with the legs' status callbacks; the answered
 ``<Dial>``'s ``recordingStatusCallback`` gets the recording, ``completed`` after the call. A
 gateway that records nothing gets nothing of it.
+
+Missed calls (CONTRACT.md section 12): some callers hang up while the browsers ring (every
+``<Client>`` leg ``canceled``; Twilio still asks the ``<Dial>``'s action, and the simulator, like
+Twilio, ignores the answer), some forwards ring out, and when the gateway answers a call nobody
+took with a ``<Record>`` (``VOICEMAIL=on``) the caller hears the greeting and either leaves a
+message (a few utterances on the caller's track, to the voicemail's own ``<Start><Transcription>``
+or else the call's first one; the ``<Record>``'s action; its recording ``completed``, source
+``RecordVerb``) or says nothing (the recording ``absent``, no action, as Twilio does).
 """
 
 from __future__ import annotations
@@ -100,6 +108,9 @@ class PlannedInbound:
     talk_s: int
     started_at: datetime
     shuffle_seed: int
+    hangs_up: bool = False  # gives up while the browsers ring (never when one answers)
+    leaves_message: bool = True  # speaks into the voicemail, if the gateway offers one
+    message_s: int = 20  # how long
 
 
 @dataclass(slots=True)
@@ -263,10 +274,20 @@ def _uui(rng: random.Random, line_user_id: str) -> tuple[str | None, str | None]
     return None, None
 
 
+#: The share of unanswered calls whose caller hangs up while it rings (``calltrail simulate``),
+#: and of voicemails that are a message (the rest: silence).
+HANG_UP_SHARE = 0.3
+MESSAGE_SHARE = 0.75
+
+
 def plan_inbound_calls(
-    count: int, seed: int | None = None, start: datetime | None = None
+    count: int, seed: int | None = None, start: datetime | None = None, hang_ups: float = 0.0
 ) -> list[PlannedInbound]:
+    """``hang_ups``: the share of unanswered calls whose caller gives up while it rings. What
+    missed callers do is drawn from a stream of its own, so a seed plans the same calls as
+    before it was added."""
     rng = random.Random(seed)
+    missed = random.Random(None if seed is None else f"{seed}:missed")
     start = start or datetime.now(UTC)
     calls = []
     for i in range(count):
@@ -295,6 +316,9 @@ def plan_inbound_calls(
                 talk_s=rng.randint(5, 600),
                 started_at=start - timedelta(seconds=(count - i) * 11),
                 shuffle_seed=rng.randint(0, 2**31),
+                hangs_up=missed.random() < hang_ups and not answered,
+                leaves_message=missed.random() < MESSAGE_SHARE,
+                message_s=missed.randint(5, 40),
             )
         )
     return calls
@@ -323,7 +347,9 @@ def ring_forms(call: PlannedInbound, identities: list[str]) -> list[tuple[str, d
     answerer = identities[call.answerer % len(identities)] if call.answered else None
     forms: list[tuple[str, dict[str, str]]] = []
     for identity in identities:
-        if answerer is None:
+        if call.hangs_up:
+            outcome = "canceled"  # the caller gave up: Twilio cancels every leg
+        elif answerer is None:
             outcome = "no-answer"
         else:
             outcome = "answered" if identity == answerer else "canceled"
@@ -372,6 +398,13 @@ SCRIPTS: dict[str, tuple[tuple[str, str], ...]] = {
         (STAFF, "ほかにご不明な点はございますか。"),
         (CUSTOMER, "大丈夫です。失礼します。"),
     ),
+    # A voicemail: the caller alone, after the beep.
+    "voicemail": (
+        (CUSTOMER, "お世話になっております。株式会社サンプルの田中です。"),
+        (CUSTOMER, "先日いただいたお見積もりの件でお電話しました。"),
+        (CUSTOMER, "お手数ですが、折り返しお電話をお願いいたします。"),
+        (CUSTOMER, "番号は090の1111の2222です。失礼いたします。"),
+    ),
 }
 #: Twilio names the tracks from the call that ran the TwiML: the browser's on an outbound call
 #: (inbound_track: the salesperson), the customer's on an inbound call (inbound_track: them).
@@ -380,7 +413,9 @@ TRACKS = {
     ("outbound", CUSTOMER): "outbound_track",
     ("inbound", CUSTOMER): "inbound_track",
     ("inbound", STAFF): "outbound_track",
+    ("voicemail", CUSTOMER): "inbound_track",  # the <Record> runs on the caller's call
 }
+GREETING_S = 7  # the voicemail greeting, until the beep
 SECONDS_PER_UTTERANCE = 10
 ANSWER_AFTER_S = 5  # an outbound call's ring before the customer answers, roughly
 
@@ -568,7 +603,8 @@ class Simulator:
         """``posts`` with what the TwiML ``root`` asked Twilio to post about the conversation:
         the transcription's callbacks interleaved (its utterances partly out of order, some
         twice), and the recording of the answered ``<Dial>`` (``recorded_by``, default the
-        root's) after the call."""
+        root's) after the call; of a voicemail's ``<Record>`` (``recorded_by``), the message,
+        or ``absent`` when the caller said nothing (``talk_s`` 0)."""
         rng = random.Random(seed + 2)
         conversation = Conversation.of(root, self._path)
         if conversation.transcription_path is not None:
@@ -588,16 +624,20 @@ class Simulator:
             posts = interleave(posts, [(conversation.transcription_path, f) for f in flow], rng)
         dial = recorded_by if recorded_by is not None else root.find("Dial")
         recording_url = dial.get("recordingStatusCallback") if dial is not None else None
-        if recording_url and talk_s > 0:
+        voicemail = dial is not None and dial.tag == "Record"
+        if recording_url and (talk_s > 0 or voicemail):
             recording = recording_callback_form(
                 account_sid=self._account_sid,
                 call_sid=call_sid,
                 recording_sid=new_sid("RE"),
-                duration_s=talk_s,
+                status="completed" if talk_s > 0 else "absent",
+                duration_s=talk_s if talk_s > 0 else -1,
                 started_at=answered_at,
+                error_code=None if talk_s > 0 else "16102",  # silent
+                source="RecordVerb" if voicemail else "DialVerb",
             )
             posts.append((self._path(recording_url), recording))
-            summary.conversation["recordings"] += 1
+            summary.conversation["voicemails" if voicemail else "recordings"] += 1
         return posts
 
     def _path(self, url: str | None) -> str:
@@ -676,20 +716,24 @@ class Simulator:
                 posts = conversation(posts, answer_at, call.talk_s)
             await self._callbacks(session, posts, summary)
             moment += timedelta(seconds=call.ring_s + (call.talk_s if answered else 0))
+            # A caller who hung up: Twilio still asks the action (the call is over, and the
+            # answer ignored). Guess: DialCallStatus ``canceled`` then (Twilio's <Dial> page
+            # lists it, without saying when).
+            dial_status = "completed" if answered else "canceled" if call.hangs_up else "no-answer"
             action = dial_action_form(
                 account_sid=self._account_sid,
                 call_sid=call.parent_sid,
                 from_=voice["From"],
                 to=voice["To"],
-                dial_status="completed" if answered else "no-answer",
+                dial_status=dial_status,
                 dial_call_sid=answered,
                 dial_duration_s=call.talk_s if answered else None,
-                call_status="completed" if answered else "in-progress",
+                call_status="completed" if answered or call.hangs_up else "in-progress",
             )
             root = await self._twiml(session, self._path(dial.get("action")), action, summary)
             if root is None:
                 return
-            outcome = "answered" if answered else outcome
+            outcome = "answered" if answered else "hung-up" if call.hangs_up else outcome
         number = root.find("Dial/Number")
         if number is not None and outcome == "missed":
             dial = root.find("Dial")
@@ -721,8 +765,17 @@ class Simulator:
                     dial_call_sid=child,
                     dial_duration_s=call.talk_s if call.forward_answers else None,
                 )
-                if await self._twiml(session, self._path(dial.get("action")), action, summary):
+                after = await self._twiml(session, self._path(dial.get("action")), action, summary)
+                if after is not None:
                     outcome = "forwarded" if call.forward_answers else outcome
+                    root = after
+        record = root.find("Record")
+        if record is not None and outcome == "missed":
+            moment, heard_by_opening = await self._voicemail(
+                session, call, voice, root, record, opening, moment, summary
+            )
+            conversed = conversed or heard_by_opening
+            outcome = "voicemail" if call.leaves_message else "voicemail-silent"
         parent = parent_leg_form(
             parent=call.parent_sid,
             from_=voice["From"],
@@ -736,6 +789,59 @@ class Simulator:
         await self._callbacks(session, posts, summary)
         summary.calls += 1
         summary.inbound[f"{call.kind} {outcome}"] += 1
+
+    async def _voicemail(
+        self,
+        session: aiohttp.ClientSession,
+        call: PlannedInbound,
+        voice: dict[str, str],
+        twiml: ET.Element,
+        record: ET.Element,
+        opening: ET.Element,
+        moment: datetime,
+        summary: SimulationSummary,
+    ) -> tuple[datetime, bool]:
+        """The caller hears the greeting, then after the beep leaves a message or says nothing.
+        What they say goes to the voicemail TwiML's own transcription, else to the call's first
+        one (guess: Twilio's pages do not say what a second session on a call hears; one is
+        enough to say it once). Returns when the call ends, and whether the call's first
+        transcription session was played here."""
+        beep = moment + timedelta(seconds=GREETING_S)
+        longest = int(record.get("maxLength") or 3600)
+        message_s = min(call.message_s, longest) if call.leaves_message else 0
+        own = twiml.find("Start/Transcription") is not None
+        flow = self._with_conversation(
+            [],
+            twiml if own else opening,
+            call_sid=call.parent_sid,
+            direction="voicemail",
+            talk_s=message_s,
+            started_at=moment if own else call.started_at,
+            answered_at=beep,
+            seed=call.shuffle_seed,
+            summary=summary,
+            recorded_by=record,
+        )
+        recording = flow.pop()  # a <Record> always reports: completed, or absent
+        await self._callbacks(session, flow, summary)
+        end = beep + timedelta(seconds=message_s)
+        if message_s:
+            # The message ended (silence, a key, or maxLength): Twilio asks the action. An
+            # empty recording skips it, and the call ends with the TwiML.
+            done = incoming_voice_form(
+                account_sid=self._account_sid,
+                call_sid=call.parent_sid,
+                from_=voice["From"],
+                to=voice["To"],
+                RecordingUrl=recording[1]["RecordingUrl"],
+                RecordingDuration=str(message_s),
+                Digits="hangup",
+            )
+            done["CallStatus"] = "in-progress"
+            await self._twiml(session, self._path(record.get("action")), done, summary)
+            end += timedelta(seconds=4)  # the thanks
+        await self._callbacks(session, [recording], summary)
+        return end, not own or twiml is opening
 
     async def run(
         self,

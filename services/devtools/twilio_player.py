@@ -175,12 +175,17 @@ def recording_callback_form(
     duration_s: int | None = None,
     started_at: datetime | None = None,
     error_code: str | None = None,
+    source: str = "DialVerb",
 ) -> dict[str, str]:
     """A ``<Dial record="record-from-answer-dual">``'s recording status callback, as Twilio's
     "TwiML Voice: <Dial>" and "<Recording>" pages list its parameters: CallSid is the call
     that ran the TwiML (the parent of the dialled leg); two channels; the source DialVerb.
-    Guess: the ``ErrorCode`` of an ``absent`` recording (16101 too short, 16102 silent, from
-    Twilio's recording status callback article) and ``0`` otherwise."""
+    ``source="RecordVerb"``: a ``<Record>``'s (a voicemail: the caller alone, one channel;
+    ``RecordingSource`` as the Recording resource's ``source`` values list it).
+    Guesses: the ``ErrorCode`` of an ``absent`` recording (16101 too short, 16102 silent, from
+    Twilio's recording status callback article) and ``0`` otherwise; a ``<Record>``'s
+    ``RecordingTrack`` (``inbound``)."""
+    voicemail = source == "RecordVerb"
     form = {
         "AccountSid": account_sid,
         "CallSid": call_sid,
@@ -189,9 +194,9 @@ def recording_callback_form(
             f"https://api.twilio.com/{API_VERSION}/Accounts/{account_sid}/Recordings/{recording_sid}"
         ),
         "RecordingStatus": status,
-        "RecordingChannels": "2",
-        "RecordingSource": "DialVerb",
-        "RecordingTrack": "both",
+        "RecordingChannels": "1" if voicemail else "2",
+        "RecordingSource": source,
+        "RecordingTrack": "inbound" if voicemail else "both",
         "RecordingStartTime": format_datetime(started_at or datetime.now(UTC)),
         "ErrorCode": error_code or "0",
     }

@@ -18,7 +18,12 @@ from services.common.kafka import make_producer
 from services.gateway.adapters.publisher import EventPublisher, Publisher
 from services.gateway.adapters.spool import Spool
 from services.gateway.domain.security import RateLimiter, TwilioSignature
-from services.gateway.domain.twiml import Conversation, OutboundDial, notice_url
+from services.gateway.domain.twiml import (
+    Conversation,
+    OutboundDial,
+    VoicemailAnswer,
+    notice_url,
+)
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 
@@ -36,6 +41,7 @@ class Gateway:
     address_limiter: RateLimiter
     conversation: Conversation  # what the TwiML records, transcribes and says first
     outbound_dial: OutboundDial  # /twiml/voice's answer, prepared for that conversation
+    voicemail: VoicemailAnswer | None = None  # what a caller nobody answered hears (prepared)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -78,4 +84,5 @@ def bootstrap(
         outbound_dial=OutboundDial.prepare(
             conversation, notice_url(settings.public_base_url, settings.status_callback_overrides)
         ),
+        voicemail=settings.voicemail_answer(),
     )

@@ -48,7 +48,7 @@ class GatewayMetrics:
         self.inbound = LoopCounter(
             "calltrail_inbound_calls_total",
             "Inbound calls by kind (number, line) and step: rung, answered, forwarded,"
-            " forward_answered, unanswered.",
+            " forward_answered, unanswered, voicemail.",
             ["kind", "outcome"],
             registry=registry,
         )

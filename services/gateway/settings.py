@@ -16,7 +16,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from services.common.settings import CsvList, KafkaSettings
 from services.gateway.domain.tokens import IDENTITY_PATTERN
-from services.gateway.domain.twiml import RECORDING_NOTICE_JA, Conversation
+from services.gateway.domain.twiml import (
+    RECORDING_NOTICE_JA,
+    VOICEMAIL_GREETING_JA,
+    Conversation,
+    VoicemailAnswer,
+)
 
 #: Twilio dials at most ten <Client> nouns in one <Dial>.
 MAX_RING_IDENTITIES = 10
@@ -34,6 +39,17 @@ class Recording(enum.StrEnum):
 class Transcription(enum.StrEnum):
     OFF = "off"
     ON = "on"
+
+
+class Voicemail(enum.StrEnum):
+    OFF = "off"
+    ON = "on"  # a caller nobody answered may leave a message (CONTRACT.md section 12)
+
+
+#: ``<Record maxLength>``'s range in seconds (Twilio's "TwiML Voice: <Record>": an integer
+#: greater than 1, at most 14400 with the account's default maximum call duration); below five
+#: seconds nobody can say who they are.
+VOICEMAIL_MAX_S_RANGE = (5, 14_400)
 
 
 class TranscriptionEngine(enum.StrEnum):
@@ -111,6 +127,14 @@ class GatewaySettings(KafkaSettings):
     transcription_engine: TranscriptionEngine | None = None
     transcription_model: str | None = None
     recording_notice: str = Field(default=RECORDING_NOTICE_JA, max_length=MAX_NOTICE_CHARS)
+    # Missed calls (CONTRACT.md section 12): off by default.
+    voicemail: Voicemail = Voicemail.OFF
+    voicemail_greeting: str = Field(
+        default=VOICEMAIL_GREETING_JA, min_length=1, max_length=MAX_NOTICE_CHARS
+    )
+    voicemail_max_s: int = Field(
+        default=120, ge=VOICEMAIL_MAX_S_RANGE[0], le=VOICEMAIL_MAX_S_RANGE[1]
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -129,7 +153,9 @@ class GatewaySettings(KafkaSettings):
             file_secret_settings,
         )
 
-    @field_validator("recording", "transcription", "transcription_engine", mode="before")
+    @field_validator(
+        "recording", "transcription", "transcription_engine", "voicemail", mode="before"
+    )
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -145,6 +171,11 @@ class GatewaySettings(KafkaSettings):
     @classmethod
     def _one_notice(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("voicemail_greeting", mode="before")
+    @classmethod
+    def _greeting(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _model_of_the_engine(self) -> GatewaySettings:
@@ -243,6 +274,18 @@ class GatewaySettings(KafkaSettings):
             engine=self.transcription_engine.value if self.transcription_engine else None,
             model=self.transcription_model,
             notice=self.recording_notice,
+        )
+
+    def voicemail_answer(self) -> VoicemailAnswer | None:
+        """The voicemail TwiML, prepared once; None with ``VOICEMAIL=off``."""
+        if self.voicemail != Voicemail.ON:
+            return None
+        return VoicemailAnswer.prepare(
+            greeting=self.voicemail_greeting,
+            max_length_s=self.voicemail_max_s,
+            public_base_url=self.public_base_url,
+            fragment=self.status_callback_overrides,
+            conversation=self.conversation,
         )
 
     @property

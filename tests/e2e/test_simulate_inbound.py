@@ -29,6 +29,17 @@ def simulate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def simulate_env() -> dict[str, str]:
+    """This environment, with the test's Twilio account in place of any other."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    return env | {
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_TWIML_APP_SID": APP_SID,
+        "TWILIO_CALLER_ID": CALLER_ID,
+    }
+
+
 def callbacks_in(output: str) -> int:
     found = re.search(r"\d+ calls, (\d+) status callbacks", output)
     assert found, output
@@ -47,13 +58,7 @@ def test_simulate_plays_inbound_calls_into_a_gateway_process(
         ring_timeout_s=15,
     )
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-        env |= {
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_TWIML_APP_SID": APP_SID,
-            "TWILIO_CALLER_ID": CALLER_ID,
-        }
+        env = simulate_env()
         args = ["--gateway", base, "--public-base-url", PUBLIC_BASE_URL, "--seed", "11"]
         result = simulate(*args, "--calls", "3", env=env)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -80,3 +85,36 @@ def test_simulate_plays_inbound_calls_into_a_gateway_process(
     for event in events:
         if event.parent_call_sid in inbound_roots:
             assert event.context.direction == "inbound"
+
+
+def test_simulate_plays_missed_callers_into_a_gateway_that_takes_voicemail(
+    kafka_broker: LocalBroker, topic: str, tmp_path: Path, read_events: ReadEvents
+) -> None:
+    gateway, base = start_gateway(
+        kafka_broker.bootstrap,
+        topic,
+        tmp_path,
+        ring_identities=["kintone_1", "kintone_2"],
+        ring_timeout_s=15,
+        voicemail="on",
+        transcription="on",
+    )
+    try:
+        env = simulate_env()
+        args = ["--gateway", base, "--public-base-url", PUBLIC_BASE_URL, "--seed", "27"]
+        result = simulate(*args, "--calls", "0", "--inbound", "16", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        # Callers who hang up while it rings, and voicemails with speech and without.
+        for outcome in ("hung-up", "voicemail", "voicemail-silent"):
+            assert re.search(rf"(number|line) {outcome} \d+", result.stdout), result.stdout
+        voicemails = re.search(r"voicemails (\d+)", result.stdout)
+        assert voicemails, result.stdout
+        published = 16 + callbacks_in(result.stdout)
+    finally:
+        assert gateway.stop() == 0
+
+    events = [event for _, event in asyncio.run(read_events(topic, published, timeout_s=15))]
+    recorded = [e for e in events if e.kind is EventKind.RECORDING]
+    assert len(recorded) == int(voicemails.group(1))  # nothing but the voicemails records
+    assert {e.params["RecordingSource"] for e in recorded} == {"RecordVerb"}
+    assert {e.params["RecordingStatus"] for e in recorded} == {"completed", "absent"}

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from services.recorder.adapters.outbox import KintoneOutbox
+from tests.conversation_events import recording_event, transcript
 from tests.inbound_calls import InboundCall, inbound_call
 from tests.integration.writeback_support import AT, CALL_LOG, CUSTOMERS, Harness
 
@@ -252,3 +254,96 @@ async def test_the_retry_pages_back_through_colleagues_comments_to_find_its_own(
     await drain(h)
     assert [call.root in c["text"] for c in comments(h, customer)] == [True] + [False] * 25
     assert (posts(h) - before, reads(h)) == (0, 3)
+
+
+# --- the voicemail (留守電) -----------------------------------------------------------------------
+
+MESSAGE = [
+    "お世話になっております。",
+    "見積の件でお電話しました。",
+    "折り返しお願いします。",
+    "以上です。",
+]
+
+
+def voicemail_events(root: str, *, status: str = "completed", said: bool = True) -> list[Any]:
+    """The voicemail after the ring: its recording (a <Record>'s: RecordingSource RecordVerb),
+    and the call's transcription, the caller's words on the inbound track from the beep on."""
+    beep = AT + timedelta(seconds=40)
+    events: list[Any] = [
+        recording_event(
+            root,
+            at=beep,
+            status=status,
+            duration_s=14 if status == "completed" else None,
+            source="RecordVerb",
+            direction="inbound",
+        )
+    ]
+    if said:
+        words = [("inbound_track", text) for text in MESSAGE]
+        events += transcript(root, words, at=beep, direction="inbound")
+    return events
+
+
+@pytest.mark.parametrize("mode", ["subtable", "app"])
+async def test_a_voicemail_is_rusuden_and_its_comment_carries_its_first_lines(
+    make_harness: MakeHarness, mode: str
+) -> None:
+    h = await harness(make_harness, mode)
+    customer = h.customer(電話番号=CALLER)
+    call = inbound_call(caller=CALLER, outcome="missed", at=AT)
+    await h.record_calls(call.events, voicemail_events(call.root))
+    await drain(h)
+    if mode == "subtable":
+        [row] = h.history(customer)
+        assert (row["通話結果"], row["通話時間"], row["担当者"]) == ("留守電", "0", "")
+    else:
+        [log] = h.domain.records(CALL_LOG)
+        assert log["通話結果"]["value"] == "留守電"
+    [comment] = comments(h, customer)
+    assert comment["text"].splitlines()[1:] == [
+        "留守電がありました。",
+        "発信者: 090-1111-2222",
+        "日時: 2026年11月10日(火) 12:00",
+        "留守電:",
+        *(f"  {line}" for line in MESSAGE[:3]),
+        f"CallSid: {call.root}",
+    ]
+    assert (await KintoneOutbox(h.engine).status()).missed == []
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "result"),
+    [
+        ("absent", False, "不在着信"),  # a silent caller: no file, a plain missed call
+        ("failed", False, "不在着信"),
+        ("completed", False, "留守電"),  # a message the transcription did not catch (or off)
+    ],
+)
+async def test_what_a_voicemail_leaves_decides_the_result(
+    make_harness: MakeHarness, status: str, said: bool, result: str
+) -> None:
+    h = await harness(make_harness)
+    customer = h.customer(電話番号=CALLER)
+    call = inbound_call(caller=CALLER, outcome="forward-unanswered", at=AT)
+    await h.record_calls(call.events, voicemail_events(call.root, status=status, said=said))
+    await drain(h)
+    [row] = h.history(customer)
+    assert row["通話結果"] == result
+    [comment] = comments(h, customer)
+    assert comment["text"].splitlines()[1] == f"{result}がありました。"
+    assert "  " not in comment["text"]  # no lines: none were said (or heard)
+
+
+async def test_a_dial_recording_of_a_forwarded_call_is_no_voicemail(
+    make_harness: MakeHarness,
+) -> None:
+    h = await harness(make_harness)
+    customer = h.customer(電話番号=CALLER)
+    call = inbound_call(caller=CALLER, outcome="forwarded", forward_to="+81312345678", at=AT)
+    dial = recording_event(call.root, at=AT, source="DialVerb", direction="inbound")
+    await h.record_calls(call.events, [dial])
+    await drain(h)
+    assert h.history(customer)[0]["通話結果"] == "completed"
+    assert comments(h, customer) == []

@@ -28,6 +28,8 @@ CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
 RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
 TRANSCRIPTION_SID = re.compile(r"GT[0-9a-fA-F]{32}")
 RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
+#: The ``source`` in a recording callback's query (CONTRACT.md section 12).
+RECORDING_SOURCES = frozenset({"dial", "voicemail"})
 TRANSCRIPTION_CONTENT = "transcription-content"
 TRANSCRIPTION_EVENTS = frozenset(
     {
@@ -85,6 +87,12 @@ def recording_event(
     parent_call_sid = _call_sid(form, "ParentCallSid")
     _required(form, "RecordingSid", RECORDING_SID)
     _one_of(form, "RecordingStatus", RECORDING_STATUSES)
+    # Our own query says what made the recording (a voicemail's carries source=voicemail);
+    # the recorder goes by Twilio's RecordingSource (RecordVerb for a <Record>), which every
+    # recording callback carries: a value here that is neither is a URL we never wrote.
+    source = query.get("source")
+    if source is not None and source not in RECORDING_SOURCES:
+        raise BadCallbackError("malformed source")
     return CallEvent(
         EventKind.RECORDING,
         received_at,

@@ -29,9 +29,17 @@ RECORDING_NOTICE_JA = "この通話は、品質向上のため録音させてい
 REFUSAL_JA = "申し訳ありません。この番号には発信できません。"
 UNAVAILABLE_JA = "申し訳ありません。ただいま電話に出ることができません。"
 AFTER_DIAL_PATH = "/twiml/incoming/after-dial"
+VOICEMAIL_DONE_PATH = "/twiml/voicemail/done"
+VOICEMAIL_GREETING_JA = (
+    "ただいま電話に出ることができません。発信音のあとにメッセージをお話しください。"
+)
+VOICEMAIL_THANKS_JA = "メッセージをお預かりしました。お電話ありがとうございました。"
 #: DialCallStatus values of a <Dial> nobody answered (Twilio's action request). Anything else
 #: (completed, answered, absent, unknown) counts as answered: such a call is never forwarded.
 MISSED_DIAL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
+#: The caller's own CallStatus in an action request once they have hung up: Twilio still asks
+#: the ``<Dial>``'s action, and ignores the answer.
+ENDED_CALL_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
 #: What Twilio posts as From for a withheld caller ID (ANONYMOUS, UNAVAILABLE, UNKNOWN, BLOCKED,
 #: RESTRICTED spelt on a keypad), besides the words themselves.
 WITHHELD_CALLER_IDS = frozenset(
@@ -190,22 +198,35 @@ def _static_attribute(text: str) -> str:
 def _dial_number_template(conversation: Conversation, notice_url: str) -> str:
     """The /twiml/voice template for this conversation, put together by concatenation, so
     that no value can be taken for a placeholder."""
-    start = ""
-    if conversation.transcription:
-        start = (
-            '<Start><Transcription languageCode="'
-            + _static_attribute(conversation.language)
-            + '" partialResults="false"'
-            + _optional_attribute("speechModel", conversation.model)
-            + ' statusCallbackUrl="{transcription_callback}" track="both_tracks"'
-            + _optional_attribute("transcriptionEngine", conversation.engine)
-            + " /></Start>"
-        )
     record = _RECORD_ATTRIBUTES if conversation.recording else ""
     notice = ""
     if conversation.notice_to_say:
         notice = ' url="' + _static_attribute(notice_url) + '"'
-    return _DIAL_OPEN + start + _DIAL_CALLER + record + _DIAL_NUMBER_OPEN + notice + _DIAL_CLOSE
+    return (
+        _DIAL_OPEN
+        + _transcription_template(conversation)
+        + _DIAL_CALLER
+        + record
+        + _DIAL_NUMBER_OPEN
+        + notice
+        + _DIAL_CLOSE
+    )
+
+
+def _transcription_template(conversation: Conversation) -> str:
+    """``<Start><Transcription>`` as the conversation asks for it ("" when it transcribes
+    nothing), with a ``{transcription_callback}`` placeholder."""
+    if not conversation.transcription:
+        return ""
+    return (
+        '<Start><Transcription languageCode="'
+        + _static_attribute(conversation.language)
+        + '" partialResults="false"'
+        + _optional_attribute("speechModel", conversation.model)
+        + ' statusCallbackUrl="{transcription_callback}" track="both_tracks"'
+        + _optional_attribute("transcriptionEngine", conversation.engine)
+        + " /></Start>"
+    )
 
 
 def _optional_attribute(name: str, value: str | None) -> str:
@@ -329,6 +350,80 @@ class AfterDial:
         else:
             call = InboundCall(InboundKind.NUMBER, ANONYMOUS)
         return cls(call, query.get("forwarded") == "1")
+
+
+def voicemail_recording_url(public_base_url: str, context: CallContext, fragment: str = "") -> str:
+    """A voicemail's ``recordingStatusCallback``: the recording callback with the call's
+    context, and ``source=voicemail`` last."""
+    query = _context_query(context)
+    query = f"{query}&source=voicemail" if query else "source=voicemail"
+    return _url(public_base_url, RECORDING_CALLBACK_PATH, query, fragment)
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailAnswer:
+    """What a caller nobody answered hears with ``VOICEMAIL=on`` (CONTRACT.md section 12): the
+    greeting, then (transcribed calls) ``<Start><Transcription>`` as section 11 has it, then
+    ``<Record>`` with the beep, its file reported to ``/twilio/recording`` with
+    ``source=voicemail``, and ``action`` at ``/twiml/voicemail/done`` (the thanks). A template
+    prepared once (the gateway's bootstrap), like /twiml/voice's: the same text twilio's
+    VoiceResponse builds (tests/unit/gateway/test_twiml.py pins the two together). Twilio skips
+    the ``action`` of an empty recording: the TwiML ends there, and so does the call."""
+
+    public_base_url: str
+    fragment: str
+    conversation: Conversation
+    template: str
+
+    @classmethod
+    def prepare(
+        cls,
+        *,
+        greeting: str,
+        max_length_s: int,
+        public_base_url: str,
+        fragment: str = "",
+        conversation: Conversation = NOTHING_RECORDED,
+    ) -> VoicemailAnswer:
+        done_url = _url(public_base_url, VOICEMAIL_DONE_PATH, "", fragment)
+        template = (
+            _DIAL_OPEN
+            + '<Say language="ja-JP">'
+            + _xml_text(greeting).replace("{", "{{").replace("}", "}}")
+            + "</Say>"
+            + _transcription_template(conversation)
+            + '<Record action="'
+            + _static_attribute(done_url)
+            + f'" maxLength="{max_length_s}" method="POST" playBeep="true"'
+            + ' recordingStatusCallback="{recording_callback}"'
+            + f' recordingStatusCallbackEvent="{RECORDING_CALLBACK_EVENTS}" />'
+            + "</Response>"
+        )
+        return cls(public_base_url, fragment, conversation, template)
+
+    def twiml(self, call: InboundCall) -> str:
+        context = call.callback_context()
+        transcription = ""
+        if self.conversation.transcription:
+            transcription = _xml_attribute(
+                _url(
+                    self.public_base_url,
+                    TRANSCRIPTION_CALLBACK_PATH,
+                    _context_query(context),
+                    self.fragment,
+                )
+            )
+        return self.template.format(
+            recording_callback=_xml_attribute(
+                voicemail_recording_url(self.public_base_url, context, self.fragment)
+            ),
+            transcription_callback=transcription,
+        )
+
+
+def voicemail_done_twiml() -> str:
+    """The ``<Record action>``'s answer once the caller has left a message: thanks, goodbye."""
+    return refusal_twiml(VOICEMAIL_THANKS_JA)
 
 
 def forward_target(
@@ -462,6 +557,10 @@ def is_missed(dial_call_status: str | None) -> bool:
     return dial_call_status in MISSED_DIAL_STATUSES
 
 
+def caller_gone(call_status: str | None) -> bool:
+    return call_status in ENDED_CALL_STATUSES
+
+
 def nobody_answered_twiml(
     call: InboundCall,
     *,
@@ -471,11 +570,13 @@ def nobody_answered_twiml(
     fragment: str = "",
     conversation: Conversation = NOTHING_RECORDED,
     opening: bool = False,
+    voicemail: VoicemailAnswer | None = None,
 ) -> str:
-    """Forward to ``forward_to`` (its leg reported like the browsers' legs, and a message if
-    that phone does not answer either), or with nowhere to go, a message and hangup."""
+    """Forward to ``forward_to`` (its leg reported like the browsers' legs, and a message or
+    the voicemail if that phone does not answer either), or with nowhere to go, the voicemail
+    (``VOICEMAIL=on``) or a message and hangup."""
     if not forward_to:
-        return unanswered_twiml()
+        return voicemail.twiml(call) if voicemail is not None else unanswered_twiml()
     return forward_twiml(
         forward_to,
         caller_id=caller_id,
@@ -491,6 +592,7 @@ class DialOutcome(enum.StrEnum):
     FORWARDED = "forwarded"  # nobody did: on to the forward number
     FORWARD_ANSWERED = "forward_answered"  # and that phone answered
     UNANSWERED = "unanswered"  # nobody anywhere: the message
+    VOICEMAIL = "voicemail"  # nobody anywhere: the voicemail (VOICEMAIL=on)
 
 
 def after_dial_twiml(
@@ -502,14 +604,20 @@ def after_dial_twiml(
     public_base_url: str,
     fragment: str = "",
     conversation: Conversation = NOTHING_RECORDED,
+    voicemail: VoicemailAnswer | None = None,
+    caller_gone: bool = False,
 ) -> tuple[DialOutcome, str]:
     """What Twilio does when an inbound ``<Dial>`` ends: an answered call (or any status that
     is not a plain miss) hangs up, never forwarded; a missed ring group goes to the forward
-    number or the message; a missed forward gets the message."""
+    number, else the voicemail (``voicemail``) or the message; a missed forward gets the
+    voicemail or the message. ``caller_gone``: the caller hung up while it rang (Twilio still
+    asks, and ignores the answer): nobody is there to leave a voicemail, none is offered."""
     if not is_missed(dial_call_status):
         answered = DialOutcome.FORWARD_ANSWERED if after.forwarded else DialOutcome.ANSWERED
         return answered, hangup_twiml()
     if after.forwarded or not forward_to:
+        if voicemail is not None and not caller_gone:
+            return DialOutcome.VOICEMAIL, voicemail.twiml(after.call)
         return DialOutcome.UNANSWERED, unanswered_twiml()
     twiml = nobody_answered_twiml(
         after.call,

@@ -313,9 +313,13 @@ async def _ring(
     identities = settings.ring_group
     if not identities:
         forward_to = _forward_to(settings, call.kind)
-        gateway.metrics.inbound.labels(
-            call.kind.value, "forwarded" if forward_to else "unanswered"
-        ).inc()
+        if forward_to:
+            first = twiml.DialOutcome.FORWARDED
+        elif gateway.voicemail is not None:
+            first = twiml.DialOutcome.VOICEMAIL
+        else:
+            first = twiml.DialOutcome.UNANSWERED
+        gateway.metrics.inbound.labels(call.kind.value, first.value).inc()
         return _xml(
             twiml.nobody_answered_twiml(
                 call,
@@ -325,6 +329,7 @@ async def _ring(
                 fragment=fragment,
                 conversation=gateway.conversation,
                 opening=True,
+                voicemail=gateway.voicemail,
             )
         )
     gateway.metrics.inbound.labels(call.kind.value, "rung").inc()
@@ -378,6 +383,8 @@ async def twiml_after_dial(request: web.Request) -> web.Response:
         public_base_url=settings.public_base_url,
         fragment=settings.status_callback_overrides,
         conversation=gateway.conversation,
+        voicemail=gateway.voicemail,
+        caller_gone=twiml.caller_gone(form.get("CallStatus")),
     )
     gateway.metrics.inbound.labels(after.call.kind.value, outcome.value).inc()
     log.info(
@@ -388,6 +395,13 @@ async def twiml_after_dial(request: web.Request) -> web.Response:
         outcome=outcome.value,
     )
     return _xml(body)
+
+
+async def twiml_voicemail_done(request: web.Request) -> web.Response:
+    """The voicemail ``<Record>``'s ``action``: the caller has left a message (Twilio skips it
+    for an empty recording). The recording itself arrives at /twilio/recording."""
+    await _twilio_form(request, request.app[GATEWAY])
+    return _xml(twiml.voicemail_done_twiml())
 
 
 # --- POST /token ----------------------------------------------------------------------------

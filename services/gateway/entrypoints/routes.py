@@ -15,6 +15,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/twiml/sip", handlers.twiml_sip)
     app.router.add_post("/twiml/incoming", handlers.twiml_incoming)
     app.router.add_post("/twiml/incoming/after-dial", handlers.twiml_after_dial)
+    app.router.add_post("/twiml/voicemail/done", handlers.twiml_voicemail_done)
     app.router.add_post("/twiml/notice", handlers.twiml_notice)
     app.router.add_post("/twilio/status", handlers.twilio_status)
     app.router.add_post("/twilio/recording", handlers.twilio_recording)

@@ -23,6 +23,12 @@ from services.recorder.domain.conversation import (
     Speaker,
     TranscriptionStatus,
 )
+from services.recorder.domain.missed import (
+    CallerSaid,
+    VoicemailRecording,
+    voicemail_left,
+    voicemail_lines,
+)
 from services.recorder.domain.outbox import Job, OutboxState
 
 # The f-strings below only join constants of this module and OutboxState's values: nothing
@@ -143,6 +149,17 @@ UPDATE kintone_outbox SET state = '{OutboxState.PENDING}', available_at = now(),
 WHERE state = '{OutboxState.PARKED}' AND ($1::text[] IS NULL OR call_sid = ANY($1::text[]))
 """  # noqa: S608
 NOT_A_NUMBER = "app or record id is not a number"
+# Missed calls' voicemails (CONTRACT.md section 12): each voicemail recording, and what the
+# caller said on the call (domain/missed.py picks the voicemail's lines).
+VOICEMAIL_RECORDINGS = """
+SELECT call_sid, status, duration_s, started_at FROM recordings
+WHERE call_sid = ANY($1::text[]) AND source = 'voicemail'
+"""
+CALLER_SAID = """
+SELECT s.call_sid, s.transcription_sid, t.started_at, s.sequence_id, s.spoken_at, s.text
+FROM transcript_segments s JOIN transcriptions t USING (transcription_sid)
+WHERE s.call_sid = ANY($1::text[]) AND s.speaker = 'customer'
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +287,29 @@ class KintoneOutbox:
         async with self._engine.begin() as conn:
             result = await conn.exec_driver_sql(REQUEUE_PARKED, (list(call_sids) or None,))
             return int(result.rowcount)
+
+    async def voicemails(self, roots: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Of these (missed) calls, the ones whose caller left a voicemail, with its lines (the
+        transcript of the message as far as it is in)."""
+        recordings: dict[str, list[VoicemailRecording]] = defaultdict(list)
+        said: dict[str, list[CallerSaid]] = defaultdict(list)
+        async with self._engine.connect() as conn:
+            for call_sid, status, duration_s, started_at in map(
+                tuple, await conn.exec_driver_sql(VOICEMAIL_RECORDINGS, (list(roots),))
+            ):
+                recordings[call_sid].append(VoicemailRecording(status, duration_s, started_at))
+            left = [root for root, found in recordings.items() if voicemail_left(found)]
+            if not left:
+                return {}
+            for call_sid, *utterance in map(
+                tuple, await conn.exec_driver_sql(CALLER_SAID, (left,))
+            ):
+                said[call_sid].append(CallerSaid(*utterance))
+        return {
+            root: voicemail_lines(said[root], _earliest_start(recordings[root])) for root in left
+        }
+
+
+def _earliest_start(recordings: Sequence[VoicemailRecording]) -> datetime | None:
+    starts = [r.started_at for r in recordings if r.started_at is not None]
+    return min(starts) if starts else None

@@ -4,7 +4,7 @@ row (subtable mode) or a call-log record (app mode). No I/O."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,6 +41,9 @@ class CallSummary:
     direction: str = "outbound"
     caller: str | None = None  # inbound: the root leg's From, as Twilio sent it
     line_user_id: str | None = None  # inbound through LINE
+    # A missed call's voicemail (留守電): what the caller said, line by line (empty: said
+    # nothing the transcription caught, or not transcribed); None: no voicemail was left.
+    voicemail: tuple[str, ...] | None = None
 
     @property
     def inbound(self) -> bool:
@@ -73,15 +76,19 @@ def kintone_datetime(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def summarise(root: str, legs: Iterable[Mapping[str, Any]]) -> CallSummary:
-    """A call from its legs: the dialled (child) leg says number, result and duration."""
+def summarise(
+    root: str, legs: Iterable[Mapping[str, Any]], voicemail: Sequence[str] | None = None
+) -> CallSummary:
+    """A call from its legs: the dialled (child) leg says number, result and duration.
+    ``voicemail``: the lines of the voicemail the caller left (domain/missed.py), if any: a
+    missed inbound call with one is ``留守電``."""
     legs = list(legs)
     children = sorted(
         (leg for leg in legs if leg["parent_call_sid"] == root), key=lambda leg: leg["call_sid"]
     )
     root_leg = next((leg for leg in legs if leg["call_sid"] == root), None)
     if root_leg is not None and root_leg.get("direction") == INBOUND:
-        return _summarise_inbound(root, root_leg, children, legs)
+        return _summarise_inbound(root, root_leg, children, legs, voicemail)
     main = children[0] if children else root_leg
     assert main is not None, "a job always has at least one leg"
     charges = [leg["charge"] for leg in legs if leg["charge"] is not None]
@@ -114,12 +121,16 @@ def _summarise_inbound(
     root_leg: Mapping[str, Any],
     children: list[Mapping[str, Any]],
     legs: list[Mapping[str, Any]],
+    voicemail: Sequence[str] | None = None,
 ) -> CallSummary:
     """A customer's call: who answered is the browser (client) leg that talked; a call no
     browser took but the forward did is answered too, by nobody in kintone; a call nobody took
-    is missed (CONTRACT.md section 12), whatever its root leg's status."""
+    is missed (CONTRACT.md section 12), whatever its root leg's status: ``留守電`` when the
+    caller left a voicemail, else ``不在着信``."""
     outcome, answering = inbound_outcome(children)
-    result = MISSED if outcome is InboundOutcome.MISSED else ANSWERED
+    missed = outcome is InboundOutcome.MISSED
+    left = tuple(voicemail) if missed and voicemail is not None else None
+    result = (MISSED if left is None else VOICEMAIL) if missed else ANSWERED
     charges = [leg["charge"] for leg in legs if leg["charge"] is not None]
     line_user_id = next((leg["line_user_id"] for leg in legs if leg.get("line_user_id")), None)
     return CallSummary(
@@ -137,6 +148,7 @@ def _summarise_inbound(
         direction=INBOUND,
         caller=root_leg["from_number"],
         line_user_id=line_user_id,
+        voicemail=left,
     )
 
 

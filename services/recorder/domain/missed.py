@@ -2,11 +2,12 @@
 legs, and the kintone record comment that tells someone about it. Pure: no I/O.
 
 A missed call is an inbound call none of whose browser (client) legs reached ``in-progress``,
-whatever followed: the caller hung up while it rang, the forward went unanswered, or (later) a
-voicemail was left. A call the forward phone answered is not missed here: someone at the company
-spoke with the customer, so its row keeps ``completed`` and nobody is notified (there is nobody
-to call back). The legs are mappings as ``calls`` rows (``leg``, ``status``, ``answered_at``,
-``duration_s``…), so the same rule reads what the store returns and what a test folds.
+whatever followed: the caller hung up while it rang, the forward went unanswered, or a
+voicemail was left (``留守電``: its recording completed with something in it). A call the
+forward phone answered is not missed here: someone at the company spoke with the customer, so
+its row keeps ``completed`` and nobody is notified (there is nobody to call back). The legs
+are mappings as ``calls`` rows (``leg``, ``status``, ``answered_at``, ``duration_s``…), so the
+same rule reads what the store returns and what a test folds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ import phonenumbers
 from services.common.numbers import InvalidNumberError, parse_number
 
 MISSED = "不在着信"  # KINTONE_FIELD_RESULT's value for a missed call (section 12)
-VOICEMAIL = "留守電"  # … when a voicemail was left (issue 19's recordings; not yet written)
+VOICEMAIL = "留守電"  # … when a voicemail was left (voicemail_left)
 BROWSER = "browser"
 COMPLETED = "completed"
 
@@ -66,6 +67,66 @@ def inbound_outcome(
     if first["leg"] == BROWSER:
         return InboundOutcome.ANSWERED, first
     return InboundOutcome.FORWARDED, first
+
+
+# --- the voicemail ----------------------------------------------------------------------------
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # a session whose start is not known comes first
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailRecording:
+    """A ``recordings`` row of source ``voicemail`` (the ``<Record>``), as far as it matters."""
+
+    status: str
+    duration_s: int | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSaid:
+    """An utterance of the caller (speaker ``customer``) on a missed call."""
+
+    transcription_sid: str
+    session_started_at: datetime | None  # its transcription's start
+    sequence_id: int
+    spoken_at: datetime | None
+    text: str
+
+
+def voicemail_left(recordings: Iterable[VoicemailRecording]) -> bool:
+    """A voicemail was left: its recording completed, with something in it. A silent caller's
+    is ``absent`` (Twilio keeps no file), a failed one has nothing to hear: both stay a plain
+    missed call."""
+    return any(r.status == COMPLETED and (r.duration_s or 0) > 0 for r in recordings)
+
+
+def voicemail_lines(
+    said: Iterable[CallerSaid], recording_started_at: datetime | None
+) -> tuple[str, ...]:
+    """What the caller said into the voicemail, one utterance a line, in the order said: their
+    utterances from the recording's start on (all of them when it is not known), of one
+    transcription session, the last to start that heard any (the voicemail's own
+    ``<Start><Transcription>`` runs beside the call's first one and repeats its words)."""
+    heard = [
+        u
+        for u in said
+        if u.text.strip()
+        and (
+            recording_started_at is None
+            or u.spoken_at is None
+            or u.spoken_at >= recording_started_at
+        )
+    ]
+    if not heard:
+        return ()
+    latest = max(heard, key=lambda u: (u.session_started_at or _NEVER, u.transcription_sid))
+    session = sorted(
+        (u for u in heard if u.transcription_sid == latest.transcription_sid),
+        key=lambda u: u.sequence_id,
+    )
+    return tuple(u.text.strip() for u in session)
 
 
 # --- who is told ------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class MissedCallNotifier:
             ),
             started_at=summary.started_at,
             zone=self._zone,
+            voicemail=summary.voicemail,
         )
         read_first = job.notified is not None
         outcomes = await asyncio.gather(

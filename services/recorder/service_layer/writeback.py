@@ -279,7 +279,13 @@ class WritebackWorker:
         by_root: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for leg in await self._outbox.legs_of(roots):
             by_root[leg["parent_call_sid"] or leg["call_sid"]].append(leg)
-        return {root: summarise(root, by_root[root]) for root in roots if by_root[root]}
+        summaries = {root: summarise(root, by_root[root]) for root in roots if by_root[root]}
+        # A missed call whose caller left a voicemail is 留守電, its lines in the comment.
+        missed = [root for root, summary in summaries.items() if summary.missed]
+        if missed:
+            for root, lines in (await self._outbox.voicemails(missed)).items():
+                summaries[root] = summarise(root, by_root[root], voicemail=lines)
+        return summaries
 
     async def _settle(self, jobs: Sequence[Job], error: BaseException | None) -> None:
         if not jobs:

@@ -68,6 +68,19 @@ def test_a_seed_gives_the_same_plan_and_another_seed_another() -> None:
     assert plan_inbound_calls(0, seed=1) == []
 
 
+def test_missed_callers_hang_up_or_leave_a_message_without_changing_the_rest_of_the_plan() -> None:
+    with_hang_ups = plan_inbound_calls(400, seed=SEED, start=START, hang_ups=0.5)
+    assert [_without_sids(c) for c in with_hang_ups] == [_without_sids(c) for c in CALLS]
+    assert not any(c.hangs_up for c in CALLS)  # none by default
+    hung_up = [c for c in with_hang_ups if c.hangs_up]
+    assert hung_up
+    assert not any(c.answered for c in hung_up)  # only a call nobody answered is given up on
+    assert 0.3 < len(hung_up) / sum(not c.answered for c in with_hang_ups) < 0.7
+    messages = {c.leaves_message for c in with_hang_ups}
+    assert messages == {True, False}  # voicemails with speech and silent ones
+    assert all(5 <= c.message_s <= 40 for c in with_hang_ups)
+
+
 def test_every_call_has_its_own_call_sid_and_starts_before_the_start() -> None:
     sids = [c.parent_sid for c in CALLS]
     assert len(set(sids)) == len(sids)

@@ -24,7 +24,7 @@ from services.devtools.twilio_player import (
 from services.gateway.adapters.publisher import PublishError, Stored
 from services.gateway.app import init_app
 from services.gateway.bootstrap import bootstrap
-from services.gateway.domain.callbacks import recording_event
+from services.gateway.domain.callbacks import BadCallbackError, recording_event
 from services.gateway.domain.twiml import RECORDING_NOTICE_JA
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
@@ -329,6 +329,21 @@ def test_the_recording_s_duration_minus_one_is_no_duration() -> None:
     assert event.duration_s is None
 
 
+@pytest.mark.parametrize("source", ["dial", "voicemail", None])
+def test_the_recording_s_source_in_our_query_is_checked(source: str | None) -> None:
+    query = {"direction": "inbound", **({"source": source} if source else {})}
+    form = _recording(RecordingSource="RecordVerb" if source == "voicemail" else "DialVerb")
+    event = recording_event(form, query, datetime.now(UTC))
+    assert event.params["RecordingSource"] == form["RecordingSource"]
+    assert event.context.direction == "inbound"
+
+
+@pytest.mark.parametrize("source", ["", "Voicemail", "record", "voicemail;x"])
+def test_a_source_we_never_write_is_refused(source: str) -> None:
+    with pytest.raises(BadCallbackError, match="malformed source"):
+        recording_event(_recording(), {"source": source}, datetime.now(UTC))
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -547,3 +562,41 @@ async def test_inbound_calls_are_noticed_transcribed_and_recorded_through_the_fo
     root = ET.fromstring(await response.text())
     assert [child.tag for child in root] == ["Dial"]  # no second transcription, no second notice
     assert root.find("Dial").get("record") == "record-from-answer-dual"  # type: ignore[union-attr]
+
+
+async def _twiml_post(client: TestClient, path: str, form: dict[str, str]) -> ET.Element:
+    headers, body = SIGNER.request(path, form)
+    response = await client.post(path, data=body, headers=headers)
+    assert response.status == 200, await response.text()
+    return ET.fromstring(await response.text())
+
+
+async def test_a_missed_forward_leaves_a_voicemail_then_hears_thanks(
+    gateway_with: Callable[..., object],
+) -> None:
+    client, publisher = await gateway_with(  # type: ignore[misc]
+        ring_identities="kintone_1",
+        inbound_forward_to="+81312345678",
+        voicemail="on",
+        voicemail_max_s="45",
+    )
+    form = {"AccountSid": ACCOUNT_SID, "CallSid": new_sid(), "From": "+819012345678"}
+    ring = await _twiml_post(client, "/twiml/incoming", form)
+    action = (ring.find("Dial").get("action") or "").removeprefix(PUBLIC_BASE_URL)  # type: ignore[union-attr]
+    missed = {**form, "DialCallStatus": "no-answer", "CallStatus": "in-progress"}
+    forward = await _twiml_post(client, action, missed)
+    second = (forward.find("Dial").get("action") or "").removeprefix(PUBLIC_BASE_URL)  # type: ignore[union-attr]
+    voicemail = await _twiml_post(client, second, missed)
+    assert [child.tag for child in voicemail] == ["Say", "Record"]
+    record = voicemail.find("Record")
+    assert record is not None
+    assert record.get("maxLength") == "45"
+    done = (record.get("action") or "").removeprefix(PUBLIC_BASE_URL)
+    assert done == "/twiml/voicemail/done"
+    thanks = await _twiml_post(client, done, {**form, "RecordingDuration": "9"})
+    assert [child.tag for child in thanks] == ["Say", "Hangup"]
+    # TwiML requests publish only the call's own event: the recording comes by its callback.
+    assert [e.kind for e in publisher.events] == [EventKind.INBOUND]
+    metrics = await (await client.get("/metrics")).text()
+    for outcome in ("rung", "forwarded", "voicemail"):
+        assert f'calltrail_inbound_calls_total{{kind="number",outcome="{outcome}"}} 1.0' in metrics

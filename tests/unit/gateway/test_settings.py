@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.common.settings import load_settings
-from services.gateway.domain.twiml import RECORDING_NOTICE_JA, Conversation
+from services.gateway.domain.twiml import (
+    RECORDING_NOTICE_JA,
+    VOICEMAIL_GREETING_JA,
+    Conversation,
+)
 from services.gateway.settings import GatewaySettings
 from tests.factories import ACCOUNT_SID, CALLER_ID, KINTONE_ORIGIN, PUBLIC_BASE_URL
 from tests.unit.conftest import SECRETS, SettingsErrorOf
@@ -42,6 +46,10 @@ def test_defaults() -> None:
     assert settings.recording_notice == RECORDING_NOTICE_JA
     assert settings.conversation == Conversation()  # nothing recorded, nothing said
     assert settings.conversation.notice_to_say == ""
+    assert settings.voicemail == "off"
+    assert settings.voicemail_answer() is None  # nobody is offered a voicemail
+    assert settings.voicemail_greeting == VOICEMAIL_GREETING_JA
+    assert settings.voicemail_max_s == 120
 
 
 @pytest.mark.usefixtures("gateway_env")
@@ -104,6 +112,15 @@ def test_secret_values_and_their_hiding() -> None:
         ("TRANSCRIPTION_MODEL", "nova-3"),  # Deepgram's, with Twilio's default engine (Google)
         ("TRANSCRIPTION_MODEL", "telephony "),
         ("RECORDING_NOTICE", "録音" * 251),
+        ("VOICEMAIL", "yes"),
+        ("VOICEMAIL", "true"),
+        ("VOICEMAIL", "record"),
+        ("VOICEMAIL_GREETING", "   "),
+        ("VOICEMAIL_GREETING", "留守" * 251),
+        ("VOICEMAIL_MAX_S", "4"),
+        ("VOICEMAIL_MAX_S", "1"),
+        ("VOICEMAIL_MAX_S", "14401"),
+        ("VOICEMAIL_MAX_S", "two minutes"),
     ],
 )
 def test_malformed_setting_is_named(
@@ -298,3 +315,25 @@ def test_a_notice_of_one_s_own(gateway_env: pytest.MonkeyPatch) -> None:
     gateway_env.setenv("TRANSCRIPTION", "on")
     gateway_env.setenv("RECORDING_NOTICE", " 通話を録音します。 ")
     assert _load().conversation.notice_to_say == "通話を録音します。"
+
+
+@pytest.mark.parametrize("value", ["on", "ON", " On "])
+def test_voicemail_on_prepares_its_twiml(gateway_env: pytest.MonkeyPatch, value: str) -> None:
+    gateway_env.setenv("VOICEMAIL", value)
+    gateway_env.setenv("VOICEMAIL_GREETING", " 本日の営業は終了しました。 ")
+    gateway_env.setenv("VOICEMAIL_MAX_S", "60")
+    gateway_env.setenv("TRANSCRIPTION", "on")
+    settings = _load()
+    assert settings.voicemail == "on"
+    answer = settings.voicemail_answer()
+    assert answer is not None
+    assert answer.conversation == settings.conversation
+    assert ">本日の営業は終了しました。</Say>" in answer.template
+    assert 'maxLength="60"' in answer.template
+    assert "<Start><Transcription" in answer.template
+
+
+@pytest.mark.parametrize("value", ["5", "14400"])
+def test_voicemail_max_bounds_are_inclusive(gateway_env: pytest.MonkeyPatch, value: str) -> None:
+    gateway_env.setenv("VOICEMAIL_MAX_S", value)
+    assert _load().voicemail_max_s == int(value)

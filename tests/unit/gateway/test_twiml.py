@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -23,6 +24,9 @@ from services.gateway.domain.twiml import (
     STATUS_CALLBACK_PATH,
     TRANSCRIPTION_CALLBACK_PATH,
     UNAVAILABLE_JA,
+    VOICEMAIL_DONE_PATH,
+    VOICEMAIL_GREETING_JA,
+    VOICEMAIL_THANKS_JA,
     AfterDial,
     Callbacks,
     Conversation,
@@ -30,8 +34,10 @@ from services.gateway.domain.twiml import (
     InboundCall,
     InboundKind,
     OutboundDial,
+    VoicemailAnswer,
     after_dial_twiml,
     after_dial_url,
+    caller_gone,
     caller_number,
     forward_target,
     hangup_twiml,
@@ -44,6 +50,8 @@ from services.gateway.domain.twiml import (
     refusal_twiml,
     ring_group_twiml,
     status_callback_url,
+    voicemail_done_twiml,
+    voicemail_recording_url,
 )
 from tests.factories import CALLER_ID, PUBLIC_BASE_URL
 
@@ -417,6 +425,22 @@ def test_is_missed() -> None:
 # --- the prepared template is VoiceResponse's output, exactly ---------------------------------
 
 
+def _voice_response_start(conversation: Conversation, callback: str) -> Any:
+    """twilio-python's own ``<Start><Transcription>`` for the conversation."""
+    from twilio.twiml.voice_response import Start
+
+    start = Start()
+    optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
+    start.transcription(
+        language_code=conversation.language,
+        track="both_tracks",
+        partial_results=False,
+        status_callback_url=callback,
+        **{k: v for k, v in optional.items() if v is not None},
+    )
+    return start
+
+
 def _voice_response_dial(
     number: str,
     caller_id: str,
@@ -426,20 +450,11 @@ def _voice_response_dial(
 ) -> str:
     """How dial_number_twiml built its answer before the template: the reference, with
     twilio-python's own <Start><Transcription> and <Dial record…> attributes."""
-    from twilio.twiml.voice_response import Dial, Start, VoiceResponse
+    from twilio.twiml.voice_response import Dial, VoiceResponse
 
     response = VoiceResponse()
     if conversation.transcription:
-        start = Start()
-        optional = {"transcription_engine": conversation.engine, "speech_model": conversation.model}
-        start.transcription(
-            language_code=conversation.language,
-            track="both_tracks",
-            partial_results=False,
-            status_callback_url=callbacks.transcription,
-            **{k: v for k, v in optional.items() if v is not None},
-        )
-        response.append(start)
+        response.append(_voice_response_start(conversation, callbacks.transcription))
     record: dict[str, str] = {}
     if conversation.recording:
         record = {
@@ -749,3 +764,210 @@ def test_a_dial_s_callbacks_are_only_those_its_conversation_needs() -> None:
         "",
     )
     assert Callbacks.of(PUBLIC_BASE_URL, CONTEXT, conversation=BOTH) == everything
+
+
+# --- voicemail (CONTRACT.md section 12) -------------------------------------------------------
+
+
+def _voicemail(
+    conversation: Conversation = NOTHING_RECORDED,
+    greeting: str = VOICEMAIL_GREETING_JA,
+    max_length_s: int = 120,
+    public_base_url: str = PUBLIC_BASE_URL,
+    fragment: str = "rc=3",
+) -> VoicemailAnswer:
+    return VoicemailAnswer.prepare(
+        greeting=greeting,
+        max_length_s=max_length_s,
+        public_base_url=public_base_url,
+        fragment=fragment,
+        conversation=conversation,
+    )
+
+
+def _voice_response_voicemail(
+    call: InboundCall,
+    conversation: Conversation,
+    greeting: str,
+    max_length_s: int,
+    public_base_url: str,
+    fragment: str,
+) -> str:
+    """The voicemail as twilio-python's VoiceResponse builds it: the reference."""
+    from twilio.twiml.voice_response import VoiceResponse
+
+    context = call.callback_context()
+    callbacks = Callbacks.of(public_base_url, context, fragment)
+    response = VoiceResponse()
+    response.say(greeting, language="ja-JP")
+    if conversation.transcription:
+        response.append(_voice_response_start(conversation, callbacks.transcription))
+    done = f"{public_base_url}{VOICEMAIL_DONE_PATH}" + (f"#{fragment}" if fragment else "")
+    response.record(
+        action=done,
+        method="POST",
+        max_length=max_length_s,
+        play_beep=True,
+        recording_status_callback=voicemail_recording_url(public_base_url, context, fragment),
+        recording_status_callback_event="completed absent",
+    )
+    return str(response)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    conversation=_conversations,
+    greeting=_xml_text.filter(bool),
+    max_length_s=st.integers(min_value=5, max_value=14_400),
+    public_base_url=_xml_text,
+    fragment=st.sampled_from(["", "rc=3", "rc=3&rp=all"]),
+    line=st.booleans(),
+)
+def test_voicemail_template_equals_voice_response(
+    conversation: Conversation,
+    greeting: str,
+    max_length_s: int,
+    public_base_url: str,
+    fragment: str,
+    line: bool,
+) -> None:
+    call = line_call(LINE_ID) if line else number_call("+819012345678")
+    answer = _voicemail(conversation, greeting, max_length_s, public_base_url, fragment)
+    assert answer.twiml(call) == _voice_response_voicemail(
+        call, conversation, greeting, max_length_s, public_base_url, fragment
+    )
+
+
+def test_the_voicemail_greets_transcribes_then_records_with_the_beep() -> None:
+    call = line_call(LINE_ID)
+    root = _parse(_voicemail(BOTH).twiml(call))
+    assert [child.tag for child in root] == ["Say", "Start", "Record"]
+    say = root.find("Say")
+    assert say is not None
+    assert say.attrib == {"language": "ja-JP"}
+    assert say.text == VOICEMAIL_GREETING_JA
+    callbacks = Callbacks.of(PUBLIC_BASE_URL, call.callback_context(), "rc=3")
+    transcription = root.find("Start/Transcription")
+    assert transcription is not None
+    assert transcription.attrib["statusCallbackUrl"] == callbacks.transcription
+    assert transcription.attrib["track"] == "both_tracks"
+    record = root.find("Record")
+    assert record is not None
+    assert record.attrib == {
+        "action": f"{PUBLIC_BASE_URL}{VOICEMAIL_DONE_PATH}#rc=3",
+        "method": "POST",
+        "maxLength": "120",
+        "playBeep": "true",
+        "recordingStatusCallback": voicemail_recording_url(
+            PUBLIC_BASE_URL, call.callback_context(), "rc=3"
+        ),
+        "recordingStatusCallbackEvent": "completed absent",
+    }
+    url = urlsplit(record.attrib["recordingStatusCallback"])
+    assert url.path == RECORDING_CALLBACK_PATH
+    assert parse_qs(url.query) == {
+        "line_user_id": [LINE_ID],
+        "direction": ["inbound"],
+        "source": ["voicemail"],
+    }
+
+
+def test_an_untranscribed_voicemail_has_no_start() -> None:
+    root = _parse(_voicemail(RECORDED, max_length_s=30).twiml(number_call(None)))
+    assert [child.tag for child in root] == ["Say", "Record"]
+    assert root.find("Record").attrib["maxLength"] == "30"  # type: ignore[union-attr]
+
+
+def test_a_greeting_with_markup_and_braces_is_said_as_written() -> None:
+    root = _parse(_voicemail(greeting="<b>{営業時間}</b> & 9:00").twiml(number_call(None)))
+    assert root.findtext("Say") == "<b>{営業時間}</b> & 9:00"
+
+
+def test_voicemail_recording_url_without_context() -> None:
+    assert voicemail_recording_url("https://x.example", CallContext()) == (
+        "https://x.example/twilio/recording?source=voicemail"
+    )
+
+
+@pytest.mark.parametrize("query", [{"kind": "number"}, {"kind": "number", "forwarded": "1"}])
+def test_with_voicemail_a_call_nobody_took_is_offered_it(query: dict[str, str]) -> None:
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query(query),
+        "no-answer",
+        forward_to="+81312345678" if query.get("forwarded") else None,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        voicemail=_voicemail(),
+    )
+    assert outcome is DialOutcome.VOICEMAIL
+    assert [child.tag for child in _parse(twiml)] == ["Say", "Record"]
+
+
+def test_with_voicemail_a_missed_ring_group_still_goes_to_the_forward_first() -> None:
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query({"kind": "number"}),
+        "no-answer",
+        forward_to="+81312345678",
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        voicemail=_voicemail(),
+    )
+    assert outcome is DialOutcome.FORWARDED
+    assert _parse(twiml).find("Dial/Number") is not None
+
+
+@pytest.mark.parametrize("status", ["completed", "answered", None, "bogus"])
+@pytest.mark.parametrize("forwarded", [False, True])
+def test_a_call_someone_answered_never_reaches_voicemail(
+    status: str | None, forwarded: bool
+) -> None:
+    query = {"kind": "line", **({"forwarded": "1"} if forwarded else {})}
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query(query),
+        status,
+        forward_to=None,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        voicemail=_voicemail(),
+    )
+    assert outcome in (DialOutcome.ANSWERED, DialOutcome.FORWARD_ANSWERED)
+    assert [child.tag for child in _parse(twiml)] == ["Hangup"]
+
+
+def test_a_caller_who_hung_up_while_it_rang_is_offered_no_voicemail() -> None:
+    outcome, twiml = after_dial_twiml(
+        AfterDial.from_query({"kind": "number"}),
+        "no-answer",
+        forward_to=None,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        voicemail=_voicemail(),
+        caller_gone=True,
+    )
+    assert outcome is DialOutcome.UNANSWERED
+    assert _parse(twiml).find("Record") is None
+
+
+def test_caller_gone() -> None:
+    assert all(caller_gone(s) for s in ("completed", "canceled", "no-answer", "busy", "failed"))
+    assert not any(caller_gone(s) for s in ("in-progress", "ringing", None, ""))
+
+
+def test_with_nobody_to_ring_nor_forward_to_the_voicemail_opens_the_call() -> None:
+    twiml = nobody_answered_twiml(
+        number_call(None),
+        forward_to=None,
+        caller_id=CALLER_ID,
+        public_base_url=PUBLIC_BASE_URL,
+        conversation=BOTH,
+        opening=True,
+        voicemail=_voicemail(BOTH),
+    )
+    assert [child.tag for child in _parse(twiml)] == ["Say", "Start", "Record"]
+
+
+def test_the_thanks_after_the_message() -> None:
+    root = _parse(voicemail_done_twiml())
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root.findtext("Say") == VOICEMAIL_THANKS_JA
+    assert root.find("Say").attrib == {"language": "ja-JP"}  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,15 +20,20 @@ from services.recorder.domain.legs import CallLeg
 from services.recorder.domain.missed import (
     MAX_COMMENT_CHARS,
     MISSED,
+    VOICEMAIL,
+    CallerSaid,
     EntityType,
     InboundOutcome,
     Mention,
+    VoicemailRecording,
     comment_text,
     inbound_outcome,
     mentions_call,
     parse_mentions,
     readable_number,
     refused_mentions,
+    voicemail_left,
+    voicemail_lines,
 )
 from services.recorder.settings import KintoneSettings
 from tests.inbound_calls import inbound_call
@@ -242,3 +247,59 @@ def test_a_voicemail_shows_its_first_lines_and_the_comment_fits_kintone() -> Non
     )
     assert len(huge) == MAX_COMMENT_CHARS
     assert huge.endswith(f"…\nCallSid: {sid}")
+
+
+# --- the voicemail ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", ["forward-unanswered", "missed"])
+def test_a_missed_call_with_a_voicemail_is_rusuden_with_its_lines(outcome: str) -> None:
+    call = inbound_call(caller="+819011112222", outcome=outcome, forward_to=FORWARD, at=T0)
+    legs = rows(fold(call.events))
+    summary = summarise(call.root, legs, voicemail=["見積の件で", "折り返しください"])
+    assert (summary.result, summary.missed, summary.seconds) == (VOICEMAIL, True, 0)
+    assert summary.voicemail == ("見積の件で", "折り返しください")
+    assert summarise(call.root, legs, voicemail=[]).result == VOICEMAIL  # nothing transcribed
+    plain = summarise(call.root, legs)
+    assert (plain.result, plain.voicemail) == (MISSED, None)
+
+
+@pytest.mark.parametrize("outcome", ["answered", "forwarded"])
+def test_an_answered_call_is_never_rusuden(outcome: str) -> None:
+    call = inbound_call(outcome=outcome, forward_to=FORWARD, at=T0)
+    summary = summarise(call.root, rows(fold(call.events)), voicemail=["?"])
+    assert (summary.result, summary.voicemail) == ("completed", None)
+
+
+def _recording(status: str, duration_s: int | None) -> VoicemailRecording:
+    return VoicemailRecording(status, duration_s, T0)
+
+
+def test_a_voicemail_is_left_only_by_a_completed_recording_with_something_in_it() -> None:
+    assert voicemail_left([_recording("completed", 12)])
+    assert voicemail_left([_recording("absent", None), _recording("completed", 3)])
+    assert not voicemail_left([_recording("absent", None)])  # a silent caller
+    assert not voicemail_left([_recording("failed", None)])
+    assert not voicemail_left([_recording("completed", 0)])
+    assert not voicemail_left([_recording("in-progress", None)])
+    assert not voicemail_left([])
+
+
+def _said(sid: str, session: int, seq: int, at_s: int, text: str) -> CallerSaid:
+    return CallerSaid(sid, T0 + timedelta(seconds=session), seq, T0 + timedelta(seconds=at_s), text)
+
+
+def test_the_voicemail_s_lines_are_one_session_s_from_the_beep_on_in_order() -> None:
+    beep = T0 + timedelta(seconds=30)
+    said = [
+        _said("GT1", 0, 2, 5, "もしもし"),  # while it rang: before the recording
+        _said("GT1", 0, 5, 34, "折り返しください"),  # the call's first session hears it too
+        _said("GT1", 0, 4, 32, "見積の件で"),
+        _said("GT2", 28, 3, 34, "折り返しください"),  # the voicemail's own session
+        _said("GT2", 28, 2, 32, "見積の件で"),
+        _said("GT2", 28, 4, 36, "  "),
+    ]
+    assert voicemail_lines(said, beep) == ("見積の件で", "折り返しください")
+    assert voicemail_lines(said[:3], beep) == ("見積の件で", "折り返しください")
+    assert voicemail_lines(said[:3], None) == ("もしもし", "見積の件で", "折り返しください")
+    assert voicemail_lines([], beep) == ()
