@@ -365,15 +365,21 @@ class VoicemailAnswer:
     """What a caller nobody answered hears with ``VOICEMAIL=on`` (CONTRACT.md section 12): the
     greeting, then (transcribed calls) ``<Start><Transcription>`` as section 11 has it, then
     ``<Record>`` with the beep, its file reported to ``/twilio/recording`` with
-    ``source=voicemail``, and ``action`` at ``/twiml/voicemail/done`` (the thanks). A template
+    ``source=voicemail``, and ``action`` at ``/twiml/voicemail/done`` (the thanks). Templates
     prepared once (the gateway's bootstrap), like /twiml/voice's: the same text twilio's
     VoiceResponse builds (tests/unit/gateway/test_twiml.py pins the two together). Twilio skips
-    the ``action`` of an empty recording: the TwiML ends there, and so does the call."""
+    the ``action`` of an empty recording: the TwiML ends there, and so does the call.
+
+    The ``<Start><Transcription>`` goes only into a voicemail that is the call's first answer
+    (no ring group, no forward). After the ring group or the forward, the transcription the
+    call's first TwiML started still runs (a ``<Start>`` lasts until the call ends): a second
+    one would transcribe the message twice."""
 
     public_base_url: str
     fragment: str
     conversation: Conversation
-    template: str
+    template: str  # the voicemail as the call's first answer: with the transcription's start
+    later_template: str  # after the ring group or the forward: the running one goes on
 
     @classmethod
     def prepare(
@@ -386,23 +392,31 @@ class VoicemailAnswer:
         conversation: Conversation = NOTHING_RECORDED,
     ) -> VoicemailAnswer:
         done_url = _url(public_base_url, VOICEMAIL_DONE_PATH, "", fragment)
-        template = (
-            _DIAL_OPEN
-            + '<Say language="ja-JP">'
+        greeting_say = (
+            '<Say language="ja-JP">'
             + _xml_text(greeting).replace("{", "{{").replace("}", "}}")
             + "</Say>"
-            + _transcription_template(conversation)
-            + '<Record action="'
+        )
+        record = (
+            '<Record action="'
             + _static_attribute(done_url)
             + f'" maxLength="{max_length_s}" method="POST" playBeep="true"'
             + ' recordingStatusCallback="{recording_callback}"'
             + f' recordingStatusCallbackEvent="{RECORDING_CALLBACK_EVENTS}" />'
             + "</Response>"
         )
-        return cls(public_base_url, fragment, conversation, template)
+        first = _DIAL_OPEN + greeting_say + _transcription_template(conversation) + record
+        later = _DIAL_OPEN + greeting_say + record
+        return cls(public_base_url, fragment, conversation, first, later)
 
-    def twiml(self, call: InboundCall) -> str:
+    def twiml(self, call: InboundCall, *, first_answer: bool = False) -> str:
+        """``first_answer``: this voicemail is the call's first TwiML (see the class)."""
         context = call.callback_context()
+        recording_callback = _xml_attribute(
+            voicemail_recording_url(self.public_base_url, context, self.fragment)
+        )
+        if not first_answer:
+            return self.later_template.format(recording_callback=recording_callback)
         transcription = ""
         if self.conversation.transcription:
             transcription = _xml_attribute(
@@ -414,10 +428,7 @@ class VoicemailAnswer:
                 )
             )
         return self.template.format(
-            recording_callback=_xml_attribute(
-                voicemail_recording_url(self.public_base_url, context, self.fragment)
-            ),
-            transcription_callback=transcription,
+            recording_callback=recording_callback, transcription_callback=transcription
         )
 
 
@@ -576,7 +587,9 @@ def nobody_answered_twiml(
     the voicemail if that phone does not answer either), or with nowhere to go, the voicemail
     (``VOICEMAIL=on``) or a message and hangup."""
     if not forward_to:
-        return voicemail.twiml(call) if voicemail is not None else unanswered_twiml()
+        if voicemail is None:
+            return unanswered_twiml()
+        return voicemail.twiml(call, first_answer=opening)
     return forward_twiml(
         forward_to,
         caller_id=caller_id,

@@ -792,6 +792,7 @@ def _voice_response_voicemail(
     max_length_s: int,
     public_base_url: str,
     fragment: str,
+    first_answer: bool,
 ) -> str:
     """The voicemail as twilio-python's VoiceResponse builds it: the reference."""
     from twilio.twiml.voice_response import VoiceResponse
@@ -800,7 +801,7 @@ def _voice_response_voicemail(
     callbacks = Callbacks.of(public_base_url, context, fragment)
     response = VoiceResponse()
     response.say(greeting, language="ja-JP")
-    if conversation.transcription:
+    if conversation.transcription and first_answer:
         response.append(_voice_response_start(conversation, callbacks.transcription))
     done = f"{public_base_url}{VOICEMAIL_DONE_PATH}" + (f"#{fragment}" if fragment else "")
     response.record(
@@ -822,6 +823,7 @@ def _voice_response_voicemail(
     public_base_url=_xml_text,
     fragment=st.sampled_from(["", "rc=3", "rc=3&rp=all"]),
     line=st.booleans(),
+    first_answer=st.booleans(),
 )
 def test_voicemail_template_equals_voice_response(
     conversation: Conversation,
@@ -830,17 +832,26 @@ def test_voicemail_template_equals_voice_response(
     public_base_url: str,
     fragment: str,
     line: bool,
+    first_answer: bool,
 ) -> None:
     call = line_call(LINE_ID) if line else number_call("+819012345678")
     answer = _voicemail(conversation, greeting, max_length_s, public_base_url, fragment)
-    assert answer.twiml(call) == _voice_response_voicemail(
-        call, conversation, greeting, max_length_s, public_base_url, fragment
+    assert answer.twiml(call, first_answer=first_answer) == _voice_response_voicemail(
+        call, conversation, greeting, max_length_s, public_base_url, fragment, first_answer
     )
 
 
+def test_after_the_ring_group_the_running_transcription_goes_on_none_starts_again() -> None:
+    """The call's first TwiML (the ring group's) started its transcription, which runs until
+    the call ends: a second <Start> in the voicemail would transcribe the message twice."""
+    root = _parse(_voicemail(BOTH).twiml(line_call(LINE_ID)))
+    assert [child.tag for child in root] == ["Say", "Record"]
+
+
 def test_the_voicemail_greets_transcribes_then_records_with_the_beep() -> None:
+    """As the call's first answer (no ring group, no forward) it starts the transcription."""
     call = line_call(LINE_ID)
-    root = _parse(_voicemail(BOTH).twiml(call))
+    root = _parse(_voicemail(BOTH).twiml(call, first_answer=True))
     assert [child.tag for child in root] == ["Say", "Start", "Record"]
     say = root.find("Say")
     assert say is not None
