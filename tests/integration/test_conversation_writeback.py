@@ -14,8 +14,9 @@ import pytest
 
 from services.devtools.twilio_rest_standin import TwilioStandin
 from services.recorder.adapters.outbox import KintoneOutbox
-from services.recorder.adapters.twilio_rest import TwilioRest
+from services.recorder.adapters.twilio_rest import TwilioError, TwilioRest
 from services.recorder.service_layer.conversation_writeback import FILE_ATTEMPTS
+from services.recorder.service_layer.writeback import WritebackWorker
 from tests.conversation_events import CUSTOMER_SAYS, STAFF_SAYS, recording_event, transcript
 from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET
 from tests.integration.twilio_support import FAST_RETRY, serve_standin
@@ -61,6 +62,18 @@ def conversation(twilio: TwilioStandin, root: str) -> list[Any]:
         *transcript(root, [(IN, STAFF_SAYS), (OUT, CUSTOMER_SAYS)], at=AT),
         recording_event(root, at=AT, url=url),
     ]
+
+
+async def recorded(
+    make_harness: Any, twilio: TwilioStandin, media: TwilioRest, **overrides: object
+) -> tuple[Harness, int, str, WritebackWorker]:
+    """A harness with the conversation on, and one call recorded with its conversation: the
+    harness, the customer record, the call's root CallSid, a worker."""
+    h = await make_harness(conversation=True, **ON, **overrides)
+    record = h.customer()
+    call = one_call(record)
+    await h.record_calls(call, conversation(twilio, root_of(call)))
+    return h, record, root_of(call), h.worker(media=media)
 
 
 async def due_now(h: Harness) -> None:
@@ -160,11 +173,7 @@ async def test_what_arrives_after_the_write_updates_the_same_row(
 async def test_an_answer_lost_after_the_write_gives_no_second_row_nor_file(
     make_harness: Any, twilio: TwilioStandin, media: TwilioRest
 ) -> None:
-    h = await make_harness(conversation=True, **ON)
-    record = h.customer()
-    call = one_call(record)
-    worker = h.worker(media=media)
-    await h.record_calls(call, conversation(twilio, root_of(call)))
+    h, record, _root, worker = await recorded(make_harness, twilio, media)
     # kintone applies the update, then the answer is lost (500), every retry too.
     h.domain.fail_next(500, 500, 500, 500, 500, 500, after_apply=True, path="/record.json")
     await worker.run_once()
@@ -180,12 +189,7 @@ async def test_an_answer_lost_after_the_write_gives_no_second_row_nor_file(
 async def test_a_download_that_keeps_failing_is_retried_then_the_row_goes_without_it(
     make_harness: Any, twilio: TwilioStandin, media: TwilioRest
 ) -> None:
-    h = await make_harness(conversation=True, **ON)
-    record = h.customer()
-    call = one_call(record)
-    root = root_of(call)
-    worker = h.worker(media=media)
-    await h.record_calls(call, conversation(twilio, root))
+    h, record, root, worker = await recorded(make_harness, twilio, media)
     twilio.account.fail_next(503, times=100, path=".mp3")
     await worker.run_once()
     assert h.history(record) == []  # retried, not written without it yet
@@ -209,11 +213,7 @@ async def test_a_download_that_keeps_failing_is_retried_then_the_row_goes_withou
 async def test_an_upload_that_fails_is_retried(
     make_harness: Any, twilio: TwilioStandin, media: TwilioRest
 ) -> None:
-    h = await make_harness(conversation=True, **ON)
-    record = h.customer()
-    call = one_call(record)
-    worker = h.worker(media=media)
-    await h.record_calls(call, conversation(twilio, root_of(call)))
+    h, record, _root, worker = await recorded(make_harness, twilio, media)
     h.domain.fail_next(500, 500, 500, 500, 500, 500, path="/file.json")
     await worker.run_once()
     assert h.history(record) == []
@@ -227,12 +227,9 @@ async def test_an_upload_that_fails_is_retried(
 async def test_not_kept_on_twilio_the_recording_is_deleted_once_kintone_holds_it(
     make_harness: Any, twilio: TwilioStandin, media: TwilioRest
 ) -> None:
-    h = await make_harness(conversation=True, recording_keep_on_twilio=False, **ON)
-    record = h.customer()
-    call = one_call(record)
-    worker = h.worker(media=media)
-    events = conversation(twilio, root_of(call))
-    await h.record_calls(call, events)
+    h, record, _root, worker = await recorded(
+        make_harness, twilio, media, recording_keep_on_twilio=False
+    )
     # The write fails first: nothing may be deleted before kintone holds the file.
     h.domain.fail_next(500, 500, 500, 500, 500, 500, path="/record.json")
     twilio.account.fail_next(503, times=10, method="DELETE")
@@ -264,3 +261,20 @@ async def test_a_field_the_app_lacks_is_left_out_and_the_call_still_written(
     assert "通話内容" not in row
     assert uploads(h) == 0  # nothing uploaded for a field that is not there
     assert not any(r.path.endswith(".mp3") for r in twilio.account.requests)
+
+
+async def test_the_twilio_standin_serves_media_behind_the_api_key_and_deletes(
+    twilio: TwilioStandin, media: TwilioRest
+) -> None:
+    sid = "RE" + "b" * 32
+    twilio.account.add_recording(sid, "CA" + "c" * 32, AT, price=None, media=MP3)
+    url = f"{twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+    async with aiohttp.ClientSession() as session, session.get(url + ".mp3") as response:
+        assert response.status == 401
+    assert await media.recording_media(url) == MP3
+    await media.delete_recording(sid)
+    await media.delete_recording(sid)  # gone already: deleted all the same
+    with pytest.raises(TwilioError) as gone:
+        await media.recording_media(url)
+    assert gone.value.not_found
+    assert url not in str(gone.value)
