@@ -19,6 +19,7 @@ from services.recorder.service_layer.conversation_writeback import FILE_ATTEMPTS
 from services.recorder.service_layer.writeback import WritebackWorker
 from tests.conversation_events import CUSTOMER_SAYS, STAFF_SAYS, recording_event, transcript
 from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET
+from tests.inbound_calls import inbound_call
 from tests.integration.twilio_support import FAST_RETRY, serve_standin
 from tests.integration.writeback_support import (
     AT,
@@ -52,15 +53,19 @@ def root_of(call: list[Any]) -> str:
     return str(call[0].call_sid)
 
 
-def conversation(twilio: TwilioStandin, root: str) -> list[Any]:
-    """The call's transcript and its recording's callback, the media held by the stand-in."""
+def conversation(twilio: TwilioStandin, root: str, direction: str = "outbound") -> list[Any]:
+    """The call's transcript (the salesperson first) and its recording's callback, the media
+    held by the stand-in."""
     event = recording_event(root, at=AT)
     sid = event.params["RecordingSid"]
     twilio.account.add_recording(sid, root, AT, price=None, media=MP3)
     url = f"{twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+    staff, customer = (IN, OUT) if direction == "outbound" else (OUT, IN)
     return [
-        *transcript(root, [(IN, STAFF_SAYS), (OUT, CUSTOMER_SAYS)], at=AT),
-        recording_event(root, at=AT, url=url),
+        *transcript(
+            root, [(staff, STAFF_SAYS), (customer, CUSTOMER_SAYS)], at=AT, direction=direction
+        ),
+        recording_event(root, at=AT, url=url, direction=direction),
     ]
 
 
@@ -145,6 +150,22 @@ async def test_app_mode_upserts_the_conversation_into_the_call_log_record(
     [record] = h.domain.records(CALL_LOG)
     assert record["通話内容"]["value"] == EXPECTED
     assert await attached(h, record["録音"]) == [MP3]
+    assert await h.outbox() == {"done": 1}
+
+
+async def test_an_inbound_call_lands_on_each_record_with_a_file_of_its_own(
+    make_harness: Any, twilio: TwilioStandin, media: TwilioRest
+) -> None:
+    h = await make_harness(conversation=True, kintone_customer_app=CUSTOMERS, **ON)
+    mine = [h.customer(f"顧客{i}", 電話番号=form) for i, form in enumerate(["090-1111-2222"] * 2)]
+    call = inbound_call(caller="+819011112222", answered_by="kintone_7", at=AT)
+    await h.record_calls(call.events, conversation(twilio, call.root, "inbound"))
+    await h.worker(media=media).run_once()
+    for record in mine:
+        [row] = h.domain.record(CUSTOMERS, record)["通話履歴"]["value"]
+        assert row["value"]["通話内容"]["value"] == EXPECTED  # the staff is the outbound track
+        assert await attached(h, row["value"]["録音"]) == [MP3]
+    assert uploads(h) == len(mine)  # a temporary fileKey attaches once: one upload a record
     assert await h.outbox() == {"done": 1}
 
 
