@@ -97,8 +97,9 @@ class KintoneSettings(ConversationSettings):
     kintone_field_recording: str = "録音"
     transcript_max_chars: int = Field(default=20_000, ge=100, le=1_000_000)
     # A call is written once its recording and transcription are done, or this long after it
-    # ended, whichever comes first.
-    settle_timeout_s: float = Field(default=300.0, ge=0, le=86_400)
+    # ended, whichever comes first. At most 10 minutes: CalltrailKintoneWritebackFailing fires
+    # when a call has waited 15.
+    settle_timeout_s: float = Field(default=300.0, ge=0, le=600)
     # false: delete the recording from Twilio once kintone holds its file.
     recording_keep_on_twilio: bool = True
 
