@@ -143,14 +143,20 @@ async def test_app_mode_upserts_the_conversation_into_the_call_log_record(
     make_harness: Any, twilio: TwilioStandin, media: TwilioRest
 ) -> None:
     h = await make_harness("app", conversation=True, **ON)
-    call = one_call(h.customer())
-    root = root_of(call)
-    await h.record_calls(call, conversation(twilio, root))
+    calls = [one_call(h.customer()) for _ in range(5)]
+    await h.record_calls(*calls, *(conversation(twilio, root_of(c)) for c in calls))
     await h.worker(media=media).run_once()
-    [record] = h.domain.records(CALL_LOG)
-    assert record["通話内容"]["value"] == EXPECTED
-    assert await attached(h, record["録音"]) == [MP3]
-    assert await h.outbox() == {"done": 1}
+    # The file costs one request a call (its upload); the calls share one upsert, and the
+    # app's fields are read once.
+    assert uploads(h) == len(calls)
+    assert h.domain.request_count(CALL_LOG, method="PUT") == 1
+    assert h.domain.request_count(CALL_LOG, method="GET") == 1
+    records = h.domain.records(CALL_LOG)
+    assert len(records) == len(calls)
+    for record in records:
+        assert record["通話内容"]["value"] == EXPECTED
+        assert await attached(h, record["録音"]) == [MP3]
+    assert await h.outbox() == {"done": len(calls)}
 
 
 async def test_an_inbound_call_lands_on_each_record_with_a_file_of_its_own(

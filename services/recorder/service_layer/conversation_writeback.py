@@ -27,6 +27,7 @@ Never logged: the transcript, the media, its URL.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class ConversationWriter:
         self._keep_on_twilio = settings.recording_keep_on_twilio
         self._clock = clock
         self._present: dict[int, tuple[float, frozenset[str]]] = {}
+        self._fields_lock = asyncio.Lock()
         self._calls: dict[str, _Call] = {}
 
     async def settle(self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]) -> list[Job]:
@@ -230,13 +232,14 @@ class ConversationWriter:
     async def _present_fields(self, app: int) -> frozenset[str]:
         """The field codes the call's row (subtable mode: the history table's columns) or
         call-log record has, read at most every FIELDS_TTL_S."""
-        cached = self._present.get(app)
-        if cached is not None and time.monotonic() - cached[0] < FIELDS_TTL_S:
-            return cached[1]
-        properties = await self._client.get_form_fields(app)
-        if self._mode is WritebackMode.SUBTABLE:
-            table = properties.get(self._table)
-            properties = table.get("fields") or {} if isinstance(table, Mapping) else {}
-        present = frozenset(properties)
-        self._present[app] = (time.monotonic(), present)
-        return present
+        async with self._fields_lock:  # a round's calls ask at once: one request answers all
+            cached = self._present.get(app)
+            if cached is not None and time.monotonic() - cached[0] < FIELDS_TTL_S:
+                return cached[1]
+            properties = await self._client.get_form_fields(app)
+            if self._mode is WritebackMode.SUBTABLE:
+                table = properties.get(self._table)
+                properties = table.get("fields") or {} if isinstance(table, Mapping) else {}
+            present = frozenset(properties)
+            self._present[app] = (time.monotonic(), present)
+            return present

@@ -501,16 +501,19 @@ class WritebackWorker:
         whose file or the app's fields could not be had is retried, the others go ahead."""
         assert self._conversation is not None
         assert self._call_log_app is not None
+        conversation, app = self._conversation, self._call_log_app
+        found = await asyncio.gather(
+            *(conversation.cells(app, job.call_sid) for job in jobs), return_exceptions=True
+        )
         ready: list[Job] = []
         cells: dict[str, dict[str, Any]] = {}
-        for job in jobs:
-            try:
-                cells[job.call_sid] = await self._conversation.cells(
-                    self._call_log_app, job.call_sid
-                )
-            except (KintoneError, AttachError) as exc:
-                await self._settle([job], exc)
+        for job, answer in zip(jobs, found, strict=True):
+            if isinstance(answer, (KintoneError, AttachError)):
+                await self._settle([job], answer)
+            elif isinstance(answer, BaseException):
+                raise answer
             else:
+                cells[job.call_sid] = answer
                 ready.append(job)
         return ready, cells
 
