@@ -135,6 +135,28 @@ async def test_check_names_what_is_missing(tmp_path: Path, database_url: str) ->
     assert "2 problem(s)" in out
 
 
+async def test_check_names_the_conversation_fields_when_recording_and_transcribing(
+    database_url: str,
+) -> None:
+    domain = KintoneDomain()
+    columns = dict(CALL_HISTORY_FIELDS) | {"通話内容": Field("SINGLE_LINE_TEXT")}
+    domain.add_app(APP, {"通話履歴": Field("SUBTABLE", fields=columns)})
+    domain.add_token("token-customers", APP, view=True, edit=True)
+    async with KintoneStandin(domain) as kintone:
+        env = recorder_env("127.0.0.1:1", "t", database_url, 1) | {
+            "KINTONE_WRITEBACK": "subtable",
+            "KINTONE_BASE_URL": kintone.base_url,
+            "KINTONE_API_TOKEN": "token-customers",
+            "RECORDING": "dual",
+            "TRANSCRIPTION": "on",
+        }
+        code, out = await calltrail("kintone", "check", "--app", str(APP), env=env)
+    assert code == 1
+    assert "PROBLEM  通話内容: is a SINGLE_LINE_TEXT, should be MULTI_LINE_TEXT" in out
+    assert "PROBLEM  録音: missing: add a FILE field with code '録音'" in out
+    assert "2 problem(s)" in out
+
+
 async def test_status_and_retry_of_parked_jobs(database_url: str) -> None:
     await query(database_url, "SELECT 1")
     from services.recorder.adapters.repository import make_engine
