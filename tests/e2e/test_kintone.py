@@ -57,6 +57,17 @@ async def calltrail(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return process.returncode or 0, out.decode()
 
 
+async def status_when(env: dict[str, str], expected: str, *, tries: int) -> str:
+    """`calltrail kintone status` until its output starts with ``expected`` (0.1 s apart)."""
+    out = ""
+    for _ in range(tries):
+        _, out = await calltrail("kintone", "status", env=env)
+        if out.startswith(expected):
+            break
+        await asyncio.sleep(0.1)
+    return out
+
+
 async def test_every_finished_call_lands_once_across_a_recorder_crash(
     gateway_process: tuple[ServiceProcess, str],
     kafka_broker: LocalBroker,
@@ -279,12 +290,7 @@ async def test_a_missed_calls_comment_survives_a_sigkill_between_post_and_commit
         await execute(database_url, "UPDATE kintone_outbox SET leased_until = NULL")  # ran out
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
         try:
-            out = ""
-            for _ in range(100):
-                _, out = await calltrail("kintone", "status", env=env)
-                if out.startswith("pending 0  parked 0  done 2"):
-                    break
-                await asyncio.sleep(0.1)
+            out = await status_when(env, "pending 0  parked 0  done 2", tries=100)
         finally:
             await asyncio.to_thread(recorder.stop)
     [comment] = domain.comments(APP, customer)
@@ -351,19 +357,16 @@ async def test_each_calls_conversation_lands_once_with_one_file_across_a_recorde
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-1.log")
         await publish(kafka_broker.bootstrap, topic, events)
         for _ in range(600):
-            if domain.request_count(APP, method="POST", path="/file.json") >= 3:
+            if domain.request_count(method="POST", path="/file.json") >= 3:  # no app: uploads
                 break
             await asyncio.sleep(0.01)
         recorder.process.kill()  # mid-round: files uploaded, rows written or not yet
         await asyncio.to_thread(recorder.stop)
+        assert domain.request_count(method="POST", path="/file.json") >= 3
+        await execute(database_url, "UPDATE kintone_outbox SET leased_until = NULL")  # ran out
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
         try:
-            out = ""
-            for _ in range(300):
-                _, out = await calltrail("kintone", "status", env=env)
-                if out.startswith("pending 0  parked 0  done 20"):
-                    break
-                await asyncio.sleep(0.2)
+            out = await status_when(env, "pending 0  parked 0  done 20", tries=600)
             assert out.startswith("pending 0  parked 0  done 20"), out
         finally:
             await asyncio.to_thread(recorder.stop)
