@@ -67,6 +67,8 @@ MEDIA_TYPE = "audio/mpeg"
 class RecordingMedia(Protocol):
     """Twilio's recordings, as the write-back fetches and deletes them (adapters/twilio_rest)."""
 
+    def recording_media_url(self, media_url: str) -> str | None: ...
+
     async def recording_media(self, media_url: str) -> bytes: ...
 
     async def delete_recording(self, sid: str) -> None: ...
@@ -83,6 +85,7 @@ class _Call:
     transcript: str | None  # None: nothing to write (no transcription)
     files: list[RecordingFile]  # its completed recordings
     give_up: bool  # FILE_ATTEMPTS spent: written without the files still missing
+    foreign: frozenset[str] = frozenset()  # recordings whose URL is not Twilio's: never fetched
     attached: dict[str, str] = field(default_factory=dict)  # recording → fileKey, this round
 
 
@@ -143,6 +146,7 @@ class ConversationWriter:
                 else None,
                 files.get(job.call_sid, []),
                 give_up=job.attempts > FILE_ATTEMPTS,
+                foreign=self._foreign(files.get(job.call_sid, [])),
             )
         if waiting:
             await self._outbox.defer([job.call_sid for job in waiting], self._timeout_s, POLL_S)
@@ -161,7 +165,11 @@ class ConversationWriter:
             return {}
         present = await self._present_fields(app)
         keys: list[str] = []
-        wanted = [f for f in call.files if f.to_attach and not call.give_up]
+        wanted = [
+            f
+            for f in call.files
+            if f.to_attach and not call.give_up and f.recording_sid not in call.foreign
+        ]
         code = self._fields.recording
         if wanted and code is not None and code in present and self._media is not None:
             if current is not None and file_attached(self._fields, current):
@@ -189,8 +197,12 @@ class ConversationWriter:
                 key = call.attached.get(file.recording_sid)
                 if key is not None:
                     await self._outbox.set_file_key(file.recording_sid, key)
-                elif file.to_attach and call.give_up:
-                    reason = f"not attached after {FILE_ATTEMPTS} attempts"
+                elif file.to_attach and (call.give_up or file.recording_sid in call.foreign):
+                    reason = (
+                        "its URL is not on Twilio's API host: never fetched"
+                        if file.recording_sid in call.foreign
+                        else f"not attached after {FILE_ATTEMPTS} attempts"
+                    )
                     await self._outbox.set_file_error(file.recording_sid, reason)
                     log.error(
                         "kintone_recording_not_attached",
@@ -205,6 +217,18 @@ class ConversationWriter:
                     except TwilioError as exc:
                         failed.setdefault(call_sid, AttachError(f"not deleted from Twilio: {exc}"))
         return failed
+
+    def _foreign(self, files: Sequence[RecordingFile]) -> frozenset[str]:
+        """The recordings whose URL a callback named somewhere else than Twilio's API host."""
+        media = self._media
+        return frozenset(
+            f.recording_sid
+            for f in files
+            if media is not None
+            and f.to_attach
+            and f.media_url is not None
+            and media.recording_media_url(f.media_url) is None
+        )
 
     async def _upload(self, app: int, file: RecordingFile) -> str:
         assert self._media is not None

@@ -81,6 +81,9 @@ class FakeTwilio:
     failing: bool = False
     deleted: list[str] = field(default_factory=list)
 
+    def recording_media_url(self, media_url: str) -> str | None:
+        return media_url + ".mp3" if media_url.startswith("https://api.twilio.com/") else None
+
     async def recording_media(self, media_url: str) -> bytes:
         if self.failing:
             raise TwilioError(f"The requested resource {media_url}.mp3 was not found", status=404)
@@ -190,3 +193,15 @@ async def test_not_kept_on_twilio_only_what_kintone_holds_is_deleted() -> None:
     await w.confirm(list(files))
     assert twilio.deleted == ["RE1"]
     assert outbox.deleted == ["RE1"]
+
+
+async def test_a_recording_whose_url_is_not_twilios_is_never_fetched_and_listed() -> None:
+    elsewhere = "https://evil.example/2010-04-01/Accounts/AC0/Recordings/RE1"
+    outbox = FakeOutbox({"CA1": DONE}, {"CA1": [RecordingFile("RE1", "CA1", elsewhere)]})
+    kintone = FakeKintone()
+    w = writer(outbox, kintone, FakeTwilio(failing=True))  # any fetch would raise
+    await w.settle([job("CA1")], {"CA1": summary("CA1")})
+    assert await w.cells(10, "CA1") == {"通話内容": {"value": "担当者: はい"}}
+    assert kintone.uploads == []
+    await w.confirm(["CA1"])
+    assert outbox.errors == {"RE1": "its URL is not on Twilio's API host: never fetched"}
