@@ -201,6 +201,11 @@ def _kintone(args: argparse.Namespace) -> int:
     print(f"missed {len(status.missed)}")
     for call_sid in status.missed:
         print(f"  {call_sid}")
+    # Recordings whose call was written without the file (CONTRACT.md section 11).
+    if status.unattached:
+        print(f"without recording file {len(status.unattached)}")
+        for call_sid, recording_sid, reason in status.unattached:
+            print(f"  {call_sid}  {recording_sid}  {reason}")
     return 0
 
 

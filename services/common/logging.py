@@ -114,6 +114,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(kafka_level)
+    # twilio-python logs each request's URL, query and headers at INFO: a recording's URL and
+    # the account's resources are nobody's business in a log (CONTRACT.md section 11).
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def debug_enabled() -> bool:

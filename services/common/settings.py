@@ -7,9 +7,10 @@ through :func:`load_settings`, which turns any problem into one line that names 
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -44,6 +45,41 @@ class KafkaSettings(ServiceSettings):
     @property
     def kafka_dlq_topic(self) -> str:
         return f"{self.kafka_topic}.dlq"
+
+
+class Recording(enum.StrEnum):
+    """``RECORDING`` (CONTRACT.md section 11)."""
+
+    OFF = "off"
+    DUAL = "dual"  # both sides of every <Dial>, one channel each (record-from-answer-dual)
+
+
+class Transcription(enum.StrEnum):
+    """``TRANSCRIPTION`` (CONTRACT.md section 11)."""
+
+    OFF = "off"
+    ON = "on"
+
+
+class ConversationSettings(ServiceSettings):
+    """Whether calls are recorded and transcribed: the gateway asks Twilio to, and the recorder
+    waits for what Twilio sends back before it writes a call onto kintone."""
+
+    recording: Recording = Recording.OFF
+    transcription: Transcription = Transcription.OFF
+
+    @field_validator("recording", "transcription", mode="before")
+    @classmethod
+    def _lower_case_choice(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def recording_on(self) -> bool:
+        return self.recording is Recording.DUAL
+
+    @property
+    def transcription_on(self) -> bool:
+        return self.transcription is Transcription.ON
 
 
 class SettingsError(SystemExit):

@@ -1230,15 +1230,26 @@ CALL_HISTORY_FIELDS: Mapping[str, Field] = {
 }
 
 
-def add_customer_app(domain: KintoneDomain, app_id: int, token: str, records: int = 0) -> None:
-    """A customer app set up for subtable mode, an API token (view, edit), some customers."""
+#: The conversation's columns (docs/kintone.md, "The conversation on the record").
+CONVERSATION_FIELDS: Mapping[str, Field] = {
+    "通話内容": Field("MULTI_LINE_TEXT"),
+    "録音": Field("FILE"),
+}
+
+
+def add_customer_app(
+    domain: KintoneDomain, app_id: int, token: str, records: int = 0, *, conversation: bool = False
+) -> None:
+    """A customer app set up for subtable mode, an API token (view, edit), some customers.
+    ``conversation``: the history table also has the transcript and recording columns."""
+    columns = {**CALL_HISTORY_FIELDS, **(CONVERSATION_FIELDS if conversation else {})}
     domain.add_app(
         app_id,
         {
             "顧客名": Field("SINGLE_LINE_TEXT"),
             "電話番号": Field("SINGLE_LINE_TEXT"),
             "LINEユーザーID": Field("SINGLE_LINE_TEXT"),
-            "通話履歴": Field("SUBTABLE", fields=CALL_HISTORY_FIELDS),
+            "通話履歴": Field("SUBTABLE", fields=columns),
         },
     )
     domain.add_token(token, app_id, view=True, edit=True)
@@ -1246,12 +1257,16 @@ def add_customer_app(domain: KintoneDomain, app_id: int, token: str, records: in
         domain.add_record(app_id, {"顧客名": {"value": f"顧客{i + 1}"}})
 
 
-def add_call_log_app(domain: KintoneDomain, app_id: int, token: str) -> None:
-    """A call-log app set up for app mode (unique CallSid), an API token (view, add, edit)."""
+def add_call_log_app(
+    domain: KintoneDomain, app_id: int, token: str, *, conversation: bool = False
+) -> None:
+    """A call-log app set up for app mode (unique CallSid), an API token (view, add, edit).
+    ``conversation``: with the transcript and recording fields."""
     domain.add_app(
         app_id,
         {
             **CALL_HISTORY_FIELDS,
+            **(CONVERSATION_FIELDS if conversation else {}),
             "CallSid": Field("SINGLE_LINE_TEXT", unique=True),
             "顧客レコード番号": Field("NUMBER"),
         },

@@ -28,7 +28,14 @@ Where Twilio documents no detail the stand-in guesses, and says so: the ``PageTo
 calls seeded here, by the category each call was given; recordings are not summed), the order
 of the Recordings list (newest first, as Calls), and that a deleted recording's instance is a
 404 while the list still shows it with ``IncludeSoftDeleted=true``. A Recording's
-``media_url`` is left out: no media is served here.
+``media_url`` is left out.
+
+Recording media (the Recording resource's "Fetch a Recording media file"): ``GET
+…/Recordings/{Sid}.mp3`` behind the same Basic auth (401 without: the account "enforces HTTP auth
+on media URLs", as new accounts do), answering ``audio/mpeg``; the bytes are the stand-in's
+(:meth:`TwilioAccount.add_recording`'s ``media``, else a few made-up bytes), not a real MP3.
+``DELETE …/Recordings/{Sid}.json``: 204, then the instance and its media are 404 (the "Delete a
+Recording resource" section).
 
 Knobs for tests and benchmarks: :meth:`TwilioAccount.fail_next` answers the next matching
 requests with a 5xx or a 429, or drops the connection (before or after the change is made);
@@ -121,6 +128,7 @@ class StoredRecording:
     created: datetime  # UTC
     resource: Json
     deleted: bool = False  # deleted from Twilio: listed only with IncludeSoftDeleted=true
+    media: bytes = b""  # what GET …/Recordings/{Sid}.mp3 answers
 
 
 @dataclass
@@ -298,6 +306,7 @@ class TwilioAccount:
         channels: int = 2,
         source: str = "DialVerb",
         status: str = "completed",
+        media: bytes | None = None,
     ) -> None:
         """A recording as Twilio's Recording resource gives it: ``price`` as Twilio gives it
         (negative, or None until priced), ``duration`` a string of seconds, ``call_sid`` the
@@ -323,7 +332,8 @@ class TwilioAccount:
             "transcriptions": f"{base}/Transcriptions.json",
         }
         self._stamp(recording, sid, f"Recordings/{sid}.json")
-        self.recordings[sid] = StoredRecording(created.astimezone(UTC), recording)
+        audio = media if media is not None else b"ID3stand-in recording " + sid.encode()
+        self.recordings[sid] = StoredRecording(created.astimezone(UTC), recording, media=audio)
 
     def sorted_calls(self) -> list[StoredCall]:
         """Newest first, as Twilio lists calls."""
@@ -763,6 +773,19 @@ def init_app(account: TwilioAccount) -> web.Application:
             raise _not_found(request.path)
         return _json(stored.resource)
 
+    async def get_recording_media(request: web.Request) -> web.Response:
+        stored = account.recordings.get(request.match_info["sid"])
+        if stored is None or stored.deleted:
+            raise _not_found(request.path)
+        return web.Response(body=stored.media, content_type="audio/mpeg")
+
+    async def delete_recording(request: web.Request) -> web.Response:
+        stored = account.recordings.get(request.match_info["sid"])
+        if stored is None or stored.deleted:
+            raise _not_found(request.path)
+        stored.deleted = True
+        return web.Response(status=204)
+
     async def list_usage(request: web.Request) -> web.Response:
         query = request.query
         try:
@@ -845,6 +868,8 @@ def init_app(account: TwilioAccount) -> web.Application:
     r.add_get(f"{prefix}/Calls.json", list_calls)
     r.add_get(f"{prefix}/Recordings.json", list_recordings)
     r.add_get(f"{prefix}/Recordings/{{sid}}.json", get_recording)
+    r.add_delete(f"{prefix}/Recordings/{{sid}}.json", delete_recording)
+    r.add_get(f"{prefix}/Recordings/{{sid}}.mp3", get_recording_media)
     r.add_get(f"{prefix}/Usage/Records.json", list_usage)
     return app
 

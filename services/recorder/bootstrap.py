@@ -15,15 +15,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.kafka import make_producer
+from services.common.settings import load_settings
 from services.recorder.adapters.kintone import KintoneClient
 from services.recorder.adapters.outbox import KintoneOutbox
 from services.recorder.adapters.repository import CallRepository, make_engine
+from services.recorder.adapters.twilio_rest import TwilioRest
 from services.recorder.domain.history import WritebackMode
 from services.recorder.domain.tariff import TariffBook, parse_tariffs
 from services.recorder.metrics import RecorderMetrics
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.service_layer.writeback import WritebackWorker
-from services.recorder.settings import RecorderSettings
+from services.recorder.settings import RecorderSettings, TwilioApiSettings
 
 
 @dataclass(slots=True)
@@ -79,7 +81,11 @@ def bootstrap(
     engine: AsyncEngine | None = None,
     consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
     kintone_client: KintoneClient | None = None,
+    twilio: TwilioRest | None = None,
 ) -> Recorder:
+    """``twilio``: where recordings are fetched from and deleted (RECORDING=dual with the
+    write-back on); None: from TWILIO_ACCOUNT_SID, TWILIO_API_KEY, TWILIO_API_SECRET (and
+    TWILIO_API_BASE_URL), which are then required."""
     registry = CollectorRegistry()
     metrics = RecorderMetrics(registry)
     engine = engine or make_engine(settings.database_url, pool_size=4)
@@ -93,9 +99,12 @@ def bootstrap(
         settings.home_region,
         writeback_delay_s=settings.kintone_writeback_delay_s if writeback else None,
         customer_app=settings.kintone_customer_app,
+        conversation_writeback=settings.recording_on or settings.transcription_on,
     )
     client = worker = None
     if writeback:
+        if settings.recording_on and twilio is None:
+            twilio = TwilioRest.from_settings(load_settings(TwilioApiSettings, "recorder"))
         client = kintone_client or make_kintone_client(settings, metrics)
         worker = WritebackWorker(
             KintoneOutbox(engine),
@@ -104,6 +113,7 @@ def bootstrap(
             home_region=settings.home_region,
             zone=settings.zone,
             metrics=metrics,
+            media=twilio,
         )
     return Recorder(
         settings=settings,

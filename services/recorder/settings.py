@@ -11,7 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.common.database import check_database_url
-from services.common.settings import CsvList, KafkaSettings, ServiceSettings
+from services.common.settings import (
+    ConversationSettings,
+    CsvList,
+    KafkaSettings,
+    ServiceSettings,
+)
 from services.recorder.domain.customer_lookup import LookupFields, check_field_code
 from services.recorder.domain.history import HistoryFields, WritebackMode
 from services.recorder.domain.missed import Mention, parse_mentions
@@ -52,8 +57,9 @@ class DatabaseSettings(ServiceSettings):
         return ZoneInfo(self.billing_tz)
 
 
-class KintoneSettings(ServiceSettings):
-    """kintone write-back (CONTRACT.md section 6). Field codes default to Japanese names."""
+class KintoneSettings(ConversationSettings):
+    """kintone write-back (CONTRACT.md section 6). Field codes default to Japanese names.
+    With RECORDING or TRANSCRIPTION on, a call also carries its conversation (section 11)."""
 
     kintone_writeback: WritebackMode = WritebackMode.OFF
     kintone_base_url: str | None = None
@@ -85,6 +91,17 @@ class KintoneSettings(ServiceSettings):
     # Who a missed call is told to (CONTRACT.md section 12): kintone users, groups or
     # organizations, mentioned in a comment on each matched customer record. Empty: nobody.
     missed_call_notify: CsvList = Field(default_factory=list)
+    # The conversation on the record (CONTRACT.md section 11, "On the record"): the transcript
+    # (TRANSCRIPTION=on) and the recording's file (RECORDING=dual).
+    kintone_field_transcript: str = "通話内容"
+    kintone_field_recording: str = "録音"
+    transcript_max_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    # A call is written once its recording and transcription are done, or this long after it
+    # ended, whichever comes first. At most 10 minutes: CalltrailKintoneWritebackFailing fires
+    # when a call has waited 15.
+    settle_timeout_s: float = Field(default=300.0, ge=0, le=600)
+    # false: delete the recording from Twilio once kintone holds its file.
+    recording_keep_on_twilio: bool = True
 
     @field_validator("missed_call_notify")
     @classmethod
@@ -143,6 +160,8 @@ class KintoneSettings(ServiceSettings):
             call_sid=self.kintone_field_call_sid,
             customer_record=self.kintone_field_customer_record,
             direction=self.kintone_field_direction,
+            transcript=self.kintone_field_transcript if self.transcription_on else None,
+            recording=self.kintone_field_recording if self.recording_on else None,
         )
 
     @property

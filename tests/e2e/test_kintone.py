@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from services.common.events import CallEvent
 from services.devtools.broker import LocalBroker, free_port
+from services.devtools.call_flows import answered_call
 from services.devtools.kintone_standin import (
     CALL_HISTORY_FIELDS,
     Field,
@@ -16,13 +19,22 @@ from services.devtools.kintone_standin import (
 )
 from services.devtools.simulate import Simulator, plan_calls
 from services.devtools.twilio_player import TwilioSigner
+from services.devtools.twilio_rest_standin import TwilioStandin, seeded_account
 from services.recorder.adapters.repository import make_engine
+from tests.conversation_events import (
+    CUSTOMER_SAYS,
+    STAFF_SAYS,
+    recording_event,
+    recording_sid,
+    transcript,
+)
 from tests.e2e.conftest import ServiceProcess, recorder_env, start_recorder, subtable_writeback_env
-from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID
+from tests.factories import ACCOUNT_SID, API_KEY, API_SECRET, APP_SID, CALLER_ID
 from tests.inbound_calls import inbound_call
 from tests.integration.recorder_support import publish, query
 
 APP = 12  # simulate places its calls from app 12, records 1..400
+AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
 
 
 def customers_domain() -> KintoneDomain:
@@ -43,6 +55,17 @@ async def calltrail(*args: str, env: dict[str, str]) -> tuple[int, str]:
     )
     out, _ = await process.communicate()
     return process.returncode or 0, out.decode()
+
+
+async def status_when(env: dict[str, str], expected: str, *, tries: int) -> str:
+    """`calltrail kintone status` until its output starts with ``expected`` (0.1 s apart)."""
+    out = ""
+    for _ in range(tries):
+        _, out = await calltrail("kintone", "status", env=env)
+        if out.startswith(expected):
+            break
+        await asyncio.sleep(0.1)
+    return out
 
 
 async def test_every_finished_call_lands_once_across_a_recorder_crash(
@@ -120,6 +143,28 @@ async def test_check_names_what_is_missing(tmp_path: Path, database_url: str) ->
     assert code == 1
     assert "PROBLEM  通話料金: missing" in out
     assert "PROBLEM  通話時間: is a SINGLE_LINE_TEXT, should be NUMBER" in out
+    assert "2 problem(s)" in out
+
+
+async def test_check_names_the_conversation_fields_when_recording_and_transcribing(
+    database_url: str,
+) -> None:
+    domain = KintoneDomain()
+    columns = dict(CALL_HISTORY_FIELDS) | {"通話内容": Field("SINGLE_LINE_TEXT")}
+    domain.add_app(APP, {"通話履歴": Field("SUBTABLE", fields=columns)})
+    domain.add_token("token-customers", APP, view=True, edit=True)
+    async with KintoneStandin(domain) as kintone:
+        env = recorder_env("127.0.0.1:1", "t", database_url, 1) | {
+            "KINTONE_WRITEBACK": "subtable",
+            "KINTONE_BASE_URL": kintone.base_url,
+            "KINTONE_API_TOKEN": "token-customers",
+            "RECORDING": "dual",
+            "TRANSCRIPTION": "on",
+        }
+        code, out = await calltrail("kintone", "check", "--app", str(APP), env=env)
+    assert code == 1
+    assert "PROBLEM  通話内容: is a SINGLE_LINE_TEXT, should be MULTI_LINE_TEXT" in out
+    assert "PROBLEM  録音: missing: add a FILE field with code '録音'" in out
     assert "2 problem(s)" in out
 
 
@@ -245,12 +290,7 @@ async def test_a_missed_calls_comment_survives_a_sigkill_between_post_and_commit
         await execute(database_url, "UPDATE kintone_outbox SET leased_until = NULL")  # ran out
         recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
         try:
-            out = ""
-            for _ in range(100):
-                _, out = await calltrail("kintone", "status", env=env)
-                if out.startswith("pending 0  parked 0  done 2"):
-                    break
-                await asyncio.sleep(0.1)
+            out = await status_when(env, "pending 0  parked 0  done 2", tries=100)
         finally:
             await asyncio.to_thread(recorder.stop)
     [comment] = domain.comments(APP, customer)
@@ -273,3 +313,77 @@ async def execute(database_url: str, sql: str) -> None:
             await conn.exec_driver_sql(sql)
     finally:
         await engine.dispose()
+
+
+async def test_each_calls_conversation_lands_once_with_one_file_across_a_recorder_crash(
+    kafka_broker: LocalBroker, topic: str, database_url: str, tmp_path: Path
+) -> None:
+    """CONTRACT.md section 11: calls with their transcripts and recordings, through the broker
+    and the recorder process, which is killed (SIGKILL) while it uploads and writes; once it is
+    back, each call's row holds its transcript and exactly one file, fetched from the Twilio
+    stand-in with the API key, and the recordings are deleted from Twilio after the write."""
+    domain = KintoneDomain()
+    add_customer_app(domain, APP, "token-customers", records=20, conversation=True)
+    account = seeded_account(ACCOUNT_SID, API_KEY, API_SECRET, CALLER_ID)
+    calls = [answered_call(app_id=str(APP), record_id=str(i + 1), at=AT) for i in range(20)]
+    events: list[CallEvent] = []
+    for call in calls:
+        root = call[0].call_sid
+        recording = recording_event(root, at=AT)
+        sid = recording.params["RecordingSid"]
+        account.add_recording(sid, root, AT, price=None, media=b"ID3" + root.encode())
+        said = [("inbound_track", STAFF_SAYS), ("outbound_track", CUSTOMER_SAYS)]
+        events += [*call, *transcript(root, said, at=AT)]
+    async with KintoneStandin(domain) as kintone, TwilioStandin(account) as twilio_rest:
+        base = f"{twilio_rest.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+        events += [
+            recording_event(c[0].call_sid, at=AT, url=base + recording_sid(c[0].call_sid))
+            for c in calls
+        ]
+        domain.latency_s = 0.02
+        env = (
+            recorder_env(kafka_broker.bootstrap, topic, database_url, free_port())
+            | subtable_writeback_env(kintone.base_url)
+            | {
+                "RECORDING": "dual",
+                "TRANSCRIPTION": "on",
+                "RECORDING_KEEP_ON_TWILIO": "false",
+                "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_API_KEY": API_KEY,
+                "TWILIO_API_SECRET": API_SECRET,
+                "TWILIO_API_BASE_URL": twilio_rest.base_url,
+            }
+        )
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-1.log")
+        await publish(kafka_broker.bootstrap, topic, events)
+        for _ in range(600):
+            if domain.request_count(method="POST", path="/file.json") >= 3:  # no app: uploads
+                break
+            await asyncio.sleep(0.01)
+        recorder.process.kill()  # mid-round: files uploaded, rows written or not yet
+        await asyncio.to_thread(recorder.stop)
+        assert domain.request_count(method="POST", path="/file.json") >= 3
+        await execute(database_url, "UPDATE kintone_outbox SET leased_until = NULL")  # ran out
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder-2.log")
+        try:
+            out = await status_when(env, "pending 0  parked 0  done 20", tries=600)
+            assert out.startswith("pending 0  parked 0  done 20"), out
+        finally:
+            await asyncio.to_thread(recorder.stop)
+    for i, call in enumerate(calls):
+        [row] = domain.record(APP, i + 1)["通話履歴"]["value"]
+        assert row["value"]["CallSid"]["value"] == call[0].call_sid
+        assert row["value"]["通話内容"]["value"] == f"担当者: {STAFF_SAYS}\nお客様: {CUSTOMER_SAYS}"
+        assert len(row["value"]["録音"]["value"]) == 1
+    assert all(stored.deleted for stored in account.recordings.values())
+    [(unattached, deleted)] = await query(
+        database_url,
+        "SELECT count(*) FILTER (WHERE kintone_file_key IS NULL),"
+        " count(deleted_from_twilio_at) FROM recordings",
+    )
+    assert (unattached, deleted) == (0, 20)
+    for log in ("recorder-1.log", "recorder-2.log"):
+        text = (tmp_path / log).read_text()
+        assert STAFF_SAYS not in text
+        assert API_SECRET not in text
+        assert twilio_rest.base_url + "/2010" not in text

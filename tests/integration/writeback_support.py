@@ -25,6 +25,7 @@ from services.recorder.adapters.repository import CallRepository, make_engine
 from services.recorder.domain.batch import ReceivedEvent
 from services.recorder.domain.tariff import parse_tariffs
 from services.recorder.metrics import RecorderMetrics
+from services.recorder.service_layer.conversation_writeback import RecordingMedia
 from services.recorder.service_layer.recording import CallRecorder
 from services.recorder.service_layer.writeback import WritebackWorker
 from services.recorder.settings import DEFAULT_TARIFF, KintoneSettings
@@ -34,10 +35,11 @@ CALL_LOG = 20
 AT = datetime(2026, 11, 10, 3, 0, 5, tzinfo=UTC)
 
 
-def kintone_domain() -> KintoneDomain:
+def kintone_domain(*, conversation: bool = False) -> KintoneDomain:
+    """``conversation``: the apps also have the transcript and recording fields."""
     domain = KintoneDomain()
-    add_customer_app(domain, CUSTOMERS, "token-customers")
-    add_call_log_app(domain, CALL_LOG, "token-call-log")
+    add_customer_app(domain, CUSTOMERS, "token-customers", conversation=conversation)
+    add_call_log_app(domain, CALL_LOG, "token-call-log", conversation=conversation)
     return domain
 
 
@@ -49,9 +51,12 @@ class Harness:
     client: KintoneClient
     settings: KintoneSettings
 
-    def worker(self, metrics: RecorderMetrics | None = None) -> WritebackWorker:
+    def worker(
+        self, metrics: RecorderMetrics | None = None, media: RecordingMedia | None = None
+    ) -> WritebackWorker:
+        """``media``: Twilio's recordings (RECORDING=dual)."""
         return WritebackWorker(
-            KintoneOutbox(self.engine), self.client, self.settings, metrics=metrics
+            KintoneOutbox(self.engine), self.client, self.settings, metrics=metrics, media=media
         )
 
     async def record_calls(self, *calls: list[CallEvent]) -> None:
@@ -82,8 +87,10 @@ async def make_harness(database_url: str) -> AsyncIterator:  # type: ignore[type
     standins: list[KintoneStandin] = []
     clients: list[KintoneClient] = []
 
-    async def make(mode: str = "subtable", **overrides: object) -> Harness:
-        domain = kintone_domain()
+    async def make(
+        mode: str = "subtable", *, conversation: bool = False, **overrides: object
+    ) -> Harness:
+        domain = kintone_domain(conversation=conversation)
         standin = await KintoneStandin(domain).start()
         standins.append(standin)
         settings = KintoneSettings(
@@ -105,6 +112,7 @@ async def make_harness(database_url: str) -> AsyncIterator:  # type: ignore[type
             ZoneInfo("Asia/Tokyo"),
             writeback_delay_s=0,
             customer_app=settings.kintone_customer_app,
+            conversation_writeback=settings.recording_on or settings.transcription_on,
         )
         return Harness(domain, engine, recorder, client, settings)
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.recorder.domain.conversation import (
     CallConversation,
+    RecordingFile,
     RecordingStatus,
     Speaker,
     TranscriptionStatus,
@@ -48,7 +49,7 @@ UPDATE kintone_outbox o
 SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
 WHERE o.call_sid IN (SELECT call_sid FROM claimed)
 RETURNING o.call_sid, o.kintone_app_id, o.kintone_record_id, o.attempts, o.direction,
-          o.matched_record_ids, o.notified_record_ids
+          o.matched_record_ids, o.notified_record_ids, o.created_at
 """
 # The f-strings below only join constants of this module: nothing from outside reaches them.
 # Call-log app mode: the oldest due jobs (500, a multiple of 100: full upserts).
@@ -82,7 +83,7 @@ FROM calls WHERE call_sid = ANY($1::text[]) OR parent_call_sid = ANY($1::text[])
 """
 # A call's conversation for the settled write-back (CONTRACT.md section 11): its utterances in
 # spoken order (as the call_transcripts view orders them), its recordings' and transcriptions'
-# statuses. Not used by the worker yet (issue 19 item 3).
+# statuses.
 UTTERANCES = """
 SELECT s.call_sid, s.speaker, s.text
 FROM transcript_segments s JOIN transcriptions t USING (transcription_sid)
@@ -93,6 +94,38 @@ CONVERSATION_STATES = """
 SELECT 'recording', call_sid, status FROM recordings WHERE call_sid = ANY($1::text[])
 UNION ALL
 SELECT 'transcription', call_sid, status FROM transcriptions WHERE call_sid = ANY($1::text[])
+"""
+# Its completed recordings, for the file on its row.
+RECORDING_FILES = """
+SELECT recording_sid, call_sid, media_url, kintone_file_key, kintone_file_error,
+       deleted_from_twilio_at IS NOT NULL
+FROM recordings WHERE call_sid = ANY($1::text[]) AND status = 'completed'
+ORDER BY call_sid, started_at NULLS LAST, recording_sid
+"""
+SET_FILE_KEY = """
+UPDATE recordings SET kintone_file_key = $2, kintone_file_error = NULL, updated_at = now()
+WHERE recording_sid = $1
+"""
+SET_FILE_ERROR = """
+UPDATE recordings SET kintone_file_error = $2, updated_at = now() WHERE recording_sid = $1
+"""
+SET_DELETED = """
+UPDATE recordings SET deleted_from_twilio_at = now(), updated_at = now()
+WHERE recording_sid = $1 AND deleted_from_twilio_at IS NULL
+"""
+# Recordings written without their file after the retries (``calltrail kintone status``).
+UNATTACHED = """
+SELECT call_sid, recording_sid, kintone_file_error FROM recordings
+WHERE kintone_file_error IS NOT NULL ORDER BY call_sid, recording_sid
+"""
+# A call not settled yet (CONTRACT.md section 11): looked at again shortly, or when its settle
+# timeout runs out, whichever is first; waiting is not an attempt. created_at is when the
+# call's end was recorded.
+DEFER = """
+UPDATE kintone_outbox
+SET available_at = least(created_at + make_interval(secs => $2), now() + make_interval(secs => $3)),
+    attempts = greatest(attempts - 1, 0), leased_until = NULL
+WHERE call_sid = ANY($1::text[])
 """
 SET_MATCHED = """
 UPDATE kintone_outbox SET matched_record_ids = $2::bigint[] WHERE call_sid = $1
@@ -169,6 +202,8 @@ class OutboxStatus:
     oldest_pending: datetime | None = None
     unmatched: list[str] = field(default_factory=list)  # inbound calls, no customer matched
     missed: list[str] = field(default_factory=list)  # of those, missed: nobody was told
+    # Recordings written without their file after the retries: (call, recording, why).
+    unattached: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class KintoneOutbox:
@@ -186,13 +221,14 @@ class KintoneOutbox:
             rows = await conn.exec_driver_sql(claim, (limit, lease_s))
             jobs: list[Job] = []
             parked: list[str] = []
-            for call_sid, app, record, attempts, direction, matched, notified in map(tuple, rows):
+            for row in map(tuple, rows):
+                call_sid, app, record, attempts, direction, matched, notified, created = row
                 if direction == "inbound" and app.isdigit():
                     found = None if matched is None else tuple(int(m) for m in matched)
                     told = None if notified is None else tuple(int(n) for n in notified)
-                    jobs.append(Job(call_sid, int(app), None, attempts, True, found, told))
+                    jobs.append(Job(call_sid, int(app), None, attempts, True, found, told, created))
                 elif app.isdigit() and record is not None and record.isdigit():
-                    jobs.append(Job(call_sid, int(app), int(record), attempts))
+                    jobs.append(Job(call_sid, int(app), int(record), attempts, ended_at=created))
                 else:
                     parked.append(call_sid)
             if parked:
@@ -228,6 +264,32 @@ class KintoneOutbox:
             for root in roots
             if root in said or root in recordings or root in transcriptions
         }
+
+    async def recording_files(self, roots: Sequence[str]) -> dict[str, list[RecordingFile]]:
+        """The completed recordings of each of these calls (root CallSids) that has one."""
+        files: dict[str, list[RecordingFile]] = defaultdict(list)
+        async with self._engine.connect() as conn:
+            rows = await conn.exec_driver_sql(RECORDING_FILES, (list(roots),))
+            for sid, call_sid, url, file_key, error, deleted in map(tuple, rows):
+                files[call_sid].append(RecordingFile(sid, call_sid, url, file_key, error, deleted))
+        return dict(files)
+
+    async def set_file_key(self, recording_sid: str, file_key: str) -> None:
+        """kintone confirmed a write carrying this recording's file."""
+        await self._execute(SET_FILE_KEY, recording_sid, file_key)
+
+    async def set_file_error(self, recording_sid: str, reason: str) -> None:
+        """The recording's row was written without its file, for this reason."""
+        await self._execute(SET_FILE_ERROR, recording_sid, reason)
+
+    async def set_deleted(self, recording_sid: str) -> None:
+        """The recording was deleted from Twilio."""
+        await self._execute(SET_DELETED, recording_sid)
+
+    async def defer(self, call_sids: Sequence[str], timeout_s: float, poll_s: float) -> None:
+        """Not settled yet: due again in ``poll_s``, or ``timeout_s`` after the call's end
+        (if sooner); the claim's attempt is given back."""
+        await self._execute(DEFER, list(call_sids), timeout_s, poll_s)
 
     async def set_matched(self, call_sid: str, record_ids: Sequence[int]) -> None:
         """Keep what an inbound call's lookup found, so a retry writes to the same records
@@ -274,12 +336,14 @@ class KintoneOutbox:
             oldest = (await conn.exec_driver_sql(OLDEST_PENDING)).scalar()
             unmatched = [row[0] for row in await conn.exec_driver_sql(UNMATCHED)]
             missed = [row[0] for row in await conn.exec_driver_sql(MISSED_UNMATCHED)]
+            unattached = [tuple(row) for row in await conn.exec_driver_sql(UNATTACHED)]
         return OutboxStatus(
             counts={state: counts.get(state, 0) for state in OutboxState},
             parked_reasons=reasons,
             oldest_pending=oldest,
             unmatched=unmatched,
             missed=missed,
+            unattached=[(str(c), str(r), str(e)) for c, r, e in unattached],
         )
 
     async def requeue_parked(self, call_sids: Sequence[str] = ()) -> int:

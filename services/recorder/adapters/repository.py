@@ -213,6 +213,14 @@ WHERE CASE WHEN direction = 'inbound' THEN $3::text IS NOT NULL
            ELSE app IS NOT NULL AND record IS NOT NULL END
 ON CONFLICT (call_sid) DO NOTHING
 """
+# A call written already whose conversation has news (a late recording or utterance): its job
+# goes again and updates the same row (CONTRACT.md section 11). The lookup's answer is kept.
+REQUEUE_WRITTEN = """
+UPDATE kintone_outbox
+SET state = 'pending', available_at = now() + make_interval(secs => $2), attempts = 0,
+    leased_until = NULL, last_error = NULL, done_at = NULL
+WHERE call_sid = ANY($1::text[]) AND state = 'done'
+"""
 # Every leg of an inbound call is inbound, and every leg of a LINE call carries its user id,
 # whichever of the call's legs came in first (CONTRACT.md section 9).
 SHARE_CALL_CONTEXT = """
@@ -442,6 +450,9 @@ class CallTransaction:
         ``customer_app`` is set, due after ``delay_s``; a call that has one keeps it."""
         app = None if customer_app is None else str(customer_app)
         await self._conn.exec_driver_sql(INSERT_OUTBOX, (list(roots), delay_s, app))
+
+    async def requeue_written(self, roots: Sequence[str], delay_s: float) -> None:
+        await self._conn.exec_driver_sql(REQUEUE_WRITTEN, (list(roots), delay_s))
 
 
 class CallRepository:

@@ -149,6 +149,7 @@ recordings = Table(
     Column("error_code", Text),
     *_price_columns(),
     Column("kintone_file_key", Text),
+    Column("kintone_file_error", Text),  # written without its file after the retries: why
     # What Twilio billed for the recording (positive), in its price_unit: `calltrail reconcile`.
     Column("twilio_price", Numeric),
     Column("twilio_price_unit", Text),

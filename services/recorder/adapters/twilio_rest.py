@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -63,6 +65,7 @@ DEFAULT_BASE_URL: Final = "https://api.twilio.com"
 PAGE_SIZE: Final = 1000  # the largest page Twilio's list resources serve
 AUTH_FAILED: Final = 20003
 NOT_FOUND: Final = 20404
+_RECORDING_SID: Final = re.compile(r"RE[0-9a-fA-F]{32}")
 
 
 class TwilioError(Exception):
@@ -151,6 +154,8 @@ class TwilioRest:
     ) -> None:
         self.account_sid = account_sid
         self.base_url = base_url.rstrip("/")
+        self._auth = (api_key, api_secret)
+        self._timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
         self._client = Client(
             username=api_key,
@@ -349,6 +354,53 @@ class TwilioRest:
             resource.get_page,
         )
         return [_recording(r) for r in recordings]
+
+    def recording_media_url(self, media_url: str) -> str | None:
+        """Where a recording's audio is fetched (``RecordingUrl`` + ``.mp3``), or None when
+        ``media_url`` is not one of this account's Recordings on the API host: a callback
+        names the URL, so nothing is fetched from anywhere else (issue 19, "Bad input")."""
+        try:
+            parts, api = urlsplit(media_url), urlsplit(self.base_url)
+            same_host = (parts.scheme, parts.hostname, parts.port) == (
+                api.scheme,
+                api.hostname,
+                api.port,
+            )
+        except ValueError:
+            return None
+        path = f"/2010-04-01/Accounts/{self.account_sid}/Recordings/"
+        sid = parts.path.removeprefix(path)
+        if not same_host or not parts.path.startswith(path) or not _RECORDING_SID.fullmatch(sid):
+            return None
+        if parts.username or parts.password or parts.query or parts.fragment:
+            return None
+        return f"{self.base_url}{parts.path}.mp3"
+
+    async def recording_media(self, media_url: str) -> bytes:
+        """A recording's audio as MP3, fetched with the API key (HTTP Basic auth, as Twilio's
+        Recording resource says its media is protected). Raises TwilioError; the message never
+        holds the URL, the key or the audio."""
+        url = self.recording_media_url(media_url)
+        if url is None:
+            raise TwilioError("the recording's URL is not on Twilio's API host: not fetched")
+
+        def get() -> bytes:
+            response = requests.get(url, auth=self._auth, timeout=self._timeout_s)
+            if response.status_code >= 400:
+                answer = Response(response.status_code, response.text, response.headers)
+                raise TwilioException("recording media", answer)
+            return response.content
+
+        return await self._call(get)
+
+    async def delete_recording(self, sid: str) -> None:
+        """Delete a recording from Twilio (``DELETE …/Recordings/{sid}.json``); one already
+        gone counts as deleted."""
+        try:
+            await self._call(self._account.recordings(sid).delete)
+        except TwilioError as exc:
+            if not exc.not_found:
+                raise
 
     async def usage_records(self, start: date, end: date) -> list[UsageRecord]:
         """The account's usage by category from ``start`` to ``end`` inclusive (UTC dates)."""

@@ -367,6 +367,22 @@ class CallConversation:
     transcriptions: tuple[TranscriptionStatus, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingFile:
+    """A completed recording of a call, as the write-back attaches it to the call's row."""
+
+    recording_sid: str
+    call_sid: str  # the call's root
+    media_url: str | None  # Twilio's RecordingUrl (never with credentials)
+    file_key: str | None = None  # kintone's, once a write carrying the file was confirmed
+    file_error: str | None = None  # given up after the retries: the row went without it
+    deleted: bool = False  # deleted from Twilio (RECORDING_KEEP_ON_TWILIO=false)
+
+    @property
+    def to_attach(self) -> bool:
+        return self.file_key is None and self.file_error is None and self.media_url is not None
+
+
 def settled(
     conversation: CallConversation,
     *,

@@ -69,6 +69,9 @@ class HistoryFields:
     call_sid: str
     customer_record: str
     direction: str = "発着信"
+    # The conversation (CONTRACT.md section 11): None while it is not recorded/transcribed.
+    transcript: str | None = None  # multi-line text: who said what
+    recording: str | None = None  # attachment: the recording's file
 
 
 def kintone_datetime(moment: datetime | None) -> str:
@@ -179,4 +182,34 @@ def call_log_record(
     """The call-log app's record; ``record_id`` None: an inbound call that matched no customer."""
     cells = _cells(summary, fields)
     cells[fields.customer_record] = {"value": "" if record_id is None else str(record_id)}
+    return cells
+
+
+def file_attached(fields: HistoryFields, cells: Mapping[str, Any]) -> bool:
+    """Whether a row or record, as kintone returned it, already holds the recording's file
+    (only calltrail writes that field: a file there is the call's)."""
+    cell = cells.get(fields.recording) if fields.recording is not None else None
+    return isinstance(cell, Mapping) and bool(cell.get("value"))
+
+
+def conversation_cells(
+    fields: HistoryFields,
+    present: frozenset[str],
+    transcript: str | None,
+    file_keys: Sequence[str] = (),
+    current: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The conversation's cells of a call's row or record (CONTRACT.md section 11): the
+    transcript unless ``current`` (the row as kintone returned it) already says the same, and
+    the files whose temporary ``file_keys`` were just uploaded. A field the app does not have
+    (not in ``present``) is left out."""
+    cells: dict[str, Any] = {}
+    code = fields.transcript
+    if code is not None and code in present and transcript is not None:
+        now = (current or {}).get(code)
+        if current is None or not isinstance(now, Mapping) or now.get("value") != transcript:
+            cells[code] = {"value": transcript}
+    code = fields.recording
+    if code is not None and code in present and file_keys:
+        cells[code] = {"value": [{"fileKey": key} for key in file_keys]}
     return cells

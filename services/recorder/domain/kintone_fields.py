@@ -15,6 +15,8 @@ OLD_NUMBER_CODE = "電話番号"  # KINTONE_FIELD_NUMBER's default before inboun
 TEXT = ("SINGLE_LINE_TEXT",)
 NUMBER = ("NUMBER",)
 CHOICE = ("SINGLE_LINE_TEXT", "DROP_DOWN", "RADIO_BUTTON")
+MULTI_LINE_TEXT = ("MULTI_LINE_TEXT",)
+FILE = ("FILE",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,14 @@ class Finding:
 
 
 def _expected(fields: HistoryFields) -> list[tuple[str, tuple[str, ...], str]]:
+    conversation = [
+        (code, types, what)
+        for code, types, what in (
+            (fields.transcript, MULTI_LINE_TEXT, "the transcript: who said what (TRANSCRIPTION)"),
+            (fields.recording, FILE, "the recording's file (RECORDING)"),
+        )
+        if code is not None
+    ]
     return [
         (fields.datetime, ("DATETIME",), "when the call started (UTC)"),
         (fields.number, (*TEXT, "LINK"), "the number called or calling, E.164"),
@@ -37,6 +47,7 @@ def _expected(fields: HistoryFields) -> list[tuple[str, tuple[str, ...], str]]:
         (fields.user, TEXT, "the kintone user who called, or answered"),
         (fields.call_sid, TEXT, "Twilio's CallSid: one row per call"),
         (fields.direction, CHOICE, "着信 (inbound) or 発信 (outbound)"),
+        *conversation,
     ]
 
 

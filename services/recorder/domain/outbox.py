@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class OutboxState(enum.StrEnum):
@@ -30,3 +31,4 @@ class Job:
     inbound: bool = False
     matched: tuple[int, ...] | None = None
     notified: tuple[int, ...] | None = None
+    ended_at: datetime | None = None  # when the call's end was recorded (the job created)

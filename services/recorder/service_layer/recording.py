@@ -88,6 +88,11 @@ class LegTransaction(Protocol):
         to the customer lookup."""
         ...
 
+    async def requeue_written(self, roots: Sequence[str], delay_s: float) -> None:
+        """These calls' jobs already done go again, due after ``delay_s``: their conversation
+        has news for the row already written (CONTRACT.md section 11)."""
+        ...
+
 
 class LegStore(Protocol):
     def event_rows(self, unique: Mapping[str, ReceivedEvent]) -> EventRows: ...
@@ -128,10 +133,14 @@ class CallRecorder:
         *,
         writeback_delay_s: float | None = None,
         customer_app: int | None = None,
+        conversation_writeback: bool = False,
     ) -> None:
         """``writeback_delay_s``: when set, ended calls get a kintone write-back job, due that
         many seconds later (so the call's last legs are in); None: write-back is off.
-        ``customer_app``: where inbound calls are looked up (none: they get no job)."""
+        ``customer_app``: where inbound calls are looked up (none: they get no job).
+        ``conversation_writeback``: a recording or transcript arriving after its call was
+        written puts the call's job back, so the row is updated (RECORDING/TRANSCRIPTION on)."""
+        self._conversation_writeback = conversation_writeback
         self._customer_app = customer_app
         self._store = store
         self.tariffs = tariffs
@@ -182,6 +191,12 @@ class CallRecorder:
                 await tx.add_writeback_jobs(
                     folded.writeback_roots, self._writeback_delay_s, self._customer_app
                 )
+            if (
+                self._writeback_delay_s is not None
+                and self._conversation_writeback
+                and batch.conversation
+            ):
+                await tx.requeue_written(sorted(batch.conversation.roots), self._writeback_delay_s)
         outcome.legs_written = len(folded.legs)
         outcome.ended_legs = folded.ended
         outcome.unrated_legs = folded.unrated

@@ -21,6 +21,9 @@ lookup found is kept with the job, so a retry writes to the same records without
 In subtable mode the query also returns each record's revision and history table, so a record
 costs one update, not a read and an update.
 
+With RECORDING or TRANSCRIPTION on, a call waits until it is settled and carries its transcript
+and recording's file (CONTRACT.md section 11; service_layer/conversation_writeback.py).
+
 A missed call (CONTRACT.md section 12) is marked so in its job (``calltrail kintone status``
 lists those that matched nothing), and with ``MISSED_CALL_NOTIFY`` set its job is done only once
 each matched record also carries the call's comment (service_layer/missed_calls.py).
@@ -65,6 +68,11 @@ from services.recorder.domain.history import (
 )
 from services.recorder.domain.outbox import Job
 from services.recorder.metrics import RecorderMetrics
+from services.recorder.service_layer.conversation_writeback import (
+    AttachError,
+    ConversationWriter,
+    RecordingMedia,
+)
 from services.recorder.service_layer.missed_calls import MissedCallNotifier
 from services.recorder.settings import KintoneSettings
 
@@ -118,8 +126,10 @@ class WritebackWorker:
         home_region: str = "JP",
         zone: ZoneInfo | None = None,
         metrics: RecorderMetrics | None = None,
+        media: RecordingMedia | None = None,
     ) -> None:
-        """``zone``: the time zone a missed call's comment says its time in (BILLING_TZ)."""
+        """``zone``: the time zone a missed call's comment says its time in (BILLING_TZ).
+        ``media``: Twilio's recordings, for their files (RECORDING=dual)."""
         self._outbox = outbox
         self._metrics = metrics or RecorderMetrics(CollectorRegistry())
         self._client = client
@@ -138,6 +148,11 @@ class WritebackWorker:
                 outbox, client, mentions, zone or ZoneInfo("Asia/Tokyo"), home_region
             )
             if mentions
+            else None
+        )
+        self._conversation = (
+            ConversationWriter(outbox, client, settings, media)
+            if settings.recording_on or settings.transcription_on
             else None
         )
 
@@ -166,11 +181,14 @@ class WritebackWorker:
         jobs = await self._claim()
         if not jobs:
             return 0
+        claimed = len(jobs)
         summaries = await self._summaries(jobs)
         orphans = [job for job in jobs if job.call_sid not in summaries]
         if orphans:
             await self._settle(orphans, ParkError("no legs recorded for this call"))
             jobs = [job for job in jobs if job.call_sid in summaries]
+        if self._conversation is not None:
+            jobs = await self._conversation.settle(jobs, summaries)
         missed = [job.call_sid for job in jobs if summaries[job.call_sid].missed]
         if missed:
             await self._outbox.mark_missed(missed)
@@ -188,7 +206,7 @@ class WritebackWorker:
             await self._write_call_log(ready, summaries, matched)
         else:
             await self._write_histories(jobs, summaries)
-        return len(jobs)
+        return claimed
 
     async def _write_histories(
         self, jobs: Sequence[Job], summaries: Mapping[str, CallSummary]
@@ -246,7 +264,14 @@ class WritebackWorker:
         matched: Mapping[str, Sequence[int]],
     ) -> None:
         """Jobs whose call is on kintone: done, once a missed call's records also carry its
-        comment (``MISSED_CALL_NOTIFY``); a comment that failed retries the job."""
+        comment (``MISSED_CALL_NOTIFY``); a comment that failed retries the job. The files
+        they carry are noted first (and deleted from Twilio if so set)."""
+        if self._conversation is not None:
+            unfinished = await self._conversation.confirm([job.call_sid for job in jobs])
+            for job in jobs:
+                if job.call_sid in unfinished:
+                    await self._settle([job], unfinished[job.call_sid])
+            jobs = [job for job in jobs if job.call_sid not in unfinished]
         notifier = self._notifier
         if notifier is None:
             await self._settle(jobs, None)
@@ -318,7 +343,7 @@ class WritebackWorker:
         jobs: Sequence[Job],
         summaries: Mapping[str, CallSummary],
         read: tuple[Mapping[str, Any], int] | None = None,
-    ) -> KintoneError | ParkError | None:
+    ) -> KintoneError | ParkError | AttachError | None:
         """The calls onto one record; returns what went wrong, if anything."""
         try:
             # The client's own lines (retries, 429s) then say which calls they carry.
@@ -326,7 +351,7 @@ class WritebackWorker:
                 await self.append_history(
                     app, record_id, [summaries[j.call_sid] for j in jobs], read
                 )
-        except (KintoneError, ParkError) as exc:
+        except (KintoneError, ParkError, AttachError) as exc:
             return exc
         return None
 
@@ -352,14 +377,20 @@ class WritebackWorker:
                 )
             rows = table.get("value") or []
             present = {
-                (row.get("value") or {}).get(self._fields.call_sid, {}).get("value") for row in rows
+                (row.get("value") or {}).get(self._fields.call_sid, {}).get("value"): row
+                for row in rows
             }
             missing = [call for call in calls if call.call_sid not in present]
-            if not missing:
+            # A call already on the record may have more to say (its conversation, late).
+            changed = await self._conversation_changes(app, calls, present)
+            if not missing and not changed:
                 return 0
-            value = [{"id": row["id"]} for row in rows] + [
-                history_row(c, self._fields) for c in missing
-            ]
+            value = [
+                {"id": row["id"], "value": changed[row["id"]]}
+                if row["id"] in changed
+                else {"id": row["id"]}
+                for row in rows
+            ] + [await self._new_row(app, c) for c in missing]
             try:
                 await self._client.update_record(
                     app, record_id, {self._table: {"value": value}}, revision
@@ -368,6 +399,28 @@ class WritebackWorker:
                 continue  # someone else wrote meanwhile (or our own retry did): read again
             return len(missing)
         raise KintoneConflictError(409, "GAIA_CO02", f"record {record_id} kept changing")
+
+    async def _new_row(self, app: int, call: CallSummary) -> dict[str, Any]:
+        row = history_row(call, self._fields)
+        if self._conversation is not None:
+            row["value"] |= await self._conversation.cells(app, call.call_sid)
+        return row
+
+    async def _conversation_changes(
+        self, app: int, calls: Sequence[CallSummary], present: Mapping[Any, Mapping[str, Any]]
+    ) -> dict[Any, dict[str, Any]]:
+        """Row id → the cells to rewrite, for the calls already on the record whose
+        conversation says more than their row."""
+        if self._conversation is None:
+            return {}
+        changed: dict[Any, dict[str, Any]] = {}
+        for call in calls:
+            row = present.get(call.call_sid)
+            if row is not None:
+                cells = await self._conversation.cells(app, call.call_sid, row.get("value") or {})
+                if cells:
+                    changed[row["id"]] = cells
+        return changed
 
     # --- inbound calls: the customer lookup ---------------------------------------------------
 
@@ -436,20 +489,48 @@ class WritebackWorker:
     ) -> None:
         """``matched``: an inbound call's customer records (the lowest goes on its record)."""
         ready = list(jobs)
+        extra: dict[str, dict[str, Any]] = {}
+        if self._conversation is not None:
+            ready, extra = await self._call_log_conversations(ready)
         chunks = [
             ready[i : i + MAX_RECORDS_PER_REQUEST]
             for i in range(0, len(ready), MAX_RECORDS_PER_REQUEST)
         ]
         await asyncio.gather(
-            *(self._upsert_chunk(chunk, summaries, matched or {}) for chunk in chunks)
+            *(self._upsert_chunk(chunk, summaries, matched or {}, extra) for chunk in chunks)
         )
+
+    async def _call_log_conversations(
+        self, jobs: Sequence[Job]
+    ) -> tuple[list[Job], dict[str, dict[str, Any]]]:
+        """Each call's conversation cells for its call-log record (uploading its files); a call
+        whose file or the app's fields could not be had is retried, the others go ahead."""
+        assert self._conversation is not None
+        assert self._call_log_app is not None
+        conversation, app = self._conversation, self._call_log_app
+        found = await asyncio.gather(
+            *(conversation.cells(app, job.call_sid) for job in jobs), return_exceptions=True
+        )
+        ready: list[Job] = []
+        cells: dict[str, dict[str, Any]] = {}
+        for job, answer in zip(jobs, found, strict=True):
+            if isinstance(answer, (KintoneError, AttachError)):
+                await self._settle([job], answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                cells[job.call_sid] = answer
+                ready.append(job)
+        return ready, cells
 
     async def _upsert_chunk(
         self,
         jobs: Sequence[Job],
         summaries: Mapping[str, CallSummary],
         matched: Mapping[str, Sequence[int]],
+        extra: Mapping[str, Mapping[str, Any]],
     ) -> None:
+        """``extra``: each call's conversation cells."""
         assert self._call_log_app is not None
         records = [
             (
@@ -458,7 +539,8 @@ class WritebackWorker:
                     summaries[job.call_sid],
                     _lowest(matched.get(job.call_sid)) if job.inbound else job.record_id,
                     self._fields,
-                ),
+                )
+                | dict(extra.get(job.call_sid, {})),
             )
             for job in jobs
         ]
@@ -473,7 +555,7 @@ class WritebackWorker:
                 return
             # kintone refuses the whole request for one bad record: find it, send the rest.
             for job in jobs:
-                await self._upsert_chunk([job], summaries, matched)
+                await self._upsert_chunk([job], summaries, matched, extra)
         except KintoneError as exc:
             await self._settle(jobs, exc)
         else:

@@ -46,6 +46,7 @@ class FakeLegStore:
     events: dict[str, ReceivedEvent] = field(default_factory=dict)
     legs: dict[str, PricedLeg] = field(default_factory=dict)
     jobs: dict[str, float] = field(default_factory=dict)  # root CallSid → delay
+    requeued: dict[str, float] = field(default_factory=dict)  # written calls, their news
     recordings: dict[str, PricedRecording] = field(default_factory=dict)
     transcriptions: dict[str, PricedTranscription] = field(default_factory=dict)
     segments: dict[tuple[str, int], Utterance] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class FakeLegStore:
         self.segments |= tx.segments
         for root, delay in tx.jobs.items():
             self.jobs.setdefault(root, delay)
+        self.requeued |= tx.requeued
         self.commits += 1
 
 
@@ -81,6 +83,7 @@ class FakeTransaction:
     recordings: dict[str, PricedRecording] = field(default_factory=dict)
     transcriptions: dict[str, PricedTranscription] = field(default_factory=dict)
     segments: dict[tuple[str, int], Utterance] = field(default_factory=dict)
+    requeued: dict[str, float] = field(default_factory=dict)  # written calls' jobs again
 
     async def add_events(self, rows: EventRows) -> int:
         new = 0
@@ -119,6 +122,9 @@ class FakeTransaction:
         self, roots: Sequence[str], delay_s: float, customer_app: int | None
     ) -> None:
         self.jobs |= dict.fromkeys(roots, delay_s)
+
+    async def requeue_written(self, roots: Sequence[str], delay_s: float) -> None:
+        self.requeued |= dict.fromkeys(roots, delay_s)
 
     async def load_recordings(self, call_sids: Sequence[str]) -> dict[str, PricedRecording]:
         found = {**self.store.recordings, **self.recordings}
