@@ -1257,3 +1257,49 @@ def add_call_log_app(domain: KintoneDomain, app_id: int, token: str) -> None:
         },
     )
     domain.add_token(token, app_id, view=True, add=True, edit=True)
+
+
+# --- the dev domain ``calltrail dev`` serves ---------------------------------------------
+
+DEV_CUSTOMER_APP = 12  # the app_id of ``calltrail simulate``'s outbound calls
+DEV_CUSTOMER_RECORDS = 400  # their record ids are 1..400
+DEV_TOKEN = "dev-kintone-token-placeholder"  # noqa: S105 - a placeholder, not a secret
+#: The users and groups comments may mention, as (kind, code); MISSED_CALL_NOTIFY names some.
+DEV_ENTITIES = (("USER", "sato"), ("USER", "suzuki"), ("GROUP", "sales"))
+DEV_MISSED_CALL_NOTIFY = "sato,GROUP:sales"
+
+
+def seed_dev_domain(domain: KintoneDomain | None = None) -> KintoneDomain:
+    """The dev kintone: the customer app simulated calls use, set up for subtable mode with
+    calltrail's default field codes and a token (view, edit); its first records are
+    ``DEV_CUSTOMERS`` with their numbers as typed (and some LINE user ids), the rest nameless
+    customers that outbound calls land on; the users and groups of ``DEV_ENTITIES``."""
+    from services.devtools.call_flows import DEV_CUSTOMERS
+
+    domain = domain or KintoneDomain()
+    add_customer_app(domain, DEV_CUSTOMER_APP, DEV_TOKEN, records=DEV_CUSTOMER_RECORDS)
+    for record_id, customer in enumerate(DEV_CUSTOMERS, start=1):
+        cells = {"顧客名": {"value": customer.name}, "電話番号": {"value": customer.phone}}
+        if customer.line_user_id:
+            cells["LINEユーザーID"] = {"value": customer.line_user_id}
+        domain.edit_record(DEV_CUSTOMER_APP, record_id, cells)
+    for kind, code in DEV_ENTITIES:
+        domain.add_entity(code, kind)
+    return domain
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the dev domain until SIGINT/SIGTERM (``calltrail dev`` starts this)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the kintone stand-in, dev domain")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    web.run_app(
+        init_app(seed_dev_domain()), host=args.host, port=args.port, print=None, access_log=None
+    )
+
+
+if __name__ == "__main__":
+    main()
