@@ -63,7 +63,8 @@ import orjson
 from aiohttp import web
 
 from services.devtools import kintone_query
-from services.devtools.local_server import LocalServer
+from services.devtools.call_flows import DEV_CUSTOMERS
+from services.devtools.local_server import LocalServer, serve_until_stopped
 
 MAX_RECORDS_PER_REQUEST = 100
 # kintone takes files up to 1 GB; the stand-in holds them in memory, so it takes less.
@@ -1274,8 +1275,6 @@ def seed_dev_domain(domain: KintoneDomain | None = None) -> KintoneDomain:
     calltrail's default field codes and a token (view, edit); its first records are
     ``DEV_CUSTOMERS`` with their numbers as typed (and some LINE user ids), the rest nameless
     customers that outbound calls land on; the users and groups of ``DEV_ENTITIES``."""
-    from services.devtools.call_flows import DEV_CUSTOMERS
-
     domain = domain or KintoneDomain()
     add_customer_app(domain, DEV_CUSTOMER_APP, DEV_TOKEN, records=DEV_CUSTOMER_RECORDS)
     for record_id, customer in enumerate(DEV_CUSTOMERS, start=1):
@@ -1290,14 +1289,8 @@ def seed_dev_domain(domain: KintoneDomain | None = None) -> KintoneDomain:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve the dev domain until SIGINT/SIGTERM (``calltrail dev`` starts this)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="the kintone stand-in, dev domain")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    web.run_app(
-        init_app(seed_dev_domain()), host=args.host, port=args.port, print=None, access_log=None
+    serve_until_stopped(
+        "the kintone stand-in, dev domain", lambda: init_app(seed_dev_domain()), argv
     )
 
 
