@@ -55,6 +55,9 @@ DEV_CONVERSATION: Mapping[str, str] = {"RECORDING": "dual", "TRANSCRIPTION": "on
 DEV_VOICEMAIL: Mapping[str, str] = {"VOICEMAIL": "on"}
 
 
+OWN_KINTONE_SETTINGS_WIN = frozenset({"KINTONE_WRITEBACK_DELAY_S", "MISSED_CALL_NOTIFY"})
+
+
 def dev_kintone_env(base_url: str) -> dict[str, str]:
     """The recorder's write-back to the dev kintone stand-in at ``base_url``: subtable mode into
     its customer app, missed calls told to its seeded users (CONTRACT.md sections 6, 9, 12).
@@ -101,12 +104,12 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: floa
         time.sleep(0.1)
 
 
-def _kintone_banner(base_url: str, database_env: str) -> str:
+def _kintone_banner(base_url: str, notify: str, database_env: str) -> str:
     """How to look at what the write-back did: only the stand-in's placeholder token."""
     return (
         f"  kintone stand-in    {base_url}  (app {DEV_CUSTOMER_APP}, subtable mode; records"
         f" 1-{len(DEV_CUSTOMERS)} have phone numbers,\n"
-        f"                      missed calls commented to {DEV_MISSED_CALL_NOTIFY})\n"
+        f"                      missed calls commented to {notify or 'nobody'})\n"
         "  see what the write-back did:\n"
         f"    {database_env}.venv/bin/calltrail kintone status\n"
         f"    curl -fsS -H 'X-Cybozu-API-Token: {DEV_TOKEN}' \\\n"
@@ -144,7 +147,13 @@ def run_dev(gateway_port: int | None = None) -> int:
     kintone_port = free_port() if wants_kintone_standin(env) else None
     if kintone_port is not None:
         # Also the gateway's CORS origin (KINTONE_BASE_URL): the stand-in's, as the dev domain.
-        env.update(dev_kintone_env(f"http://127.0.0.1:{kintone_port}"))
+        # The stand-in's address, token and app are forced (nothing else would answer); a
+        # delay or MISSED_CALL_NOTIFY of one's own wins, as RECORDING and VOICEMAIL do.
+        for name, value in dev_kintone_env(f"http://127.0.0.1:{kintone_port}").items():
+            if name in OWN_KINTONE_SETTINGS_WIN:
+                env.setdefault(name, value)
+            else:
+                env[name] = value
     placeholders = [name for name in DEV_PLACEHOLDERS if not env.get(name)]
     for name in placeholders:
         env[name] = DEV_PLACEHOLDERS[name]
@@ -238,7 +247,10 @@ def run_dev(gateway_port: int | None = None) -> int:
             flush=True,
         )
         if kintone_port is not None:
-            print(_kintone_banner(env["KINTONE_BASE_URL"], costs_env), flush=True)
+            print(
+                _kintone_banner(env["KINTONE_BASE_URL"], env["MISSED_CALL_NOTIFY"], costs_env),
+                flush=True,
+            )
         if placeholders:
             print(
                 "  note: placeholder settings for " + ", ".join(placeholders) + ";\n"
