@@ -13,6 +13,9 @@ callback URL, asks the ``<Dial>``'s action what next, dials the forward number i
 answer, and reports the parent leg to ``/twilio/status`` (the number's or SIP domain's status
 callback: no query). Which browsers ring and whether there is a forward number is the
 gateway's to say (``RING_IDENTITIES``, ``INBOUND_FORWARD_TO``); who answers is the plan's.
+Callers are strangers (random numbers and LINE users) unless the plan is given customers
+(``--customers``: ``DEV_CUSTOMERS``, whom ``calltrail dev``'s kintone stand-in holds), who then
+make most of the calls.
 
 The conversation (CONTRACT.md section 11) is played when the gateway's TwiML asks for it, as
 Twilio does: a ``<Start><Transcription>`` gets the transcription session's callbacks (started;
