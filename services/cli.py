@@ -126,6 +126,7 @@ def _simulate(args: argparse.Namespace) -> int:
     import os
 
     _devtools("simulate")
+    from services.devtools.call_flows import DEV_CUSTOMERS
     from services.devtools.dev import DEV_PLACEHOLDERS
     from services.devtools.simulate import (
         HANG_UP_SHARE,
@@ -149,7 +150,12 @@ def _simulate(args: argparse.Namespace) -> int:
     calls = plan_calls(args.calls, seed=args.seed)
     inbound_count = args.calls // 4 if args.inbound is None else args.inbound
     inbound_seed = None if args.seed is None else args.seed + 1
-    inbound = plan_inbound_calls(inbound_count, seed=inbound_seed, hang_ups=HANG_UP_SHARE)
+    inbound = plan_inbound_calls(
+        inbound_count,
+        seed=inbound_seed,
+        hang_ups=HANG_UP_SHARE,
+        customers=DEV_CUSTOMERS if args.customers else (),
+    )
     summary = asyncio.run(simulator.run(calls, concurrency=args.concurrency, inbound=inbound))
     print(
         f"{summary.calls} calls, {summary.callbacks} status callbacks; outcomes "
@@ -329,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="inbound calls (to the number and through LINE) as well (default: calls / 4)",
+    )
+    simulate.add_argument(
+        "--customers",
+        action="store_true",
+        help="most inbound callers are customers of calltrail dev's kintone stand-in (app 12)",
     )
     simulate.add_argument("--concurrency", type=int, default=8)
     simulate.add_argument("--seed", type=int, default=None, help="repeatable flows")

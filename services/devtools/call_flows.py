@@ -4,10 +4,12 @@ leg's completion, each built by the gateway's own parsers from a Twilio-shaped f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from services.common.events import CallContext, CallEvent, EventKind
+from services.common.numbers import parse_number
 from services.devtools.twilio_player import new_sid, status_callback_form
 from services.gateway.domain.callbacks import call_event, status_event
 
@@ -101,6 +103,40 @@ RING_STATUSES = {
     "no-answer": ("initiated", "ringing", "no-answer"),  # RING_TIMEOUT_S passed
     "busy": ("initiated", "ringing", "busy"),  # declined in the browser
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DevCustomer:
+    """A customer of the dev kintone's customer app, with their number as someone typed it."""
+
+    name: str
+    phone: str  # as written on the record: hyphens, spaces, +81, parentheses, or none
+    line_user_id: str | None = None  # set when they also call through LINE
+
+    @property
+    def e164(self) -> str:
+        """The number as Twilio posts it in ``From`` when they call."""
+        return parse_number(self.phone).e164
+
+
+#: The customers ``calltrail dev``'s kintone stand-in holds (records 1, 2, … of app 12) and the
+#: callers ``calltrail simulate --customers`` draws most inbound calls from: one definition, so
+#: the simulated callers match records. Two records share a number written two ways (a company
+#: and its contact person), as real customer apps do; such a call lands on both.
+DEV_CUSTOMERS: tuple[DevCustomer, ...] = (
+    DevCustomer("株式会社青葉商事", "03-3123-4567", "U" + "a1" * 16),
+    DevCustomer("青葉商事 田中様", "(03) 3123-4567"),
+    DevCustomer("山田 太郎", "090-1234-5678", "U" + "b2" * 16),
+    DevCustomer("佐々木 花子", "080 2345 6789"),
+    DevCustomer("有限会社みどり工務店", "+81 6-6123-4567"),
+    DevCustomer("鈴木 一郎", "+81-70-3456-7890", "U" + "c3" * 16),
+    DevCustomer("株式会社さくら物流", "052-123-4567"),
+    DevCustomer("高橋 美咲", "09045678901"),
+    DevCustomer("伊藤 健", "+819056789012"),
+    DevCustomer("渡辺商店", "(0465) 22-1234"),
+    DevCustomer("中村 由美", "050-3456-7890", "U" + "d4" * 16),
+    DevCustomer("小林 誠", "080-6789-0123"),
+)
 
 
 def _dialled_leg_forms(

@@ -20,12 +20,15 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from services.devtools.broker import LocalBroker, bootstrap_reachable, free_port, port_open
+from services.devtools.call_flows import DEV_CUSTOMERS
+from services.devtools.kintone_standin import DEV_CUSTOMER_APP, DEV_MISSED_CALL_NOTIFY, DEV_TOKEN
 from services.devtools.postgres import LocalPostgres
 from services.devtools.twilio_rest_standin import try_it_line
 
 DEFAULT_LOCAL_BROKER_PORT = 19092
 DEV_DATABASE = "calltrail"
 TWILIO_STANDIN = "services.devtools.twilio_rest_standin"
+KINTONE_STANDIN = "services.devtools.kintone_standin"
 
 # Placeholders only: never real credentials (real SIDs are AC/SK/AP + 32 hex digits).
 DEV_PLACEHOLDERS: Mapping[str, str] = {
@@ -52,6 +55,30 @@ DEV_CONVERSATION: Mapping[str, str] = {"RECORDING": "dual", "TRANSCRIPTION": "on
 DEV_VOICEMAIL: Mapping[str, str] = {"VOICEMAIL": "on"}
 
 
+OWN_KINTONE_SETTINGS_WIN = frozenset({"KINTONE_WRITEBACK_DELAY_S", "MISSED_CALL_NOTIFY"})
+
+
+def dev_kintone_env(base_url: str) -> dict[str, str]:
+    """The recorder's write-back to the dev kintone stand-in at ``base_url``: subtable mode into
+    its customer app, missed calls told to its seeded users (CONTRACT.md sections 6, 9, 12).
+    A short delay, so a simulated call shows up in seconds rather than the default 10."""
+    return {
+        "KINTONE_WRITEBACK": "subtable",
+        "KINTONE_BASE_URL": base_url,
+        "KINTONE_API_TOKEN": DEV_TOKEN,
+        "KINTONE_CUSTOMER_APP": str(DEV_CUSTOMER_APP),
+        "KINTONE_WRITEBACK_DELAY_S": "2",
+        "MISSED_CALL_NOTIFY": DEV_MISSED_CALL_NOTIFY,
+    }
+
+
+def wants_kintone_standin(environ: Mapping[str, str]) -> bool:
+    """The stand-in, unless the user set up kintone write-back or a real kintone themselves."""
+    base_url = environ.get("KINTONE_BASE_URL")
+    real_base_url = bool(base_url) and base_url != DEV_PLACEHOLDERS["KINTONE_BASE_URL"]
+    return not environ.get("KINTONE_WRITEBACK") and not real_base_url
+
+
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -64,6 +91,32 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float =
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} not healthy after {timeout_s}s")
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """A server without a health URL (the kintone stand-in answers nothing unauthenticated)."""
+    deadline = time.monotonic() + timeout_s
+    while not port_open("127.0.0.1", port):
+        if process.poll() is not None:
+            raise RuntimeError(f"port {port}'s process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on port {port} after {timeout_s}s")
+        time.sleep(0.1)
+
+
+def _kintone_banner(base_url: str, notify: str, database_env: str) -> str:
+    """How to look at what the write-back did: only the stand-in's placeholder token."""
+    return (
+        f"  kintone stand-in    {base_url}  (app {DEV_CUSTOMER_APP}, subtable mode; records"
+        f" 1-{len(DEV_CUSTOMERS)} have phone numbers,\n"
+        f"                      missed calls commented to {notify or 'nobody'})\n"
+        "  see what the write-back did:\n"
+        f"    {database_env}.venv/bin/calltrail kintone status\n"
+        f"    curl -fsS -H 'X-Cybozu-API-Token: {DEV_TOKEN}' \\\n"
+        f"      '{base_url}/k/v1/record/comments.json?app={DEV_CUSTOMER_APP}&record=1'\n"
+        f"    curl -fsS -H 'X-Cybozu-API-Token: {DEV_TOKEN}' \\\n"
+        f"      '{base_url}/k/v1/record.json?app={DEV_CUSTOMER_APP}&id=1'\n"
+    )
 
 
 def _database(env: dict[str, str]) -> tuple[str, LocalPostgres | None, str]:
@@ -91,6 +144,16 @@ def run_dev(gateway_port: int | None = None) -> int:
     from services.recorder.adapters.migrations import upgrade
 
     env = dict(os.environ)
+    kintone_port = free_port() if wants_kintone_standin(env) else None
+    if kintone_port is not None:
+        # Also the gateway's CORS origin (KINTONE_BASE_URL): the stand-in's, as the dev domain.
+        # The stand-in's address, token and app are forced (nothing else would answer); a
+        # delay or MISSED_CALL_NOTIFY of one's own wins, as RECORDING and VOICEMAIL do.
+        for name, value in dev_kintone_env(f"http://127.0.0.1:{kintone_port}").items():
+            if name in OWN_KINTONE_SETTINGS_WIN:
+                env.setdefault(name, value)
+            else:
+                env[name] = value
     placeholders = [name for name in DEV_PLACEHOLDERS if not env.get(name)]
     for name in placeholders:
         env[name] = DEV_PLACEHOLDERS[name]
@@ -137,16 +200,21 @@ def run_dev(gateway_port: int | None = None) -> int:
 
         # Each child in a session of its own: Ctrl-C reaches calltrail dev alone, which stops
         # the services (SIGTERM, graceful) before the broker and the database they still use.
-        for command in (
+        commands = [
             ["-m", "services.cli", "gateway"],
             ["-m", "services.cli", "recorder"],
             ["-m", TWILIO_STANDIN, "--port", str(twilio_port)],
-        ):
+        ]
+        if kintone_port is not None:
+            commands.append(["-m", KINTONE_STANDIN, "--port", str(kintone_port)])
+        for command in commands:
             children.append(
                 subprocess.Popen([sys.executable, *command], env=env, start_new_session=True)  # noqa: S603
             )
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", children[0])
         _wait_healthy(f"http://127.0.0.1:{recorder_port}/healthz", children[1])
+        if kintone_port is not None:
+            _wait_listening(kintone_port, children[3])
         base = env["PUBLIC_BASE_URL"]
         month = time.strftime("%Y-%m")
         database = make_url(env["DATABASE_URL"]).render_as_string(hide_password=True)
@@ -170,13 +238,19 @@ def run_dev(gateway_port: int | None = None) -> int:
             f"  ring group          {env.get('RING_IDENTITIES') or env.get('SIP_RING_IDENTITIES')}"
             f", then {env['INBOUND_FORWARD_TO'] or 'a message'}\n"
             "\n  try it, in another terminal:\n"
-            f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100\n"
+            f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100"
+            f"{' --customers' if kintone_port is not None else ''}\n"
             f"    {costs_env}.venv/bin/calltrail costs --month {month}\n"
             f"\n  Twilio REST stand-in  TWILIO_API_BASE_URL=http://127.0.0.1:{twilio_port}\n"
             "  try provisioning against it (a dev account: the 050 number, nothing set up):\n"
             f"    {try_it_line(f'http://127.0.0.1:{twilio_port}', base)}\n",
             flush=True,
         )
+        if kintone_port is not None:
+            print(
+                _kintone_banner(env["KINTONE_BASE_URL"], env["MISSED_CALL_NOTIFY"], costs_env),
+                flush=True,
+            )
         if placeholders:
             print(
                 "  note: placeholder settings for " + ", ".join(placeholders) + ";\n"

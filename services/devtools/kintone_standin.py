@@ -63,7 +63,8 @@ import orjson
 from aiohttp import web
 
 from services.devtools import kintone_query
-from services.devtools.local_server import LocalServer
+from services.devtools.call_flows import DEV_CUSTOMERS
+from services.devtools.local_server import LocalServer, serve_until_stopped
 
 MAX_RECORDS_PER_REQUEST = 100
 # kintone takes files up to 1 GB; the stand-in holds them in memory, so it takes less.
@@ -1272,3 +1273,41 @@ def add_call_log_app(
         },
     )
     domain.add_token(token, app_id, view=True, add=True, edit=True)
+
+
+# --- the dev domain ``calltrail dev`` serves ---------------------------------------------
+
+DEV_CUSTOMER_APP = 12  # the app_id of ``calltrail simulate``'s outbound calls
+DEV_CUSTOMER_RECORDS = 400  # their record ids are 1..400
+DEV_TOKEN = "dev-kintone-token-placeholder"  # noqa: S105 - a placeholder, not a secret
+#: The users and groups comments may mention, as (kind, code); MISSED_CALL_NOTIFY names some.
+DEV_ENTITIES = (("USER", "sato"), ("USER", "suzuki"), ("GROUP", "sales"))
+DEV_MISSED_CALL_NOTIFY = "sato,GROUP:sales"
+
+
+def seed_dev_domain(domain: KintoneDomain | None = None) -> KintoneDomain:
+    """The dev kintone: the customer app simulated calls use, set up for subtable mode with
+    calltrail's default field codes and a token (view, edit); its first records are
+    ``DEV_CUSTOMERS`` with their numbers as typed (and some LINE user ids), the rest nameless
+    customers that outbound calls land on; the users and groups of ``DEV_ENTITIES``."""
+    domain = domain or KintoneDomain()
+    add_customer_app(domain, DEV_CUSTOMER_APP, DEV_TOKEN, records=DEV_CUSTOMER_RECORDS)
+    for record_id, customer in enumerate(DEV_CUSTOMERS, start=1):
+        cells = {"顧客名": {"value": customer.name}, "電話番号": {"value": customer.phone}}
+        if customer.line_user_id:
+            cells["LINEユーザーID"] = {"value": customer.line_user_id}
+        domain.edit_record(DEV_CUSTOMER_APP, record_id, cells)
+    for kind, code in DEV_ENTITIES:
+        domain.add_entity(code, kind)
+    return domain
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the dev domain until SIGINT/SIGTERM (``calltrail dev`` starts this)."""
+    serve_until_stopped(
+        "the kintone stand-in, dev domain", lambda: init_app(seed_dev_domain()), argv
+    )
+
+
+if __name__ == "__main__":
+    main()

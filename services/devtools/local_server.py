@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Self
 
 from aiohttp import web
@@ -40,3 +41,17 @@ class LocalServer:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
+
+
+def serve_until_stopped(
+    description: str, make_app: Callable[[], web.Application], argv: list[str] | None = None
+) -> None:
+    """A stand-in as a process of its own (``--port P``, ``--host``), as ``calltrail dev``
+    starts them, until SIGINT/SIGTERM."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)

@@ -13,6 +13,9 @@ callback URL, asks the ``<Dial>``'s action what next, dials the forward number i
 answer, and reports the parent leg to ``/twilio/status`` (the number's or SIP domain's status
 callback: no query). Which browsers ring and whether there is a forward number is the
 gateway's to say (``RING_IDENTITIES``, ``INBOUND_FORWARD_TO``); who answers is the plan's.
+Callers are strangers (random numbers and LINE users) unless the plan is given customers
+(``--customers``: ``DEV_CUSTOMERS``, whom ``calltrail dev``'s kintone stand-in holds), who then
+make most of the calls.
 
 The conversation (CONTRACT.md section 11) is played when the gateway's TwiML asks for it, as
 Twilio does: a ``<Start><Transcription>`` gets the transcription session's callbacks (started;
@@ -52,6 +55,7 @@ from services.devtools.call_flows import (
     LINE_SIP_DOMAIN,
     LINE_SIP_FROM,
     LINE_SIP_TO,
+    DevCustomer,
     forward_leg_forms,
     parent_leg_form,
     ring_leg_forms,
@@ -278,16 +282,27 @@ def _uui(rng: random.Random, line_user_id: str) -> tuple[str | None, str | None]
 #: and of voicemails that are a message (the rest: silence).
 HANG_UP_SHARE = 0.3
 MESSAGE_SHARE = 0.75
+#: With ``customers`` (``calltrail simulate --customers``): the share of callers who are one.
+KNOWN_CALLER_SHARE = 0.8
 
 
 def plan_inbound_calls(
-    count: int, seed: int | None = None, start: datetime | None = None, hang_ups: float = 0.0
+    count: int,
+    seed: int | None = None,
+    start: datetime | None = None,
+    hang_ups: float = 0.0,
+    customers: Sequence[DevCustomer] = (),
 ) -> list[PlannedInbound]:
-    """``hang_ups``: the share of unanswered calls whose caller gives up while it rings. What
-    missed callers do is drawn from a stream of its own, so a seed plans the same calls as
-    before it was added."""
+    """``hang_ups``: the share of unanswered calls whose caller gives up while it rings.
+    ``customers``: who most callers are (``KNOWN_CALLER_SHARE`` of the numbers that are not
+    withheld, and of the LINE calls if some have a LINE user id); the rest stay strangers.
+    What missed callers do and which customer calls are drawn from streams of their own, so a
+    seed plans the same calls as before they were added."""
     rng = random.Random(seed)
     missed = random.Random(None if seed is None else f"{seed}:missed")
+    known = random.Random(None if seed is None else f"{seed}:customers")
+    phones = [customer.e164 for customer in customers]
+    line_ids = [customer.line_user_id for customer in customers if customer.line_user_id]
     start = start or datetime.now(UTC)
     calls = []
     for i in range(count):
@@ -295,12 +310,17 @@ def plan_inbound_calls(
         uui = line_user_id = None
         if kind == "line":
             caller = LINE_SIP_FROM
-            uui, line_user_id = _uui(rng, "U" + "".join(rng.choices("0123456789abcdef", k=32)))
+            user_id = "U" + "".join(rng.choices("0123456789abcdef", k=32))
+            if line_ids and known.random() < KNOWN_CALLER_SHARE:
+                user_id = known.choice(line_ids)
+            uui, line_user_id = _uui(rng, user_id)
         elif rng.random() < 0.05:
             caller = rng.choice(WITHHELD_CALLERS)
         else:
             destination, _, prefixes = _weighted(rng, DESTINATIONS)
             caller = parse_number(_domestic(rng, destination, prefixes)).e164
+            if phones and known.random() < KNOWN_CALLER_SHARE:
+                caller = known.choice(phones)
         answered = rng.random() < ANSWERED_SHARE
         calls.append(
             PlannedInbound(

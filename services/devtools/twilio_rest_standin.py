@@ -60,7 +60,7 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
-from services.devtools.local_server import LocalServer
+from services.devtools.local_server import LocalServer, serve_until_stopped
 
 API = "/2010-04-01"
 MAX_PAGE_SIZE = 1000
@@ -960,14 +960,8 @@ def try_it_line(base_url: str, public_base_url: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve the seeded dev account until SIGINT/SIGTERM (``calltrail dev`` starts this)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="the Twilio REST stand-in, dev account")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    web.run_app(
-        init_app(seeded_account()), host=args.host, port=args.port, print=None, access_log=None
+    serve_until_stopped(
+        "the Twilio REST stand-in, dev account", lambda: init_app(seeded_account()), argv
     )
 
 

@@ -5,12 +5,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from services.devtools.broker import LocalBroker, free_port
+from services.devtools.postgres import LocalPostgres
 from tests.factories import gateway_settings_values
 
 
@@ -23,13 +25,16 @@ def settings_env(values: Mapping[str, object]) -> dict[str, str]:
 
 
 class ServiceProcess:
-    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")
         self._terminated = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *args],
             env=dict(env),
+            cwd=cwd,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
@@ -63,6 +68,29 @@ class ServiceProcess:
         finally:
             self._log_file.close()
         return code
+
+
+def dev_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """The environment of ``calltrail dev`` on a machine with none of calltrail's settings: no
+    Twilio, broker, kintone or gateway of one's own, only its database."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWILIO_", "KAFKA_", "CALLTRAIL_", "KINTONE_", "PUBLIC_", "GATEWAY_"))
+    }
+    env["GATEWAY_SPOOL_PATH"] = str(tmp_path / "spool.sqlite3")
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.fixture
+def empty_database(postgres: LocalPostgres) -> Iterator[str]:
+    """A database of the test's own, unmigrated: `calltrail dev` migrates it. (Without
+    DATABASE_URL dev would use the machine's shared `calltrail` database, which another
+    checkout may have migrated further.)"""
+    name = f"calltrail_dev_{uuid.uuid4().hex[:10]}"
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
 
 
 def start_gateway(

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from services.devtools.broker import free_port
-from services.devtools.postgres import LocalPostgres
+from tests.e2e.conftest import dev_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,25 +23,9 @@ def try_it_block() -> str:
     return match.group(1)
 
 
-@pytest.fixture
-def empty_database(postgres: LocalPostgres) -> Iterator[str]:
-    """A database of the test's own, unmigrated: `calltrail dev` migrates it. (Without
-    DATABASE_URL dev would use the machine's shared `calltrail` database, which another
-    checkout may have migrated further.)"""
-    name = f"calltrail_readme_{uuid.uuid4().hex[:10]}"
-    yield postgres.create_database(name)
-    postgres.drop_database(name)
-
-
 def test_readme_curl_examples_work(tmp_path: Path, empty_database: str) -> None:
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWILIO_", "KAFKA_", "CALLTRAIL_", "KINTONE_", "PUBLIC_", "GATEWAY_"))
-    }
-    env["GATEWAY_SPOOL_PATH"] = str(tmp_path / "spool.sqlite3")
-    env["DATABASE_URL"] = empty_database
+    env = dev_env(tmp_path, empty_database)
     calltrail = Path(sys.executable).parent / "calltrail"
     dev = subprocess.Popen(
         [str(calltrail), "dev", "--gateway-port", str(port)],

@@ -13,6 +13,7 @@ from services.common.events import CallStatus, EventKind
 from services.common.numbers import parse_number
 from services.devtools.call_flows import (
     COMPANY_NUMBER,
+    DEV_CUSTOMERS,
     LINE_SIP_FROM,
     LINE_SIP_TO,
     LINE_USER_ID,
@@ -32,6 +33,8 @@ from services.devtools.simulate import (
 )
 from services.gateway.domain.callbacks import CALL_SID, status_event
 from services.gateway.domain.line import line_user_id
+from services.recorder.domain.customer_lookup import LINE_USER_ID as LINE_USER_ID_FORM
+from services.recorder.domain.customer_lookup import same_number
 from tests.factories import ACCOUNT_SID
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
@@ -79,6 +82,40 @@ def test_missed_callers_hang_up_or_leave_a_message_without_changing_the_rest_of_
     messages = {c.leaves_message for c in with_hang_ups}
     assert messages == {True, False}  # voicemails with speech and silent ones
     assert all(5 <= c.message_s <= 40 for c in with_hang_ups)
+
+
+def test_with_customers_most_callers_are_theirs_and_the_rest_of_the_plan_is_unchanged() -> None:
+    calls = plan_inbound_calls(400, seed=SEED, start=START, customers=DEV_CUSTOMERS)
+    phones = {customer.e164 for customer in DEV_CUSTOMERS}
+    line_ids = {customer.line_user_id for customer in DEV_CUSTOMERS} - {None}
+    # Only who calls changes: kinds, answers, timings are those of the same seed without them.
+    assert [_without_sids(c)[:1] + _without_sids(c)[4:] for c in calls] == [
+        _without_sids(c)[:1] + _without_sids(c)[4:] for c in CALLS
+    ]
+    numbers = [c.caller for c in calls if c.kind == "number" and c.caller not in WITHHELD_CALLERS]
+    known = [caller for caller in numbers if caller in phones]
+    assert 0.7 < len(known) / len(numbers) < 0.9  # KNOWN_CALLER_SHARE, and some strangers
+    assert {c.caller for c in calls} & set(WITHHELD_CALLERS)  # withheld callers stay
+    assert all(parse_number(caller).e164 == caller for caller in numbers)
+    line_calls = [c for c in calls if c.kind == "line"]
+    readable = [c.line_user_id for c in line_calls if c.line_user_id]
+    assert 0.6 < sum(i in line_ids for i in readable) / len(readable) < 0.95
+    assert any(i not in line_ids for i in readable)  # LINE users no record knows
+    for call in line_calls:  # the gateway reads the customer's id from the header as planned
+        assert line_user_id(inbound_voice(call, ACCOUNT_SID)[1].items()) == call.line_user_id
+
+
+def test_dev_customers_numbers_are_written_the_ways_people_write_them() -> None:
+    written = [customer.phone for customer in DEV_CUSTOMERS]
+    assert any("-" in p for p in written)
+    assert any(" " in p and "+" not in p for p in written)
+    assert any(p.startswith("+81") for p in written)
+    assert any("(" in p for p in written)
+    assert any(p.isdigit() for p in written)
+    for customer in DEV_CUSTOMERS:
+        assert same_number(customer.phone, customer.e164)  # the recorder finds them
+        assert customer.line_user_id is None or LINE_USER_ID_FORM.fullmatch(customer.line_user_id)
+    assert len({c.line_user_id for c in DEV_CUSTOMERS if c.line_user_id}) >= 3
 
 
 def test_every_call_has_its_own_call_sid_and_starts_before_the_start() -> None:
