@@ -23,19 +23,26 @@ from services.devtools.broker import LocalBroker, bootstrap_reachable, free_port
 from services.devtools.call_flows import DEV_CUSTOMERS
 from services.devtools.kintone_standin import DEV_CUSTOMER_APP, DEV_MISSED_CALL_NOTIFY, DEV_TOKEN
 from services.devtools.postgres import LocalPostgres
-from services.devtools.twilio_rest_standin import try_it_line
+from services.devtools.twilio_rest_standin import (
+    DEV_ACCOUNT_SID,
+    DEV_API_KEY,
+    DEV_API_SECRET,
+    try_it_line,
+)
 
 DEFAULT_LOCAL_BROKER_PORT = 19092
 DEV_DATABASE = "calltrail"
 TWILIO_STANDIN = "services.devtools.twilio_rest_standin"
 KINTONE_STANDIN = "services.devtools.kintone_standin"
 
-# Placeholders only: never real credentials (real SIDs are AC/SK/AP + 32 hex digits).
+# Placeholders only, never real credentials: the account and API key are the Twilio REST
+# stand-in's dev account, so that the recorder (which fetches recordings with the API key, and
+# checks the SIDs' form) works against that stand-in too.
 DEV_PLACEHOLDERS: Mapping[str, str] = {
-    "TWILIO_ACCOUNT_SID": "AC" + "x" * 32,
+    "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
     "TWILIO_AUTH_TOKEN": "dev-auth-token-placeholder-not-a-secret",
-    "TWILIO_API_KEY": "SK" + "x" * 32,
-    "TWILIO_API_SECRET": "dev-api-secret-placeholder-not-a-secret",
+    "TWILIO_API_KEY": DEV_API_KEY,
+    "TWILIO_API_SECRET": DEV_API_SECRET,
     "TWILIO_TWIML_APP_SID": "AP" + "x" * 32,
     "TWILIO_CALLER_ID": "+815012345678",
     "CALLTRAIL_TOKEN_KEY": "dev-token-key-placeholder",
@@ -165,6 +172,8 @@ def run_dev(gateway_port: int | None = None) -> int:
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)
     twilio_port = free_port()  # the Twilio REST stand-in, to try `calltrail twilio provision`
+    if "TWILIO_API_KEY" in placeholders:  # the stand-in's account: its REST API is the stand-in
+        env.setdefault("TWILIO_API_BASE_URL", f"http://127.0.0.1:{twilio_port}")
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("RECORDER_HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
