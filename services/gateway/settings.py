@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from services.common.settings import CsvList, KafkaSettings
+from services.common.settings import ConversationSettings, CsvList, KafkaSettings
 from services.gateway.domain.tokens import IDENTITY_PATTERN
 from services.gateway.domain.twiml import (
     RECORDING_NOTICE_JA,
@@ -29,16 +29,6 @@ MAX_RING_IDENTITIES = 10
 
 def _twilio_sid(prefix: str, what: str) -> Any:  # a pydantic FieldInfo, typed Any as Field()
     return Field(pattern=rf"^{prefix}[0-9A-Za-z]{{32}}$", description=what)
-
-
-class Recording(enum.StrEnum):
-    OFF = "off"
-    DUAL = "dual"  # both sides of every <Dial>, one channel each (record-from-answer-dual)
-
-
-class Transcription(enum.StrEnum):
-    OFF = "off"
-    ON = "on"
 
 
 class Voicemail(enum.StrEnum):
@@ -89,7 +79,7 @@ class _EmptyNotice(PydanticBaseSettingsSource):
         return {}
 
 
-class GatewaySettings(KafkaSettings):
+class GatewaySettings(KafkaSettings, ConversationSettings):
     public_base_url: str
     twilio_account_sid: str = _twilio_sid("AC", "Account SID")
     twilio_auth_token: SecretStr
@@ -121,8 +111,6 @@ class GatewaySettings(KafkaSettings):
     # How many reverse proxies append to X-Forwarded-For in front of the gateway (0 = trust none).
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     # The conversation (CONTRACT.md section 11): each off by default, each on its own.
-    recording: Recording = Recording.OFF
-    transcription: Transcription = Transcription.OFF
     transcription_language: str = "ja-JP"
     transcription_engine: TranscriptionEngine | None = None
     transcription_model: str | None = None
@@ -153,9 +141,7 @@ class GatewaySettings(KafkaSettings):
             file_secret_settings,
         )
 
-    @field_validator(
-        "recording", "transcription", "transcription_engine", "voicemail", mode="before"
-    )
+    @field_validator("transcription_engine", "voicemail", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -268,8 +254,8 @@ class GatewaySettings(KafkaSettings):
     def conversation(self) -> Conversation:
         """What the TwiML records, transcribes and tells the customer."""
         return Conversation(
-            recording=self.recording == Recording.DUAL,
-            transcription=self.transcription == Transcription.ON,
+            recording=self.recording_on,
+            transcription=self.transcription_on,
             language=self.transcription_language,
             engine=self.transcription_engine.value if self.transcription_engine else None,
             model=self.transcription_model,

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.common.events import CallEvent, EventKind
+from services.common.settings import Transcription
 from services.devtools.call_flows import COMPANY_NUMBER
 from services.devtools.simulate import HANG_UP_SHARE, Simulator, plan_inbound_calls
 from services.devtools.twilio_player import (
@@ -21,7 +22,7 @@ from services.devtools.twilio_player import (
     recording_callback_form,
 )
 from services.gateway.domain.twiml import VOICEMAIL_GREETING_JA, VOICEMAIL_THANKS_JA
-from services.gateway.settings import Transcription, Voicemail
+from services.gateway.settings import Voicemail
 from tests.conftest import ReadEvents
 from tests.factories import ACCOUNT_SID, APP_SID, CALLER_ID, PUBLIC_BASE_URL
 from tests.integration.conftest import GatewayFactory
