@@ -146,6 +146,7 @@ def _simulate(args: argparse.Namespace) -> int:
         account_sid=setting("TWILIO_ACCOUNT_SID"),
         app_sid=setting("TWILIO_TWIML_APP_SID"),
         caller_id=setting("TWILIO_CALLER_ID"),
+        twilio_api=args.twilio_api,
     )
     calls = plan_calls(args.calls, seed=args.seed)
     inbound_count = args.calls // 4 if args.inbound is None else args.inbound
@@ -345,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=None, help="repeatable flows")
     simulate.add_argument(
         "--public-base-url", default=None, help="the URL Twilio signs for (default: --gateway)"
+    )
+    simulate.add_argument(
+        "--twilio-api",
+        default=None,
+        metavar="URL",
+        help="the Twilio REST stand-in the recorder fetches recordings from (calltrail dev's):"
+        " each recording is made there, with its media, and its RecordingUrl points there",
     )
     simulate.set_defaults(func=_simulate)
     kintone = commands.add_parser("kintone", help="kintone write-back: status, retry, check")

@@ -73,13 +73,15 @@ class ConversationSettings(ServiceSettings):
     def _lower_case_choice(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    # ``==``, not ``is``: settings copied with ``model_copy(update=…)`` (as the tests do) are not
+    # validated, and may hold the choice as its plain string.
     @property
     def recording_on(self) -> bool:
-        return self.recording is Recording.DUAL
+        return self.recording == Recording.DUAL
 
     @property
     def transcription_on(self) -> bool:
-        return self.transcription is Transcription.ON
+        return self.transcription == Transcription.ON
 
 
 class SettingsError(SystemExit):

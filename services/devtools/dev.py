@@ -172,8 +172,13 @@ def run_dev(gateway_port: int | None = None) -> int:
     port = _port(env, "GATEWAY_PORT", 8080, gateway_port)
     recorder_port = _port(env, "RECORDER_PORT", 8081, None)
     twilio_port = free_port()  # the Twilio REST stand-in, to try `calltrail twilio provision`
+    twilio_api = f"http://127.0.0.1:{twilio_port}"
     if "TWILIO_API_KEY" in placeholders:  # the stand-in's account: its REST API is the stand-in
-        env.setdefault("TWILIO_API_BASE_URL", f"http://127.0.0.1:{twilio_port}")
+        env.setdefault("TWILIO_API_BASE_URL", twilio_api)
+    # simulate makes its recordings in the stand-in when the recorder fetches them from there.
+    simulate_recordings = (
+        f" --twilio-api {twilio_api}" if env.get("TWILIO_API_BASE_URL") == twilio_api else ""
+    )
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("RECORDER_HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
@@ -248,7 +253,7 @@ def run_dev(gateway_port: int | None = None) -> int:
             f", then {env['INBOUND_FORWARD_TO'] or 'a message'}\n"
             "\n  try it, in another terminal:\n"
             f"    .venv/bin/calltrail simulate --gateway http://127.0.0.1:{port} --calls 100"
-            f"{' --customers' if kintone_port is not None else ''}\n"
+            f"{' --customers' if kintone_port is not None else ''}{simulate_recordings}\n"
             f"    {costs_env}.venv/bin/calltrail costs --month {month}\n"
             f"\n  Twilio REST stand-in  TWILIO_API_BASE_URL=http://127.0.0.1:{twilio_port}\n"
             "  try provisioning against it (a dev account: the 050 number, nothing set up):\n"

@@ -1287,11 +1287,14 @@ DEV_MISSED_CALL_NOTIFY = "sato,GROUP:sales"
 
 def seed_dev_domain(domain: KintoneDomain | None = None) -> KintoneDomain:
     """The dev kintone: the customer app simulated calls use, set up for subtable mode with
-    calltrail's default field codes and a token (view, edit); its first records are
+    calltrail's default field codes (the conversation's columns too) and a token (view, edit);
+    its first records are
     ``DEV_CUSTOMERS`` with their numbers as typed (and some LINE user ids), the rest nameless
     customers that outbound calls land on; the users and groups of ``DEV_ENTITIES``."""
     domain = domain or KintoneDomain()
-    add_customer_app(domain, DEV_CUSTOMER_APP, DEV_TOKEN, records=DEV_CUSTOMER_RECORDS)
+    add_customer_app(
+        domain, DEV_CUSTOMER_APP, DEV_TOKEN, records=DEV_CUSTOMER_RECORDS, conversation=True
+    )
     for record_id, customer in enumerate(DEV_CUSTOMERS, start=1):
         cells = {"顧客名": {"value": customer.name}, "電話番号": {"value": customer.phone}}
         if customer.line_user_id:

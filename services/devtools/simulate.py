@@ -22,7 +22,13 @@ Twilio does: a ``<Start><Transcription>`` gets the transcription session's callb
 the utterances of an answered call, Japanese, both tracks, some out of order and some twice;
 stopped) at its ``statusCallbackUrl``, interleaved with the legs' status callbacks; the answered
 ``<Dial>``'s ``recordingStatusCallback`` gets the recording, ``completed`` after the call. A
-gateway that records nothing gets nothing of it.
+gateway that records nothing gets nothing of it. Given the Twilio REST API the recorder fetches
+recordings from (``twilio_api``: ``calltrail simulate --twilio-api``, the REST stand-in of
+``calltrail dev``), the ``RecordingUrl`` is on that host, as Twilio's is on api.twilio.com, and
+each recording is made there with its media (the stand-in's dev-only ``PUT
+/_standin/recordings/{Sid}``) before its ``completed`` callback is posted, as Twilio holds a
+recording before it calls back; without it, the ``RecordingUrl`` is on api.twilio.com and
+nothing else is asked of anyone.
 
 Missed calls (CONTRACT.md section 12): some callers hang up while the browsers ring (every
 ``<Client>`` leg ``canceled``; Twilio still asks the ``<Dial>``'s action, and the simulator, like
@@ -61,6 +67,7 @@ from services.devtools.call_flows import (
     ring_leg_forms,
 )
 from services.devtools.twilio_player import (
+    TWILIO_API,
     TwilioSigner,
     dial_action_form,
     incoming_voice_form,
@@ -524,6 +531,16 @@ class Conversation:
         )
 
 
+def simulated_media(form: dict[str, str]) -> bytes:
+    """A simulated recording's media: not audio, but bytes of its own (an ID3 tag's start, as
+    an MP3 file's), so a test can tell one call's file from another's."""
+    return (
+        b"ID3\x04\x00\x00\x00\x00\x00\x00"
+        + f"calltrail simulate: {form['RecordingSid']} of {form['CallSid']}, "
+        f"{form.get('RecordingDuration', '?')} s".encode()
+    )
+
+
 def _what(form: dict[str, str]) -> str:
     """A callback in a failure line: its CallSid and its status or event."""
     event = form.get("CallStatus") or form.get("RecordingStatus") or form.get("TranscriptionEvent")
@@ -539,12 +556,15 @@ class Simulator:
         account_sid: str,
         app_sid: str,
         caller_id: str,
+        twilio_api: str | None = None,
     ) -> None:
         self._gateway = gateway_url.rstrip("/")
         self._signer = signer
         self._account_sid = account_sid
         self._app_sid = app_sid
         self._caller_id = caller_id
+        # A Twilio REST stand-in to make recordings in (the module docstring); None: none.
+        self._twilio_api = twilio_api.rstrip("/") if twilio_api else None
 
     async def _post(
         self, session: aiohttp.ClientSession, path_qs: str, form: dict[str, str]
@@ -655,6 +675,7 @@ class Simulator:
                 started_at=answered_at,
                 error_code=None if talk_s > 0 else "16102",  # silent
                 source="RecordVerb" if voicemail else "DialVerb",
+                api_base_url=self._twilio_api or TWILIO_API,
             )
             posts.append((self._path(recording_url), recording))
             summary.conversation["voicemails" if voicemail else "recordings"] += 1
@@ -672,10 +693,43 @@ class Simulator:
         summary: SimulationSummary,
     ) -> None:
         for path, form in forms:
+            if self._twilio_api is not None and form.get("RecordingStatus") == "completed":
+                await self._make_recording(session, form, summary)
             status, _ = await self._post(session, path, form)
             summary.callbacks += 1
             if status != 204:
                 summary.failures.append(f"{_what(form)}: {status}")
+
+    async def _make_recording(
+        self, session: aiohttp.ClientSession, form: dict[str, str], summary: SimulationSummary
+    ) -> None:
+        """The recording the callback ``form`` reports, made in the Twilio stand-in with its
+        media (the stand-in's dev-only route: Twilio has no API for it). A failure is the
+        run's; the callback is posted all the same (the recorder then lists the call without
+        its file, as it would after Twilio lost one)."""
+        assert self._twilio_api is not None
+        described = (
+            "CallSid",
+            "RecordingDuration",
+            "RecordingChannels",
+            "RecordingSource",
+            "RecordingStartTime",
+        )
+        url = f"{self._twilio_api}/_standin/recordings/{form['RecordingSid']}"
+        try:
+            async with session.put(
+                url,
+                params={name: form[name] for name in described if name in form},
+                data=simulated_media(form),
+                headers={"Content-Type": "audio/mpeg"},
+            ) as response:
+                status = response.status
+        except aiohttp.ClientError:
+            status = 599
+        if status not in (200, 201):
+            summary.failures.append(
+                f"{_what(form)}: the Twilio stand-in made no recording ({status})"
+            )
 
     async def _twiml(
         self,

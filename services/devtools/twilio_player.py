@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 
 API_VERSION = "2010-04-01"
+TWILIO_API = "https://api.twilio.com"  # where Twilio's RecordingUrl points
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -176,12 +177,14 @@ def recording_callback_form(
     started_at: datetime | None = None,
     error_code: str | None = None,
     source: str = "DialVerb",
+    api_base_url: str = TWILIO_API,
 ) -> dict[str, str]:
     """A ``<Dial record="record-from-answer-dual">``'s recording status callback, as Twilio's
     "TwiML Voice: <Dial>" and "<Recording>" pages list its parameters: CallSid is the call
     that ran the TwiML (the parent of the dialled leg); two channels; the source DialVerb.
     ``source="RecordVerb"``: a ``<Record>``'s (a voicemail: the caller alone, one channel;
     ``RecordingSource`` as the Recording resource's ``source`` values list it).
+    ``RecordingUrl`` is on ``api_base_url``, Twilio's REST API (a stand-in's, to fetch it there).
     Guesses: the ``ErrorCode`` of an ``absent`` recording (16101 too short, 16102 silent, from
     Twilio's recording status callback article) and ``0`` otherwise; a ``<Record>``'s
     ``RecordingTrack`` (``inbound``)."""
@@ -191,7 +194,8 @@ def recording_callback_form(
         "CallSid": call_sid,
         "RecordingSid": recording_sid,
         "RecordingUrl": (
-            f"https://api.twilio.com/{API_VERSION}/Accounts/{account_sid}/Recordings/{recording_sid}"
+            f"{api_base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}"
+            f"/Recordings/{recording_sid}"
         ),
         "RecordingStatus": status,
         "RecordingChannels": "1" if voicemail else "2",

@@ -37,6 +37,17 @@ on media URLs", as new accounts do), answering ``audio/mpeg``; the bytes are the
 ``DELETE …/Recordings/{Sid}.json``: 204, then the instance and its media are 404 (the "Delete a
 Recording resource" section).
 
+Dev only, never a Twilio path: ``PUT /_standin/recordings/{RecordingSid}`` makes a recording
+exist, as Twilio has one before it posts its ``completed`` callback (Twilio has no API to create
+one: ``calltrail simulate --twilio-api`` plays Twilio recording a call this way). The body is
+the media (empty: the stand-in's made-up bytes); the query says the rest, in the callback's
+names: ``CallSid``, ``RecordingDuration`` (seconds), ``RecordingChannels`` (1 or 2),
+``RecordingSource`` (the resource's ``source`` values), ``RecordingStartTime`` (RFC 2822, default
+now). It answers 201 with the Recording resource, 200 when that SID was there already (replaced:
+a repeat is harmless), 400 for a malformed one. It needs no API key and is neither logged in
+``requests`` nor subject to faults: it is the stand-in's own door, not the account's API. The
+price is null (Twilio prices a recording a while after it is made).
+
 Knobs for tests and benchmarks: :meth:`TwilioAccount.fail_next` answers the next matching
 requests with a 5xx or a 429, or drops the connection (before or after the change is made);
 ``requests`` logs every request, for counting.
@@ -48,12 +59,14 @@ import base64
 import binascii
 import ipaddress
 import math
+import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -70,6 +83,22 @@ Json = dict[str, object]
 # malformed request, where Twilio's exact per-parameter code is not documented (a guess).
 BAD_REQUEST = 20001
 Form = Mapping[str, object]  # a posted form (aiohttp's MultiDictProxy)
+#: The stand-in's own routes (dev only): never under Twilio's paths.
+STANDIN_PREFIX = "/_standin/"
+RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+#: The Recording resource's ``source`` values (its reference page).
+RECORDING_SOURCES = frozenset(
+    {
+        "DialVerb",
+        "Conference",
+        "OutboundAPI",
+        "Trunking",
+        "RecordVerb",
+        "StartCallRecordingAPI",
+        "StartConferenceRecordingAPI",
+    }
+)
 
 
 def rfc2822(moment: datetime) -> str:
@@ -515,6 +544,11 @@ def init_app(account: TwilioAccount) -> web.Application:
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(STANDIN_PREFIX):  # the stand-in's own door: no account auth
+            try:
+                return await handler(request)
+            except TwilioRejectError as exc:
+                return _error_body(exc.status, exc.code, exc.message)
         path = request.path.removeprefix(f"{API}/Accounts/{request.match_info.get('account')}/")
         user, password = _username(request)
 
@@ -786,6 +820,13 @@ def init_app(account: TwilioAccount) -> web.Application:
         stored.deleted = True
         return web.Response(status=204)
 
+    async def put_recording(request: web.Request) -> web.Response:
+        """Dev only (the module docstring): a recording made, with its media."""
+        sid = request.match_info["sid"]
+        existed = sid in account.recordings
+        _make_recording(account, sid, request.query, await request.read())
+        return _json(account.recordings[sid].resource, status=200 if existed else 201)
+
     async def list_usage(request: web.Request) -> web.Response:
         query = request.query
         try:
@@ -871,7 +912,47 @@ def init_app(account: TwilioAccount) -> web.Application:
     r.add_delete(f"{prefix}/Recordings/{{sid}}.json", delete_recording)
     r.add_get(f"{prefix}/Recordings/{{sid}}.mp3", get_recording_media)
     r.add_get(f"{prefix}/Usage/Records.json", list_usage)
+    r.add_put(f"{STANDIN_PREFIX}recordings/{{sid}}", put_recording)
     return app
+
+
+def _make_recording(
+    account: TwilioAccount, sid: str, query: Mapping[str, str], media: bytes
+) -> None:
+    """The dev route's recording added to ``account``, or a 400 naming what is wrong."""
+
+    def bad(message: str) -> TwilioRejectError:
+        return TwilioRejectError(400, BAD_REQUEST, message)
+
+    call_sid = query.get("CallSid", "")
+    if not RECORDING_SID.fullmatch(sid):
+        raise bad("The recording SID must be RE and 32 hex digits")
+    if not CALL_SID.fullmatch(call_sid):
+        raise bad("CallSid must be CA and 32 hex digits")
+    try:
+        duration_s = int(query.get("RecordingDuration", "0"))
+        channels = int(query.get("RecordingChannels", "2"))
+        started = query.get("RecordingStartTime")
+        created = parsedate_to_datetime(started) if started else datetime.now(UTC)
+    except (ValueError, TypeError):
+        raise bad(
+            "RecordingDuration, RecordingChannels or RecordingStartTime is malformed"
+        ) from None
+    if duration_s < 0 or channels not in (1, 2) or created.tzinfo is None:
+        raise bad("RecordingDuration, RecordingChannels or RecordingStartTime is out of range")
+    source = query.get("RecordingSource", "DialVerb")
+    if source not in RECORDING_SOURCES:
+        raise bad(f"RecordingSource must be one of {', '.join(sorted(RECORDING_SOURCES))}")
+    account.add_recording(
+        sid,
+        call_sid,
+        created,
+        price=None,
+        duration_s=duration_s,
+        channels=channels,
+        source=source,
+        media=media or None,
+    )
 
 
 def _usage_record(

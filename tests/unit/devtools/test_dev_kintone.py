@@ -9,6 +9,7 @@ from services.devtools.call_flows import DEV_CUSTOMERS
 from services.devtools.dev import DEV_PLACEHOLDERS, dev_kintone_env, wants_kintone_standin
 from services.devtools.kintone_standin import (
     CALL_HISTORY_FIELDS,
+    CONVERSATION_FIELDS,
     DEV_CUSTOMER_APP,
     DEV_CUSTOMER_RECORDS,
     DEV_ENTITIES,
@@ -22,7 +23,8 @@ from services.recorder.settings import KintoneSettings
 def test_the_dev_domain_holds_the_customers_as_written_on_the_records_simulate_calls() -> None:
     domain = seed_dev_domain()
     app = domain.apps[DEV_CUSTOMER_APP]
-    assert app.fields["通話履歴"].fields == CALL_HISTORY_FIELDS  # subtable mode, default codes
+    # Subtable mode, default codes, the conversation's columns too (通話内容, 録音).
+    assert app.fields["通話履歴"].fields == {**CALL_HISTORY_FIELDS, **CONVERSATION_FIELDS}
     token = domain.tokens[DEV_TOKEN]
     assert (token.app, token.view, token.edit) == (DEV_CUSTOMER_APP, True, True)
     records = domain.records(DEV_CUSTOMER_APP)
