@@ -2,6 +2,12 @@
 end-to-end lag from a callback accepted by the gateway to its row being visible.
 
     .venv/bin/python bench/recorder.py [--events 200000] [--lag-rate 1000] [--lag-seconds 20]
+                                       [--transcripts]
+
+``--transcripts``: the realistic mix of issue 19, a transcript event (one utterance of the call's
+transcription) for every status event, in the drain (half its events are utterances) and in the
+lag (every other callback is a ``/twilio/transcription`` one). The COPY ceiling stays the
+status events' (its tables are the legs'); compare the drain with and without the mix.
 
 1. Drain. Loads ``--events`` events (realistic calls: a dial event, the PSTN leg's callbacks
    and the browser leg's completion; all distinct) into the real broker, then starts
@@ -48,6 +54,7 @@ from services.devtools.twilio_player import (  # noqa: E402
     TwilioSigner,
     new_sid,
     status_callback_form,
+    transcription_callback_form,
 )
 from services.recorder.adapters.migrations import upgrade  # noqa: E402
 from services.recorder.domain.batch import event_key  # noqa: E402
@@ -63,14 +70,45 @@ TARGET_RATIO = 0.25
 TARGET_LAG_P99_S = 1.0
 
 
-def make_events(count: int) -> list[CallEvent]:
+UTTERANCES = ("お電話ありがとうございます。", "先週の見積もりの件です。", "承知しました。")
+
+
+def make_events(count: int, transcripts: bool = False) -> list[CallEvent]:
     at = datetime.now(UTC)
     events: list[CallEvent] = []
     while len(events) < count:
         # Six distinct events a call, no repeats: the recorder and the COPY ceiling store
-        # exactly the same rows.
-        events.extend(answered_call(duration_s=95, at=at))
+        # exactly the same rows. With the mix, each is followed by one utterance of the call.
+        call = answered_call(duration_s=95, at=at)
+        if not transcripts:
+            events.extend(call)
+            continue
+        root = call[0].root_call_sid
+        for sequence, event in enumerate(call, start=1):
+            events.append(event)
+            events.append(utterance_event(root, sequence, at))
     return events[:count]
+
+
+def utterance_event(root: str, sequence: int, at: datetime) -> CallEvent:
+    """One ``transcription-content`` callback of the call's transcription, as the gateway
+    turns it into an event."""
+    from services.gateway.domain.callbacks import transcript_event
+
+    return transcript_event(utterance_form(root, sequence, at), {"direction": "outbound"}, at)
+
+
+def utterance_form(root: str, sequence: int, at: datetime | None = None) -> dict[str, str]:
+    return transcription_callback_form(
+        account_sid=ACCOUNT_SID,
+        call_sid=root,
+        transcription_sid="GT" + root[2:],
+        event="transcription-content",
+        sequence=sequence,
+        track="inbound_track" if sequence % 2 else "outbound_track",
+        transcript=UTTERANCES[sequence % len(UTTERANCES)],
+        timestamp=at,
+    )
 
 
 async def load_topic(bootstrap: str, topic: str, events: list[CallEvent]) -> float:
@@ -169,9 +207,11 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def drain(broker: LocalBroker, database_url: str, count: int, workdir: Path) -> dict[str, float]:
+def drain(
+    broker: LocalBroker, database_url: str, count: int, workdir: Path, transcripts: bool = False
+) -> dict[str, float]:
     topic = f"bench.{uuid.uuid4().hex[:8]}"
-    events = make_events(count)
+    events = make_events(count, transcripts)
     load_s = asyncio.run(load_topic(broker.bootstrap, topic, events))
     print(f"loaded {count:,} events into the broker in {load_s:.1f} s")
     port = free_port()
@@ -290,7 +330,12 @@ async def copy_ceiling(database_url: str, count: int) -> dict[str, float]:
 
 
 async def lag(
-    broker: LocalBroker, database_url: str, rate: int, seconds: int, workdir: Path
+    broker: LocalBroker,
+    database_url: str,
+    rate: int,
+    seconds: int,
+    workdir: Path,
+    transcripts: bool = False,
 ) -> dict[str, float]:
     import aiohttp
 
@@ -331,6 +376,16 @@ async def lag(
                 await asyncio.sleep(0.01)
 
         async def send(session: aiohttp.ClientSession, index: int) -> None:
+            if transcripts and index % 2:  # every other callback: an utterance
+                root = new_sid()
+                form = utterance_form(root, 1)
+                headers, body = signer.request("/twilio/transcription", form)
+                url = base + "/twilio/transcription"
+                async with session.post(url, data=body, headers=headers) as r:
+                    if r.status == 204:
+                        key = f"{root}:transcript:{form['TranscriptionSid']}:"
+                        accepted[key + "transcription-content:1"] = time.perf_counter()
+                return
             sid = new_sid()
             form = status_callback_form(
                 account_sid=ACCOUNT_SID,
@@ -394,6 +449,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--lag-rate", type=int, default=1000)
     parser.add_argument("--lag-seconds", type=int, default=20)
+    parser.add_argument(
+        "--transcripts", action="store_true", help="a transcript event for every status event"
+    )
     args = parser.parse_args()
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"calltrail-bench-{uuid.uuid4().hex[:6]}"  # noqa: S108
     workdir.mkdir(parents=True)
@@ -402,10 +460,17 @@ def main() -> int:
         database_url = postgres.create_database(name)
         try:
             upgrade(database_url)
-            drained = drain(broker, database_url, args.events, workdir)
+            drained = drain(broker, database_url, args.events, workdir, args.transcripts)
             ceiling = asyncio.run(copy_ceiling(database_url, args.events))
             lagged = asyncio.run(
-                lag(broker, database_url, args.lag_rate, args.lag_seconds, workdir)
+                lag(
+                    broker,
+                    database_url,
+                    args.lag_rate,
+                    args.lag_seconds,
+                    workdir,
+                    args.transcripts,
+                )
             )
         finally:
             postgres.drop_database(name)
@@ -414,6 +479,7 @@ def main() -> int:
         "benchmark": "recorder drain and end-to-end lag",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "bench/recorder.py " + " ".join(sys.argv[1:]),
+        "mix": "a transcript event for every status event" if args.transcripts else "status",
         "cpus": os.cpu_count(),
         "postgres": "embedded" if postgres.embedded else "machine",
         "drain": drained,
