@@ -8,9 +8,10 @@ and says which calls get a kintone write-back job. The repository only stores th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from services.common.events import CallEvent, EventKind
@@ -268,30 +269,20 @@ def fold_conversation_batch(
     folded = FoldedConversation()
     for sid in sorted(stored_recordings.keys() | parts.recordings.keys()):
         before = stored_recordings.get(sid)
-        seen = parts.recordings.get(sid)
-        if before is None:
-            assert seen is not None
-            recording = seen
-        else:
-            recording = (
-                before.recording if seen is None else merge_recordings(before.recording, seen)
-            )
+        recording = _merged(
+            before.recording if before else None, parts.recordings.get(sid), merge_recordings
+        )
         priced = price_recording(recording, root_legs, tariffs, zone)
         folded.recordings.append(priced)
         if _newly_unrated(priced.charge, before.charge if before else None):
             folded.unrated_recordings.append(recording)
     for sid in sorted(stored_transcriptions.keys() | parts.transcriptions.keys()):
         known = stored_transcriptions.get(sid)
-        said = parts.transcriptions.get(sid)
-        if known is None:
-            assert said is not None
-            transcription = said
-        else:
-            transcription = (
-                known.transcription
-                if said is None
-                else merge_transcriptions(known.transcription, said)
-            )
+        transcription = _merged(
+            known.transcription if known else None,
+            parts.transcriptions.get(sid),
+            merge_transcriptions,
+        )
         priced_t = price_transcription(transcription, root_legs, tariffs, zone)
         folded.transcriptions.append(priced_t)
         if _newly_unrated(priced_t.charge, known.charge if known else None):
@@ -306,6 +297,21 @@ def fold_conversation_batch(
                 utterance = replace(utterance, speaker=speaker_of(direction, utterance.track))
         folded.utterances.append(utterance)
     return folded
+
+
+_Part = TypeVar("_Part")
+
+
+def _merged(
+    stored: _Part | None, seen: _Part | None, merge: Callable[[_Part, _Part], _Part]
+) -> _Part:
+    """What is known of one recording or transcription: the stored one, this batch's, or both
+    merged. One of them is there (the SID came from one of the two)."""
+    if stored is None or seen is None:
+        part = stored if seen is None else seen
+        assert part is not None
+        return part
+    return merge(stored, seen)
 
 
 def _newly_unrated(now: Charge | None, before: Charge | None) -> bool:

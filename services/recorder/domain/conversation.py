@@ -23,7 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from services.common.events import CallEvent, EventKind
-from services.recorder.domain.legs import Direction, event_time, twilio_timestamp
+from services.recorder.domain.legs import (
+    Direction,
+    earliest,
+    event_time,
+    largest,
+    twilio_timestamp,
+)
 
 _Choice = TypeVar("_Choice", bound=enum.StrEnum)
 _Text = TypeVar("_Text", bound=str)
@@ -305,10 +311,10 @@ def merge_recordings(a: Recording, b: Recording) -> Recording:
         recording_sid=a.recording_sid,
         call_sid=_pick(a.call_sid, b.call_sid) or a.call_sid,
         status=a.status if key_a >= key_b else b.status,
-        duration_s=_largest(a.duration_s, b.duration_s),
-        channels=_largest(a.channels, b.channels),
+        duration_s=largest(a.duration_s, b.duration_s),
+        channels=largest(a.channels, b.channels),
         source=_pick(a.source, b.source),
-        started_at=_earliest(a.started_at, b.started_at),
+        started_at=earliest(a.started_at, b.started_at),
         media_url=_pick(a.media_url, b.media_url),
         error_code=_pick(a.error_code, b.error_code),
     )
@@ -322,26 +328,14 @@ def merge_transcriptions(a: Transcription, b: Transcription) -> Transcription:
         call_sid=_pick(a.call_sid, b.call_sid) or a.call_sid,
         status=a.status if key_a >= key_b else b.status,
         language_code=_pick(a.language_code, b.language_code),
-        started_at=_earliest(a.started_at, b.started_at),
-        ended_at=_earliest(a.ended_at, b.ended_at),
+        started_at=earliest(a.started_at, b.started_at),
+        ended_at=earliest(a.ended_at, b.ended_at),
         error_code=_pick(a.error_code, b.error_code),
     )
 
 
 def _pick(a: _Text | None, b: _Text | None) -> _Text | None:
     """Whichever carries a value; of two, a fixed order (never arrival) decides."""
-    if a is None or b is None:
-        return a if b is None else b
-    return min(a, b)
-
-
-def _largest(a: int | None, b: int | None) -> int | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return max(a, b)
-
-
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a if b is None else b
     return min(a, b)

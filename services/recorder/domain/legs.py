@@ -163,7 +163,8 @@ def twilio_timestamp(stamp: str) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+def earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    """The earlier of two times, either of which may be unknown (a merge: order-free)."""
     if current is None:
         return candidate
     if candidate is None:
@@ -241,11 +242,11 @@ def merge_legs(a: CallLeg, b: CallLeg) -> CallLeg:
         to_number=_pick(a.to_number, b.to_number),
         direction=merge_direction(a.direction, b.direction),
         twilio_direction=_pick(a.twilio_direction, b.twilio_direction),
-        started_at=_earliest(a.started_at, b.started_at),
-        answered_at=_earliest(a.answered_at, b.answered_at),
-        ended_at=_earliest(a.ended_at, b.ended_at),
+        started_at=earliest(a.started_at, b.started_at),
+        answered_at=earliest(a.answered_at, b.answered_at),
+        ended_at=earliest(a.ended_at, b.ended_at),
         # Twilio reports CallDuration with the terminal status; the largest report wins.
-        duration_s=_largest(a.duration_s, b.duration_s),
+        duration_s=largest(a.duration_s, b.duration_s),
         kintone_app_id=_pick(a.kintone_app_id, b.kintone_app_id),
         kintone_record_id=_pick(a.kintone_record_id, b.kintone_record_id),
         user_identity=_pick(a.user_identity, b.user_identity),
@@ -258,7 +259,8 @@ def apply_event(current: CallLeg | None, event: CallEvent, home_region: str = "J
     return seen if current is None else merge_legs(current, seen)
 
 
-def _largest(a: int | None, b: int | None) -> int | None:
+def largest(a: int | None, b: int | None) -> int | None:
+    """The larger of two numbers, either of which may be unknown (a merge: order-free)."""
     if a is None:
         return b
     if b is None:
