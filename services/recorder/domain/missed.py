@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from services.common.numbers import InvalidNumberError, parse_number
+from services.recorder.domain.customer_lookup import PhoneCaller, identify_caller
 
 MISSED = "不在着信"  # KINTONE_FIELD_RESULT's value for a missed call (section 12)
 VOICEMAIL = "留守電"  # … when a voicemail was left (voicemail_left)
@@ -197,19 +197,18 @@ def refused_mentions(
 
 def readable_number(caller: str | None, line_user_id: str | None, home_region: str = "JP") -> str:
     """The caller as people read it: ``090-1111-2222`` at home, ``+1 415-555-0100`` from
-    abroad, ``LINE`` for a LINE call, ``非通知`` when withheld or unreadable."""
+    abroad, ``LINE`` for a LINE call, ``非通知`` when withheld or unreadable (whatever
+    ``identify_caller`` would not look up as a number)."""
     if line_user_id:
         return "LINE"
-    if not caller or ":" in caller:
+    phone = identify_caller(caller, None, home_region)
+    if not isinstance(phone, PhoneCaller):
         return "非通知"
-    try:
-        number = parse_number(caller, default_region=home_region)
-    except InvalidNumberError:
-        return "非通知"
-    parsed = phonenumbers.parse(number.e164)
+    parsed = phonenumbers.parse(phone.e164)
+    at_home = phonenumbers.region_code_for_number(parsed) == home_region
     style = (
         phonenumbers.PhoneNumberFormat.NATIONAL
-        if number.region == home_region
+        if at_home
         else phonenumbers.PhoneNumberFormat.INTERNATIONAL
     )
     return phonenumbers.format_number(parsed, style)

@@ -210,6 +210,7 @@ def test_refused_mentions_by_index_by_code_else_all() -> None:
         ("+14155550100", None, "+1 415-555-0100"),
         ("sip:line-call@line-sip.example.jp", LINE_ID, "LINE"),
         ("anonymous", None, "非通知"),
+        ("+266696687", None, "非通知"),  # Twilio's keypad spelling of ANONYMOUS
         (None, None, "非通知"),
     ],
 )
